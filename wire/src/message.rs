@@ -1,0 +1,472 @@
+//! Every message of protocol version 1.
+//!
+//! A frame carries exactly one [`Message`], archived with rkyv, plus an
+//! optional raw payload (object bytes) that travels outside the archive so it
+//! is never copied through rkyv. Which kinds may carry a payload is fixed by
+//! [`MessageKind::carries_payload`].
+//!
+//! Rules that keep the format safe and stable:
+//! - No message is recursive (bytecheck validation stays bounded).
+//! - Variants and fields are only ever appended in a new protocol version;
+//!   [`MessageKind`] numbers are never reused.
+//! - Object ids travel as [`ObjectId`] (32 raw bytes).
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::object_id::{ObjectId, ObjectKind};
+
+/// The message kind byte in the frame header. Must agree with the archived
+/// [`Message`] variant (the decoder checks), so a node can route and count a
+/// frame without touching its archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum MessageKind {
+    Hello = 1,
+    HelloAck = 2,
+    AuthProof = 3,
+    AuthOk = 4,
+    Put = 10,
+    PutAck = 11,
+    Get = 12,
+    GetOk = 13,
+    Has = 14,
+    HasResult = 15,
+    Delete = 16,
+    DeleteAck = 17,
+    BatchGet = 20,
+    BatchItem = 21,
+    BatchEnd = 22,
+    Replicate = 30,
+    ReplicateAck = 31,
+    Ping = 40,
+    Pong = 41,
+    Stats = 42,
+    StatsReply = 43,
+    Error = 50,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 22] = [
+        Self::Hello,
+        Self::HelloAck,
+        Self::AuthProof,
+        Self::AuthOk,
+        Self::Put,
+        Self::PutAck,
+        Self::Get,
+        Self::GetOk,
+        Self::Has,
+        Self::HasResult,
+        Self::Delete,
+        Self::DeleteAck,
+        Self::BatchGet,
+        Self::BatchItem,
+        Self::BatchEnd,
+        Self::Replicate,
+        Self::ReplicateAck,
+        Self::Ping,
+        Self::Pong,
+        Self::Stats,
+        Self::StatsReply,
+        Self::Error,
+    ];
+
+    pub fn from_u8(byte: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| *kind as u8 == byte)
+    }
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Kinds whose frame may have a non-empty payload segment (object bytes).
+    /// Any other kind with a payload is rejected, so a peer cannot make us
+    /// buffer megabytes behind a ping.
+    pub fn carries_payload(self) -> bool {
+        matches!(
+            self,
+            Self::Put | Self::GetOk | Self::BatchItem | Self::Replicate
+        )
+    }
+
+    /// A short lower-case name, for logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hello => "hello",
+            Self::HelloAck => "hello_ack",
+            Self::AuthProof => "auth_proof",
+            Self::AuthOk => "auth_ok",
+            Self::Put => "put",
+            Self::PutAck => "put_ack",
+            Self::Get => "get",
+            Self::GetOk => "get_ok",
+            Self::Has => "has",
+            Self::HasResult => "has_result",
+            Self::Delete => "delete",
+            Self::DeleteAck => "delete_ack",
+            Self::BatchGet => "batch_get",
+            Self::BatchItem => "batch_item",
+            Self::BatchEnd => "batch_end",
+            Self::Replicate => "replicate",
+            Self::ReplicateAck => "replicate_ack",
+            Self::Ping => "ping",
+            Self::Pong => "pong",
+            Self::Stats => "stats",
+            Self::StatsReply => "stats_reply",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who opened a connection.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+#[repr(u8)]
+pub enum PeerRole {
+    /// A frontend linking `stratum-client`, or an operator tool.
+    Client = 1,
+    /// Another node (replication, forwarding).
+    Node = 2,
+}
+
+/// First frame on every connection, sent by the side that connected.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Hello {
+    /// Highest protocol version the sender speaks.
+    pub protocol_version: u16,
+    pub role: PeerRole,
+    /// The sender's node id when `role` is `Node`.
+    pub node_id: Option<u32>,
+    /// The topology epoch the sender routes by (0: none yet).
+    pub topology_epoch: u64,
+    /// Free text for logs ("stratum-client/0.1.0"); bounded by the frame's
+    /// message limit like everything else.
+    pub agent: String,
+}
+
+/// The node's answer to [`Hello`]: what a client needs to route directly.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct HelloAck {
+    pub protocol_version: u16,
+    pub node_id: u32,
+    /// The shard (core) this connection is served by.
+    pub shard_id: u16,
+    pub shard_count: u16,
+    pub topology_epoch: u64,
+    /// Present when the cluster has a secret: the client must answer with
+    /// [`AuthProof`] before any other request.
+    pub auth_challenge: Option<[u8; 32]>,
+}
+
+/// Proof of the cluster secret: a MAC of the challenge (the secret itself is
+/// never sent). Answered by `AuthOk` or an `Unauthorized` error.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct AuthProof {
+    pub mac: [u8; 32],
+}
+
+/// Store an object. Payload: the object's content (without Git header).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Put {
+    pub id: ObjectId,
+    pub kind: ObjectKind,
+}
+
+/// Whether a write changed anything.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+#[repr(u8)]
+pub enum PutOutcome {
+    /// Written and durable.
+    Stored = 1,
+    /// Already held durably; nothing written.
+    AlreadyPresent = 2,
+}
+
+/// A put is durable on `durable_replicas` nodes (at least the write quorum).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct PutAck {
+    pub id: ObjectId,
+    pub outcome: PutOutcome,
+    pub durable_replicas: u8,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Get {
+    pub id: ObjectId,
+}
+
+/// A found object. Payload: its content.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct GetOk {
+    pub id: ObjectId,
+    pub kind: ObjectKind,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Has {
+    pub id: ObjectId,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct HasResult {
+    pub id: ObjectId,
+    pub present: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Delete {
+    pub id: ObjectId,
+}
+
+/// The tombstone is durable. `existed` tells whether there was a live object.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct DeleteAck {
+    pub id: ObjectId,
+    pub existed: bool,
+}
+
+/// Fetch many objects. Answered by one `BatchItem` per id, in any order, as
+/// each is read, then one `BatchEnd`; all frames carry the request's id.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct BatchGet {
+    pub ids: Vec<ObjectId>,
+}
+
+/// What happened to one id of a batch.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum BatchStatus {
+    /// Payload holds the content.
+    Found(ObjectKind),
+    NotFound,
+    Failed(ErrorCode),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct BatchItem {
+    /// Position of `id` in the request's `ids`.
+    pub index: u32,
+    pub id: ObjectId,
+    pub status: BatchStatus,
+}
+
+/// End of a batch's stream; counts let the receiver check it saw everything.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct BatchEnd {
+    pub found: u32,
+    pub not_found: u32,
+    pub failed: u32,
+}
+
+/// Node to node: store a replica. Payload: the object's content.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Replicate {
+    pub id: ObjectId,
+    pub kind: ObjectKind,
+    /// Node that coordinates the put.
+    pub coordinator: u32,
+    /// The coordinator's topology epoch.
+    pub topology_epoch: u64,
+    /// A replay of a hinted handoff rather than a live put.
+    pub hinted: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ReplicateAck {
+    pub id: ObjectId,
+    pub outcome: PutOutcome,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Ping {
+    pub nonce: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Pong {
+    pub nonce: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Stats {
+    /// Ask for every shard of the node, not just the one answering.
+    pub all_shards: bool,
+}
+
+/// One named counter or gauge.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct StatEntry {
+    pub name: String,
+    pub shard_id: u16,
+    pub value: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct StatsReply {
+    pub node_id: u32,
+    pub shard_count: u16,
+    pub topology_epoch: u64,
+    pub entries: Vec<StatEntry>,
+}
+
+/// Why a request failed. Numbers are stable across versions.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+#[repr(u8)]
+pub enum ErrorCode {
+    NotFound = 1,
+    /// The shard is at its in-flight limit; retry later.
+    Busy = 2,
+    /// The payload does not hash to the id it was sent with.
+    HashMismatch = 3,
+    /// The object exceeds the node's maximum object size.
+    TooLarge = 4,
+    /// Authentication is required or failed.
+    Unauthorized = 5,
+    /// The sender routed by an older topology; `ErrorReply::topology_epoch`
+    /// holds the node's.
+    StaleTopology = 6,
+    /// Fewer than the write quorum (or no replica, for reads) answered; see
+    /// `ErrorReply::replicas`.
+    Unavailable = 7,
+    /// The shard takes no writes (disk full); reads still work.
+    ReadOnly = 8,
+    /// The shard failed stop after an I/O error it cannot recover from.
+    ShardFailed = 9,
+    /// The request was well-framed but made no sense (e.g. an empty batch).
+    BadRequest = 10,
+    UnsupportedVersion = 11,
+    Timeout = 12,
+    /// The stored bytes failed their checks; the object is quarantined.
+    Corrupt = 13,
+    Internal = 14,
+}
+
+/// What one replica answered, for `Unavailable`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ReplicaFailure {
+    pub node_id: u32,
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub detail: String,
+    /// The answering node's topology epoch.
+    pub topology_epoch: u64,
+    /// Per-replica outcomes (only for `Unavailable`).
+    pub replicas: Vec<ReplicaFailure>,
+}
+
+/// One protocol message. See [`MessageKind`] for the header byte of each.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum Message {
+    Hello(Hello),
+    HelloAck(HelloAck),
+    AuthProof(AuthProof),
+    AuthOk,
+    Put(Put),
+    PutAck(PutAck),
+    Get(Get),
+    GetOk(GetOk),
+    Has(Has),
+    HasResult(HasResult),
+    Delete(Delete),
+    DeleteAck(DeleteAck),
+    BatchGet(BatchGet),
+    BatchItem(BatchItem),
+    BatchEnd(BatchEnd),
+    Replicate(Replicate),
+    ReplicateAck(ReplicateAck),
+    Ping(Ping),
+    Pong(Pong),
+    Stats(Stats),
+    StatsReply(StatsReply),
+    Error(ErrorReply),
+}
+
+macro_rules! kind_of {
+    ($value:expr, $enum:ident) => {
+        match $value {
+            $enum::Hello(_) => MessageKind::Hello,
+            $enum::HelloAck(_) => MessageKind::HelloAck,
+            $enum::AuthProof(_) => MessageKind::AuthProof,
+            $enum::AuthOk => MessageKind::AuthOk,
+            $enum::Put(_) => MessageKind::Put,
+            $enum::PutAck(_) => MessageKind::PutAck,
+            $enum::Get(_) => MessageKind::Get,
+            $enum::GetOk(_) => MessageKind::GetOk,
+            $enum::Has(_) => MessageKind::Has,
+            $enum::HasResult(_) => MessageKind::HasResult,
+            $enum::Delete(_) => MessageKind::Delete,
+            $enum::DeleteAck(_) => MessageKind::DeleteAck,
+            $enum::BatchGet(_) => MessageKind::BatchGet,
+            $enum::BatchItem(_) => MessageKind::BatchItem,
+            $enum::BatchEnd(_) => MessageKind::BatchEnd,
+            $enum::Replicate(_) => MessageKind::Replicate,
+            $enum::ReplicateAck(_) => MessageKind::ReplicateAck,
+            $enum::Ping(_) => MessageKind::Ping,
+            $enum::Pong(_) => MessageKind::Pong,
+            $enum::Stats(_) => MessageKind::Stats,
+            $enum::StatsReply(_) => MessageKind::StatsReply,
+            $enum::Error(_) => MessageKind::Error,
+        }
+    };
+}
+
+impl Message {
+    pub fn kind(&self) -> MessageKind {
+        kind_of!(self, Message)
+    }
+}
+
+impl ArchivedMessage {
+    pub fn kind(&self) -> MessageKind {
+        kind_of!(self, ArchivedMessage)
+    }
+}
+
+impl ErrorReply {
+    /// An error with no per-replica detail.
+    pub fn new(code: ErrorCode, detail: impl Into<String>, topology_epoch: u64) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            topology_epoch,
+            replicas: Vec::new(),
+        }
+    }
+}
