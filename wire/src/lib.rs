@@ -10,12 +10,13 @@
 //! Client and node link this same crate, so they cannot disagree on where an
 //! object lives or how it is framed.
 
+pub mod catalogue;
 pub mod frame;
 pub mod message;
 pub mod object_id;
 
+pub use catalogue::{Message, MessageKind, MessageRef};
 pub use frame::{Frame, FrameDecoder, FrameEncoder, FrameError, FrameLimits};
-pub use message::{Message, MessageKind};
 pub use object_id::{ObjectId, ObjectIdError, ObjectKind};
 pub mod placement;
 

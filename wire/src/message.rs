@@ -1,9 +1,11 @@
 //! Every message of protocol version 1.
 //!
-//! A frame carries exactly one [`Message`], archived with rkyv, plus an
-//! optional raw payload (object bytes) that travels outside the archive so it
-//! is never copied through rkyv. Which kinds may carry a payload is fixed by
-//! [`MessageKind::carries_payload`].
+//! A frame carries exactly one message struct, archived with rkyv on its own
+//! (the frame header's kind byte says which), plus an optional raw payload
+//! (object bytes) that travels outside the archive so it is never copied
+//! through rkyv. Which kinds may carry a payload is fixed by
+//! [`MessageKind::carries_payload`]. The catalogue itself — kind numbers and
+//! the [`Message`] / [`MessageRef`] enums — is in [`crate::catalogue`].
 //!
 //! Rules that keep the format safe and stable:
 //! - No message is recursive (bytecheck validation stays bounded).
@@ -15,114 +17,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::object_id::{ObjectId, ObjectKind};
 
-/// The message kind byte in the frame header. Must agree with the archived
-/// [`Message`] variant (the decoder checks), so a node can route and count a
-/// frame without touching its archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum MessageKind {
-    Hello = 1,
-    HelloAck = 2,
-    AuthProof = 3,
-    AuthOk = 4,
-    Put = 10,
-    PutAck = 11,
-    Get = 12,
-    GetOk = 13,
-    Has = 14,
-    HasResult = 15,
-    Delete = 16,
-    DeleteAck = 17,
-    BatchGet = 20,
-    BatchItem = 21,
-    BatchEnd = 22,
-    Replicate = 30,
-    ReplicateAck = 31,
-    Ping = 40,
-    Pong = 41,
-    Stats = 42,
-    StatsReply = 43,
-    Error = 50,
-}
-
-impl MessageKind {
-    pub const ALL: [MessageKind; 22] = [
-        Self::Hello,
-        Self::HelloAck,
-        Self::AuthProof,
-        Self::AuthOk,
-        Self::Put,
-        Self::PutAck,
-        Self::Get,
-        Self::GetOk,
-        Self::Has,
-        Self::HasResult,
-        Self::Delete,
-        Self::DeleteAck,
-        Self::BatchGet,
-        Self::BatchItem,
-        Self::BatchEnd,
-        Self::Replicate,
-        Self::ReplicateAck,
-        Self::Ping,
-        Self::Pong,
-        Self::Stats,
-        Self::StatsReply,
-        Self::Error,
-    ];
-
-    pub fn from_u8(byte: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| *kind as u8 == byte)
-    }
-
-    pub fn as_u8(self) -> u8 {
-        self as u8
-    }
-
-    /// Kinds whose frame may have a non-empty payload segment (object bytes).
-    /// Any other kind with a payload is rejected, so a peer cannot make us
-    /// buffer megabytes behind a ping.
-    pub fn carries_payload(self) -> bool {
-        matches!(
-            self,
-            Self::Put | Self::GetOk | Self::BatchItem | Self::Replicate
-        )
-    }
-
-    /// A short lower-case name, for logs and metric labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Hello => "hello",
-            Self::HelloAck => "hello_ack",
-            Self::AuthProof => "auth_proof",
-            Self::AuthOk => "auth_ok",
-            Self::Put => "put",
-            Self::PutAck => "put_ack",
-            Self::Get => "get",
-            Self::GetOk => "get_ok",
-            Self::Has => "has",
-            Self::HasResult => "has_result",
-            Self::Delete => "delete",
-            Self::DeleteAck => "delete_ack",
-            Self::BatchGet => "batch_get",
-            Self::BatchItem => "batch_item",
-            Self::BatchEnd => "batch_end",
-            Self::Replicate => "replicate",
-            Self::ReplicateAck => "replicate_ack",
-            Self::Ping => "ping",
-            Self::Pong => "pong",
-            Self::Stats => "stats",
-            Self::StatsReply => "stats_reply",
-            Self::Error => "error",
-        }
-    }
-}
-
-impl std::fmt::Display for MessageKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::catalogue::{Message, MessageKind, MessageRef};
 
 /// Who opened a connection.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +44,9 @@ pub struct Hello {
     /// Free text for logs ("stratum-client/0.1.0"); bounded by the frame's
     /// message limit like everything else.
     pub agent: String,
+    /// Random nonce the node must MAC in [`AuthOk`], so the client knows the
+    /// node holds the cluster secret too (mutual authentication).
+    pub auth_nonce: [u8; 32],
 }
 
 /// The node's answer to [`Hello`]: what a client needs to route directly.
@@ -167,10 +65,18 @@ pub struct HelloAck {
 }
 
 /// Proof of the cluster secret: a MAC of the challenge (the secret itself is
-/// never sent). Answered by `AuthOk` or an `Unauthorized` error.
+/// never sent). Answered by [`AuthOk`] or an `Unauthorized` error.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct AuthProof {
+    pub mac: [u8; 32],
+}
+
+/// The node accepted the proof, and proves the secret in turn: a MAC of the
+/// client's [`Hello::auth_nonce`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct AuthOk {
     pub mac: [u8; 32],
 }
 
@@ -388,75 +294,6 @@ pub struct ErrorReply {
     pub topology_epoch: u64,
     /// Per-replica outcomes (only for `Unavailable`).
     pub replicas: Vec<ReplicaFailure>,
-}
-
-/// One protocol message. See [`MessageKind`] for the header byte of each.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[rkyv(derive(Debug))]
-pub enum Message {
-    Hello(Hello),
-    HelloAck(HelloAck),
-    AuthProof(AuthProof),
-    AuthOk,
-    Put(Put),
-    PutAck(PutAck),
-    Get(Get),
-    GetOk(GetOk),
-    Has(Has),
-    HasResult(HasResult),
-    Delete(Delete),
-    DeleteAck(DeleteAck),
-    BatchGet(BatchGet),
-    BatchItem(BatchItem),
-    BatchEnd(BatchEnd),
-    Replicate(Replicate),
-    ReplicateAck(ReplicateAck),
-    Ping(Ping),
-    Pong(Pong),
-    Stats(Stats),
-    StatsReply(StatsReply),
-    Error(ErrorReply),
-}
-
-macro_rules! kind_of {
-    ($value:expr, $enum:ident) => {
-        match $value {
-            $enum::Hello(_) => MessageKind::Hello,
-            $enum::HelloAck(_) => MessageKind::HelloAck,
-            $enum::AuthProof(_) => MessageKind::AuthProof,
-            $enum::AuthOk => MessageKind::AuthOk,
-            $enum::Put(_) => MessageKind::Put,
-            $enum::PutAck(_) => MessageKind::PutAck,
-            $enum::Get(_) => MessageKind::Get,
-            $enum::GetOk(_) => MessageKind::GetOk,
-            $enum::Has(_) => MessageKind::Has,
-            $enum::HasResult(_) => MessageKind::HasResult,
-            $enum::Delete(_) => MessageKind::Delete,
-            $enum::DeleteAck(_) => MessageKind::DeleteAck,
-            $enum::BatchGet(_) => MessageKind::BatchGet,
-            $enum::BatchItem(_) => MessageKind::BatchItem,
-            $enum::BatchEnd(_) => MessageKind::BatchEnd,
-            $enum::Replicate(_) => MessageKind::Replicate,
-            $enum::ReplicateAck(_) => MessageKind::ReplicateAck,
-            $enum::Ping(_) => MessageKind::Ping,
-            $enum::Pong(_) => MessageKind::Pong,
-            $enum::Stats(_) => MessageKind::Stats,
-            $enum::StatsReply(_) => MessageKind::StatsReply,
-            $enum::Error(_) => MessageKind::Error,
-        }
-    };
-}
-
-impl Message {
-    pub fn kind(&self) -> MessageKind {
-        kind_of!(self, Message)
-    }
-}
-
-impl ArchivedMessage {
-    pub fn kind(&self) -> MessageKind {
-        kind_of!(self, ArchivedMessage)
-    }
 }
 
 impl ErrorReply {

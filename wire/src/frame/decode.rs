@@ -7,13 +7,12 @@
 //! merely claims. A peer that announces 64 MiB and sends 10 bytes costs us
 //! about 10 bytes.
 
-use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use crate::catalogue::{Message, MessageKind, MessageRef};
 use crate::frame::error::FrameError;
 use crate::frame::header::{FrameHeader, CRC_COVERED_HEADER_LEN, HEADER_LEN};
 use crate::frame::FrameLimits;
-use crate::message::{ArchivedMessage, Message, MessageKind};
 
 /// First allocation for a body buffer; later growth doubles.
 const INITIAL_BODY_RESERVE: usize = 4096;
@@ -42,16 +41,17 @@ impl Frame {
     }
 
     /// The message, read in place from the archive (zero-copy).
-    pub fn message(&self) -> &ArchivedMessage {
-        // SAFETY: `Frame` is only built by `FrameDecoder::complete`, after
-        // `rkyv::access` validated exactly these bytes as an `ArchivedMessage`.
+    pub fn message(&self) -> MessageRef<'_> {
+        // SAFETY: `Frame` is only built by `complete`, after
+        // `MessageRef::check` validated exactly these bytes for this kind.
         // The buffer is private, never mutated, and aligned (AlignedVec).
-        unsafe { rkyv::access_unchecked::<ArchivedMessage>(&self.message) }
+        unsafe { MessageRef::new_unchecked(self.header.kind, &self.message) }
     }
 
     /// The message as an owned value (allocates for strings and lists).
     pub fn to_message(&self) -> Result<Message, FrameError> {
-        rkyv::deserialize::<Message, rancor::Error>(self.message())
+        self.message()
+            .to_owned_message()
             .map_err(FrameError::CorruptArchive)
     }
 
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Frame")
             .field("header", &self.header)
-            .field("message", self.message())
+            .field("message", &self.message())
             .field("payload_len", &self.payload.len())
             .finish()
     }
@@ -252,15 +252,7 @@ fn complete(body: Body) -> Result<Frame, FrameError> {
             actual,
         });
     }
-    let archived = rkyv::access::<ArchivedMessage, rancor::Error>(&body.message)
-        .map_err(FrameError::CorruptArchive)?;
-    let archived_kind = archived.kind();
-    if archived_kind != body.header.kind {
-        return Err(FrameError::KindMismatch {
-            header: body.header.kind,
-            archived: archived_kind,
-        });
-    }
+    MessageRef::check(body.header.kind, &body.message).map_err(FrameError::CorruptArchive)?;
     Ok(Frame {
         header: body.header,
         message: body.message,

@@ -2,14 +2,13 @@
 //! serialization buffers warm so encoding a frame allocates nothing once the
 //! buffers have grown to the largest message seen.
 
-use rkyv::rancor;
 use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 
+use crate::catalogue::Message;
 use crate::frame::error::EncodeError;
 use crate::frame::header::{FrameHeader, CRC_COVERED_HEADER_LEN, HEADER_LEN, PROTOCOL_VERSION};
 use crate::frame::FrameLimits;
-use crate::message::Message;
 
 pub struct FrameEncoder {
     limits: FrameLimits,
@@ -65,12 +64,9 @@ impl FrameEncoder {
             })?;
 
         self.scratch.clear();
-        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-            message,
-            &mut self.scratch,
-            self.arena.acquire(),
-        )
-        .map_err(EncodeError::Serialize)?;
+        message
+            .archive_into(&mut self.scratch, &mut self.arena)
+            .map_err(EncodeError::Serialize)?;
         let message_len = u32::try_from(self.scratch.len())
             .ok()
             .filter(|len| *len <= self.limits.max_message_len)

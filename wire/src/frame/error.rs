@@ -1,7 +1,7 @@
 //! Why a frame was refused. Every variant is a distinct failure a receiver
 //! may want to count or log separately; none of them is reached by a panic.
 
-use crate::message::MessageKind;
+use crate::catalogue::MessageKind;
 
 /// A received frame failed a check. After any of these the byte stream can
 /// no longer be trusted to be in sync: close the connection.
@@ -29,11 +29,6 @@ pub enum FrameError {
     ChecksumMismatch { expected: u32, actual: u32 },
     #[error("message archive failed validation")]
     CorruptArchive(#[source] rkyv::rancor::Error),
-    #[error("header says {header} but the archive holds {archived}")]
-    KindMismatch {
-        header: MessageKind,
-        archived: MessageKind,
-    },
     #[error("stream ended inside a frame ({have} of {needed} bytes)")]
     Truncated { needed: u64, have: u64 },
     #[error("decoder already failed on this stream")]

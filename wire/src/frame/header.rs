@@ -15,9 +15,9 @@
 //! The header is 32 bytes so that the message that follows starts 16-byte
 //! aligned relative to the frame start, which rkyv's archives need.
 
+use crate::catalogue::MessageKind;
 use crate::frame::error::FrameError;
 use crate::frame::FrameLimits;
-use crate::message::MessageKind;
 
 pub const MAGIC: [u8; 4] = *b"STRM";
 pub const PROTOCOL_VERSION: u16 = 1;

@@ -1,0 +1,252 @@
+//! The wire format is pinned: one sample frame of every message kind is
+//! compared byte for byte with `fixtures/frames_v1.hex`. If this fails, the
+//! format changed (a field, an rkyv feature, a dependency upgrade): that needs
+//! a new protocol version, not a new fixture. Regenerate only for a new
+//! version: `STRATUM_BLESS_FIXTURES=1 cargo test -p stratum-wire --test format_fixture`.
+
+use stratum_wire::message::*;
+use stratum_wire::{FrameDecoder, FrameEncoder, Message, MessageKind, ObjectId, ObjectKind};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/frames_v1.hex");
+
+fn id(seed: u8) -> ObjectId {
+    ObjectId::from_bytes(std::array::from_fn(|i| seed.wrapping_add(i as u8)))
+}
+
+/// One fixed sample per kind, with the payload its kind carries.
+fn samples() -> Vec<(Message, Vec<u8>)> {
+    vec![
+        (
+            Message::Hello(Hello {
+                protocol_version: 1,
+                role: PeerRole::Node,
+                node_id: Some(3),
+                topology_epoch: 7,
+                agent: "stratum-fixture/1".into(),
+                auth_nonce: [0x5A; 32],
+            }),
+            vec![],
+        ),
+        (
+            Message::HelloAck(HelloAck {
+                protocol_version: 1,
+                node_id: 3,
+                shard_id: 1,
+                shard_count: 2,
+                topology_epoch: 7,
+                auth_challenge: Some([0xAB; 32]),
+            }),
+            vec![],
+        ),
+        (Message::AuthProof(AuthProof { mac: [0xCD; 32] }), vec![]),
+        (Message::AuthOk(AuthOk { mac: [0xEF; 32] }), vec![]),
+        (
+            Message::Put(Put {
+                id: ObjectId::compute(ObjectKind::Blob, b"hello\n"),
+                kind: ObjectKind::Blob,
+            }),
+            b"hello\n".to_vec(),
+        ),
+        (
+            Message::PutAck(PutAck {
+                id: id(1),
+                outcome: PutOutcome::Stored,
+                durable_replicas: 2,
+            }),
+            vec![],
+        ),
+        (Message::Get(Get { id: id(2) }), vec![]),
+        (
+            Message::GetOk(GetOk {
+                id: id(3),
+                kind: ObjectKind::Tree,
+            }),
+            vec![1, 2, 3],
+        ),
+        (Message::Has(Has { id: id(4) }), vec![]),
+        (
+            Message::HasResult(HasResult {
+                id: id(5),
+                present: true,
+            }),
+            vec![],
+        ),
+        (Message::Delete(Delete { id: id(6) }), vec![]),
+        (
+            Message::DeleteAck(DeleteAck {
+                id: id(7),
+                existed: false,
+            }),
+            vec![],
+        ),
+        (
+            Message::BatchGet(BatchGet {
+                ids: vec![id(8), id(9)],
+            }),
+            vec![],
+        ),
+        (
+            Message::BatchItem(BatchItem {
+                index: 1,
+                id: id(9),
+                status: BatchStatus::Found(ObjectKind::Commit),
+            }),
+            b"tree x\n".to_vec(),
+        ),
+        (
+            Message::BatchEnd(BatchEnd {
+                found: 1,
+                not_found: 1,
+                failed: 0,
+            }),
+            vec![],
+        ),
+        (
+            Message::Replicate(Replicate {
+                id: id(10),
+                kind: ObjectKind::Tag,
+                coordinator: 1,
+                topology_epoch: 7,
+                hinted: true,
+            }),
+            vec![9; 5],
+        ),
+        (
+            Message::ReplicateAck(ReplicateAck {
+                id: id(10),
+                outcome: PutOutcome::AlreadyPresent,
+            }),
+            vec![],
+        ),
+        (
+            Message::Ping(Ping {
+                nonce: 0x0102_0304_0506_0708,
+            }),
+            vec![],
+        ),
+        (
+            Message::Pong(Pong {
+                nonce: 0x0102_0304_0506_0708,
+            }),
+            vec![],
+        ),
+        (Message::Stats(Stats { all_shards: true }), vec![]),
+        (
+            Message::StatsReply(StatsReply {
+                node_id: 3,
+                shard_count: 2,
+                topology_epoch: 7,
+                entries: vec![StatEntry {
+                    name: "objects".into(),
+                    shard_id: 0,
+                    value: 12345,
+                }],
+            }),
+            vec![],
+        ),
+        (
+            Message::Error(ErrorReply {
+                code: ErrorCode::Unavailable,
+                detail: "1 of 2 replicas".into(),
+                topology_epoch: 7,
+                replicas: vec![ReplicaFailure {
+                    node_id: 2,
+                    code: ErrorCode::Timeout,
+                    detail: "no answer in 2s".into(),
+                }],
+            }),
+            vec![],
+        ),
+    ]
+}
+
+fn encode_samples() -> Vec<(MessageKind, Vec<u8>)> {
+    let mut encoder = FrameEncoder::default();
+    samples()
+        .into_iter()
+        .enumerate()
+        .map(|(index, (message, payload))| {
+            let mut bytes = Vec::new();
+            encoder
+                .encode(
+                    &mut bytes,
+                    0x1122_3344_5566_7700 + index as u64,
+                    &message,
+                    &payload,
+                )
+                .expect("encode");
+            (message.kind(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn samples_cover_every_kind() {
+    let kinds: Vec<MessageKind> = samples()
+        .iter()
+        .map(|(message, _)| message.kind())
+        .collect();
+    assert_eq!(kinds, MessageKind::ALL.to_vec());
+}
+
+#[test]
+fn encoding_matches_the_pinned_bytes() {
+    let encoded = encode_samples();
+    let text: String = encoded
+        .iter()
+        .map(|(kind, bytes)| format!("{} {}\n", kind.name(), hex::encode(bytes)))
+        .collect();
+    if std::env::var_os("STRATUM_BLESS_FIXTURES").is_some() {
+        std::fs::write(FIXTURE, &text).expect("write fixture");
+    }
+    let pinned = std::fs::read_to_string(FIXTURE).expect("fixture file");
+    for (line, (expected, actual)) in pinned.lines().zip(text.lines()).enumerate() {
+        assert_eq!(
+            actual, expected,
+            "frame {line} drifted from the pinned format"
+        );
+    }
+    assert_eq!(pinned.lines().count(), text.lines().count());
+}
+
+#[test]
+fn pinned_bytes_decode_to_the_samples() {
+    let pinned = std::fs::read_to_string(FIXTURE).expect("fixture file");
+    let mut decoder = FrameDecoder::default();
+    for (line, (message, payload)) in pinned.lines().zip(samples()) {
+        let (_, hex_bytes) = line.split_once(' ').expect("name and hex");
+        let bytes = hex::decode(hex_bytes).expect("hex");
+        let mut input = &bytes[..];
+        let frame = decoder
+            .decode(&mut input)
+            .expect("valid")
+            .expect("whole frame");
+        assert!(input.is_empty());
+        assert_eq!(frame.to_message().expect("deserialize"), message);
+        assert_eq!(frame.payload(), &payload[..]);
+    }
+}
+
+#[test]
+fn ping_header_and_archive_match_the_documented_layout() {
+    // Written out by hand from ARCHITECTURE.md, independent of the encoder.
+    let (_, ping) = encode_samples()
+        .into_iter()
+        .find(|(kind, _)| *kind == MessageKind::Ping)
+        .expect("ping sample");
+    assert_eq!(&ping[0..4], b"STRM");
+    assert_eq!(&ping[4..6], &[1, 0], "version 1, little-endian");
+    assert_eq!(ping[6], 40, "kind: ping");
+    assert_eq!(ping[7], 0, "flags");
+    assert_eq!(&ping[8..16], &(0x1122_3344_5566_7711u64).to_le_bytes());
+    assert_eq!(&ping[16..20], &[8, 0, 0, 0], "message_len");
+    assert_eq!(&ping[20..24], &[0, 0, 0, 0], "payload_len");
+    assert_eq!(&ping[28..32], &[0, 0, 0, 0], "reserved");
+    // Archive: the bare Ping struct, i.e. the nonce as u64 LE.
+    assert_eq!(&ping[32..40], &[8, 7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(ping.len(), 40);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&ping[..24]);
+    crc.update(&ping[32..]);
+    assert_eq!(&ping[24..28], &crc.finalize().to_le_bytes());
+}
