@@ -77,12 +77,13 @@ impl Placement {
 
     /// The object's replicas with the owning shard on each node.
     pub fn replicas<'a>(&'a self, id: &'a ObjectId) -> impl Iterator<Item = Replica<'a>> + 'a {
-        self.ring.replicas(id).iter().filter_map(move |node_id| {
-            let node = self.node(*node_id)?;
-            Some(Replica {
+        let nodes = self.topology.nodes();
+        self.ring.replica_slots(id).iter().map(move |slot| {
+            let node = &nodes[usize::from(*slot)];
+            Replica {
                 node,
                 shard: shard_of(id, node.shards),
-            })
+            }
         })
     }
 

@@ -35,6 +35,9 @@ pub struct HashRing {
     /// `replicas[i * width .. (i + 1) * width]`: the replica set (node ids)
     /// of objects that land on point `i`.
     replicas: Vec<u32>,
+    /// The same sets as positions in the `node_ids` slice the ring was built
+    /// from, so callers index their node table instead of hashing ids.
+    replica_slots: Vec<u16>,
     /// Replica set size: min(replication factor, node count).
     width: usize,
 }
@@ -53,10 +56,16 @@ impl HashRing {
             "replication factor must be positive"
         );
         assert!(vnodes_per_node > 0, "a node needs at least one vnode");
-        let mut points: Vec<(u64, u32)> = node_ids
+        assert!(
+            node_ids.len() <= usize::from(u16::MAX),
+            "node slots are u16"
+        );
+        let mut points: Vec<(u64, u32, u16)> = node_ids
             .iter()
-            .flat_map(|node| {
-                (0..vnodes_per_node).map(move |vnode| (vnode_position(*node, vnode), *node))
+            .enumerate()
+            .flat_map(|(slot, node)| {
+                (0..vnodes_per_node)
+                    .map(move |vnode| (vnode_position(*node, vnode), *node, slot as u16))
             })
             .collect();
         // Ties (astronomically rare) are broken by node id, so every process
@@ -65,20 +74,23 @@ impl HashRing {
 
         let width = replication_factor.min(node_ids.len());
         let mut replicas = Vec::with_capacity(points.len() * width);
+        let mut replica_slots = Vec::with_capacity(points.len() * width);
         for start in 0..points.len() {
             let set_start = replicas.len();
             let mut step = 0;
             while replicas.len() - set_start < width {
-                let (_, node) = points[(start + step) % points.len()];
+                let (_, node, slot) = points[(start + step) % points.len()];
                 if !replicas[set_start..].contains(&node) {
                     replicas.push(node);
+                    replica_slots.push(slot);
                 }
                 step += 1;
             }
         }
         Self {
-            positions: points.iter().map(|(position, _)| *position).collect(),
+            positions: points.iter().map(|(position, _, _)| *position).collect(),
             replicas,
+            replica_slots,
             width,
         }
     }
@@ -92,6 +104,13 @@ impl HashRing {
     pub fn replicas_for_key(&self, key: u64) -> &[u32] {
         let point = self.point_for_key(key);
         &self.replicas[point * self.width..(point + 1) * self.width]
+    }
+
+    /// The replica set as positions in the `node_ids` slice given to
+    /// [`HashRing::new`].
+    pub fn replica_slots(&self, id: &ObjectId) -> &[u16] {
+        let point = self.point_for_key(id.ring_key());
+        &self.replica_slots[point * self.width..(point + 1) * self.width]
     }
 
     /// The node that owns an object's key range (first of its replica set).
