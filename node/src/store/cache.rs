@@ -1,0 +1,144 @@
+//! A per-shard cache of hot objects, bounded in bytes, with CLOCK
+//! (second-chance) eviction. Only objects that passed their checks enter it,
+//! so a hit is served without re-verification.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use stratum_wire::{ObjectId, ObjectKind};
+
+struct Entry {
+    kind: ObjectKind,
+    content: Rc<[u8]>,
+    referenced: bool,
+}
+
+pub struct ObjectCache {
+    map: HashMap<ObjectId, Entry, ahash::RandomState>,
+    clock: VecDeque<ObjectId>,
+    bytes: usize,
+    capacity: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// Fixed per-entry overhead charged against the budget (map slot, clock
+/// slot, Rc header), so a cache of tiny objects stays bounded too.
+const ENTRY_OVERHEAD: usize = 96;
+
+impl ObjectCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::default(),
+            clock: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn get(&mut self, id: &ObjectId) -> Option<(ObjectKind, Rc<[u8]>)> {
+        match self.map.get_mut(id) {
+            Some(entry) => {
+                entry.referenced = true;
+                self.hits += 1;
+                Some((entry.kind, Rc::clone(&entry.content)))
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub fn insert(&mut self, id: ObjectId, kind: ObjectKind, content: Rc<[u8]>) {
+        let cost = content.len() + ENTRY_OVERHEAD;
+        // One object may not take more than an eighth of the cache: a large
+        // blob read once must not flush everything hot.
+        if cost > self.capacity / 8 || self.map.contains_key(&id) {
+            return;
+        }
+        while self.bytes + cost > self.capacity {
+            if !self.evict_one() {
+                return;
+            }
+        }
+        self.bytes += cost;
+        self.map.insert(
+            id,
+            Entry {
+                kind,
+                content,
+                referenced: false,
+            },
+        );
+        self.clock.push_back(id);
+    }
+
+    pub fn remove(&mut self, id: &ObjectId) {
+        if let Some(entry) = self.map.remove(id) {
+            self.bytes -= entry.content.len() + ENTRY_OVERHEAD;
+        }
+        // The clock slot is dropped lazily by eviction.
+    }
+
+    fn evict_one(&mut self) -> bool {
+        while let Some(id) = self.clock.pop_front() {
+            let Some(entry) = self.map.get_mut(&id) else {
+                continue; // removed earlier
+            };
+            if entry.referenced {
+                entry.referenced = false;
+                self.clock.push_back(id);
+                continue;
+            }
+            self.remove(&id);
+            return true;
+        }
+        false
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u32) -> ObjectId {
+        ObjectId::compute(ObjectKind::Blob, &i.to_le_bytes())
+    }
+
+    #[test]
+    fn stays_within_its_byte_budget_and_keeps_hot_entries() {
+        let mut cache = ObjectCache::new(64 * 1024);
+        let content: Rc<[u8]> = vec![7u8; 1000].into();
+        cache.insert(id(0), ObjectKind::Blob, Rc::clone(&content));
+        for i in 1..1000 {
+            assert!(cache.get(&id(0)).is_some(), "hot entry evicted at {i}");
+            cache.insert(id(i), ObjectKind::Blob, Rc::clone(&content));
+            assert!(cache.bytes() <= 64 * 1024);
+        }
+        assert!(cache.len() < 70);
+        cache.remove(&id(0));
+        assert!(cache.get(&id(0)).is_none());
+    }
+
+    #[test]
+    fn refuses_objects_larger_than_an_eighth() {
+        let mut cache = ObjectCache::new(8000);
+        cache.insert(id(1), ObjectKind::Blob, vec![0u8; 1000].into());
+        assert!(cache.is_empty());
+    }
+}

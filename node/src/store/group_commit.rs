@@ -1,0 +1,454 @@
+//! Group commit: the shard's one writer task.
+//!
+//! Puts and deletes queue here. The writer takes the first waiting op at
+//! once (a lone put is never delayed waiting for company), then everything
+//! else already queued, up to `max_batch_bytes`; while that batch's write and
+//! `fdatasync` are in flight, new ops queue up and form the next batch. So
+//! batch size follows load with no timer.
+//!
+//! A batch is laid out at the segment tail (always block-aligned), padded
+//! with zeros to the block size, written, and fdatasync'd. Only then are
+//! index entries published and callers answered: a reader never sees an
+//! object that is not durable, and no put is acknowledged before its bytes
+//! are on stable storage.
+//!
+//! Failures: ENOSPC puts the shard in read-only mode; any other write error
+//! or any fdatasync error makes it fail stop for writes. An fsync is never
+//! retried: after a failed fsync the kernel may have dropped the dirty pages,
+//! and a retry that "succeeds" proves nothing.
+
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+
+use stratum_wire::{ObjectId, ObjectKind};
+
+use super::error::Result;
+use super::fs::{StoreFile, StoreFs, WriteBuf};
+use super::index::{key_of, Location, MAX_SEGMENT_SLOTS};
+use super::record::{RecordHeader, HEADER_LEN};
+use super::segment::{self, SegmentHeader};
+use super::{PutOutcome, Segment, Shared, WriteMode};
+
+pub(crate) enum Op {
+    Put {
+        id: ObjectId,
+        kind: ObjectKind,
+        content: Vec<u8>,
+    },
+    Delete {
+        id: ObjectId,
+    },
+}
+
+pub(crate) enum Reply {
+    Put(PutOutcome),
+    Delete(bool),
+}
+
+pub(crate) struct WriteOp {
+    pub(crate) op: Op,
+    pub(crate) done: flume::Sender<Result<Reply>>,
+}
+
+impl WriteOp {
+    fn disk_bytes(&self) -> usize {
+        match &self.op {
+            Op::Put { content, .. } => super::record::disk_len(content.len()) as usize,
+            Op::Delete { .. } => HEADER_LEN,
+        }
+    }
+}
+
+/// Where the writer resumes, as recovery found it.
+pub(crate) struct Tail {
+    /// The segment to append to (None: start a new one).
+    pub(crate) active: Option<u16>,
+    /// Block-aligned offset of the next write in `active`.
+    pub(crate) offset: u64,
+    pub(crate) next_sequence: u64,
+}
+
+/// One record of a batch.
+struct Planned {
+    header: RecordHeader,
+    content: Option<Vec<u8>>,
+    effect: Effect,
+    /// Offset inside the batch, set by layout.
+    offset: u64,
+}
+
+enum Effect {
+    Insert,
+    /// Remove the live record found on disk.
+    RemoveExisting(Location),
+    /// Remove the record of an earlier put in this batch (by plan index).
+    RemovePlanned(usize),
+}
+
+pub(crate) struct Writer<F: StoreFs> {
+    shared: Rc<Shared<F>>,
+    active: Option<u16>,
+    tail: u64,
+    next_sequence: u64,
+}
+
+impl<F: StoreFs> Writer<F> {
+    pub(crate) fn new(shared: Rc<Shared<F>>, tail: Tail) -> Self {
+        Self {
+            shared,
+            active: tail.active,
+            tail: tail.offset,
+            next_sequence: tail.next_sequence,
+        }
+    }
+
+    pub(crate) async fn run(mut self, queue: flume::Receiver<WriteOp>) {
+        let max_batch = self.shared.config.max_batch_bytes;
+        while let Ok(first) = queue.recv_async().await {
+            let mut bytes = first.disk_bytes();
+            let mut batch = vec![first];
+            while bytes < max_batch {
+                match queue.try_recv() {
+                    Ok(op) => {
+                        bytes += op.disk_bytes();
+                        batch.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch).await;
+        }
+    }
+
+    async fn commit(&mut self, batch: Vec<WriteOp>) {
+        if self.shared.check_writable().is_err() {
+            for op in batch {
+                let _ = op
+                    .done
+                    .send(self.shared.check_writable().map(|_| Reply::Delete(false)));
+            }
+            return;
+        }
+        let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
+        let mut replies: Vec<(flume::Sender<Result<Reply>>, Result<Reply>)> =
+            Vec::with_capacity(batch.len());
+        // The state of ids this batch touches: Some(plan index) if an earlier
+        // op in the batch puts it, None if it deletes it.
+        let mut touched: HashMap<ObjectId, Option<usize>> = HashMap::new();
+
+        for WriteOp { op, done } in batch {
+            match op {
+                Op::Put { id, kind, content } => {
+                    let present = match touched.get(&id) {
+                        Some(state) => state.is_some(),
+                        None => match self.shared.find(&id).await {
+                            Ok(found) => found.is_some(),
+                            Err(err) => {
+                                replies.push((done, Err(err)));
+                                continue;
+                            }
+                        },
+                    };
+                    if present {
+                        self.shared.stats.borrow_mut().puts_deduplicated += 1;
+                        replies.push((done, Ok(Reply::Put(PutOutcome::AlreadyPresent))));
+                        continue;
+                    }
+                    touched.insert(id, Some(planned.len()));
+                    planned.push(Planned {
+                        header: RecordHeader::object(id, kind, &content),
+                        content: Some(content),
+                        effect: Effect::Insert,
+                        offset: 0,
+                    });
+                    replies.push((done, Ok(Reply::Put(PutOutcome::Stored))));
+                }
+                Op::Delete { id } => {
+                    let effect = match touched.get(&id) {
+                        Some(Some(plan)) => Some(Effect::RemovePlanned(*plan)),
+                        Some(None) => None,
+                        None => match self.shared.find(&id).await {
+                            Ok(Some((location, _))) => Some(Effect::RemoveExisting(location)),
+                            Ok(None) => None,
+                            Err(err) => {
+                                replies.push((done, Err(err)));
+                                continue;
+                            }
+                        },
+                    };
+                    let Some(effect) = effect else {
+                        replies.push((done, Ok(Reply::Delete(false))));
+                        continue;
+                    };
+                    touched.insert(id, None);
+                    planned.push(Planned {
+                        header: RecordHeader::tombstone(id),
+                        content: None,
+                        effect,
+                        offset: 0,
+                    });
+                    replies.push((done, Ok(Reply::Delete(true))));
+                }
+            }
+        }
+
+        if !planned.is_empty() {
+            if let Err(err) = self.write_durably(&mut planned).await {
+                self.enter_failure_mode(err);
+                for (done, _) in replies {
+                    let _ = done.send(self.shared.check_writable().map(|_| Reply::Delete(false)));
+                }
+                return;
+            }
+        }
+        for (done, reply) in replies {
+            let _ = done.send(reply);
+        }
+    }
+
+    /// Lays out, writes and syncs the batch, then publishes its effects.
+    async fn write_durably(&mut self, planned: &mut [Planned]) -> Result<(), WriteFailure> {
+        let records: u64 = planned.iter().map(|p| p.header.disk_len()).sum();
+        let file_for_alignment = self.active_file().await?;
+        let align = file_for_alignment.alignment() as u64;
+        let padded = records.div_ceil(align) * align;
+        if self.tail + padded > self.shared.config.segment_bytes {
+            self.rotate().await?;
+        }
+        let file = self.active_file().await?;
+        let slot = self.active.unwrap_or(0);
+        let start = self.tail;
+
+        let mut offset = 0u64;
+        for plan in planned.iter_mut() {
+            plan.offset = offset;
+            offset += plan.header.disk_len();
+        }
+
+        // Fill block-aligned buffers of at most one device I/O each.
+        let max_io = (self.shared.fs.max_io() as u64 / align).max(1) * align;
+        let mut chunks = Vec::new();
+        let mut chunk_start = 0u64;
+        while chunk_start < padded {
+            let len = max_io.min(padded - chunk_start);
+            chunks.push((chunk_start, file.alloc(len as usize)));
+            chunk_start += len;
+        }
+        for plan in planned.iter() {
+            let header = plan.header.encode();
+            copy_into(&mut chunks, max_io, plan.offset, &header);
+            if let Some(content) = &plan.content {
+                copy_into(
+                    &mut chunks,
+                    max_io,
+                    plan.offset + HEADER_LEN as u64,
+                    content,
+                );
+            }
+        }
+        let path = self.shared.segment_path(slot);
+        for (chunk_offset, buffer) in chunks {
+            let len = buffer.as_bytes().len();
+            let written = file
+                .write_at(buffer, start + chunk_offset)
+                .await
+                .map_err(|err| WriteFailure::write(&path, err))?;
+            if written != len {
+                return Err(WriteFailure::write(
+                    &path,
+                    io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short write: {written} of {len}"),
+                    ),
+                ));
+            }
+        }
+        file.fdatasync()
+            .await
+            .map_err(|err| WriteFailure::sync(&path, err))?;
+
+        // Durable: publish.
+        self.tail = start + padded;
+        let locations: Vec<Location> = planned
+            .iter()
+            .map(|plan| Location {
+                segment: slot,
+                offset: start + plan.offset,
+                len: plan.header.disk_len() as u32,
+            })
+            .collect();
+        let shared = &self.shared;
+        let mut index = shared.index.borrow_mut();
+        let mut segments = shared.segments.borrow_mut();
+        let mut cache = shared.cache.borrow_mut();
+        let mut stats = shared.stats.borrow_mut();
+        stats.group_commits += 1;
+        stats.group_commit_records += planned.len() as u64;
+        if let Some(segment) = segments.get_mut(&slot) {
+            segment.end = self.tail;
+        }
+        for (plan, location) in planned.iter_mut().zip(&locations) {
+            let id = plan.header.id;
+            let key = key_of(&id);
+            match plan.effect {
+                Effect::Insert => {
+                    index.insert(key, *location);
+                    if let Some(segment) = segments.get_mut(&slot) {
+                        segment.live_bytes += u64::from(location.len);
+                    }
+                    stats.puts_stored += 1;
+                    if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
+                        cache.insert(id, kind, Rc::from(content));
+                    }
+                }
+                Effect::RemoveExisting(old) => {
+                    index.remove(key, old);
+                    if let Some(segment) = segments.get_mut(&old.segment) {
+                        segment.live_bytes -= u64::from(old.len);
+                    }
+                    cache.remove(&id);
+                    stats.deletes += 1;
+                }
+                Effect::RemovePlanned(plan_index) => {
+                    let old = locations[plan_index];
+                    index.remove(key, old);
+                    if let Some(segment) = segments.get_mut(&old.segment) {
+                        segment.live_bytes -= u64::from(old.len);
+                    }
+                    cache.remove(&id);
+                    stats.deletes += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn active_file(&mut self) -> Result<Rc<F::File>, WriteFailure> {
+        if self.active.is_none() {
+            self.rotate().await?;
+        }
+        let slot = self.active.unwrap_or(0);
+        self.shared
+            .segments
+            .borrow()
+            .get(&slot)
+            .map(|segment| Rc::clone(&segment.file))
+            .ok_or_else(|| {
+                WriteFailure::write(
+                    &self.shared.segment_path(slot),
+                    io::Error::new(io::ErrorKind::NotFound, "active segment vanished"),
+                )
+            })
+    }
+
+    /// Starts a new segment: header written and synced, directory entry
+    /// synced, before any record goes into it.
+    async fn rotate(&mut self) -> Result<(), WriteFailure> {
+        let slot = {
+            let segments = self.shared.segments.borrow();
+            (0..MAX_SEGMENT_SLOTS).find(|slot| !segments.contains_key(slot))
+        };
+        let Some(slot) = slot else {
+            return Err(WriteFailure::NoSpace(format!(
+                "all {MAX_SEGMENT_SLOTS} segment slots are in use"
+            )));
+        };
+        let path = self.shared.segment_path(slot);
+        let file = self
+            .shared
+            .fs
+            .open(&path, true)
+            .await
+            .map_err(|err| WriteFailure::write(&path, err))?;
+        let mut block = file.alloc(segment::HEADER_LEN as usize);
+        SegmentHeader {
+            shard_id: self.shared.config.shard_id,
+            slot,
+            sequence: self.next_sequence,
+        }
+        .encode_into(block.as_mut_bytes());
+        file.write_at(block, 0)
+            .await
+            .map_err(|err| WriteFailure::write(&path, err))?;
+        file.fdatasync()
+            .await
+            .map_err(|err| WriteFailure::sync(&path, err))?;
+        self.shared
+            .fs
+            .sync_dir(&self.shared.dir)
+            .await
+            .map_err(|err| WriteFailure::sync(&self.shared.dir, err))?;
+        tracing::debug!(
+            shard = self.shared.config.shard_id,
+            slot,
+            sequence = self.next_sequence,
+            "new segment"
+        );
+        self.shared.segments.borrow_mut().insert(
+            slot,
+            Segment {
+                slot,
+                file: Rc::new(file),
+                end: segment::HEADER_LEN,
+                live_bytes: 0,
+            },
+        );
+        self.next_sequence += 1;
+        self.active = Some(slot);
+        self.tail = segment::HEADER_LEN;
+        Ok(())
+    }
+
+    fn enter_failure_mode(&self, failure: WriteFailure) {
+        let mode = match failure {
+            WriteFailure::NoSpace(reason) => WriteMode::ReadOnly(reason),
+            WriteFailure::Fatal(cause) => WriteMode::Failed(cause),
+        };
+        tracing::error!(
+            shard = self.shared.config.shard_id,
+            ?mode,
+            "shard stops taking writes"
+        );
+        *self.shared.mode.borrow_mut() = mode;
+    }
+}
+
+/// Why a batch could not be made durable.
+enum WriteFailure {
+    /// Out of space: the shard goes read-only.
+    NoSpace(String),
+    /// Anything else: the shard fails stop for writes.
+    Fatal(String),
+}
+
+impl WriteFailure {
+    fn write(path: &std::path::Path, err: io::Error) -> Self {
+        if err.raw_os_error() == Some(28) || err.kind() == io::ErrorKind::StorageFull {
+            Self::NoSpace(format!("disk full (ENOSPC) writing {}", path.display()))
+        } else {
+            Self::Fatal(format!("write to {} failed: {err}", path.display()))
+        }
+    }
+
+    /// Any fsync error is fatal, ENOSPC included: the kernel may already
+    /// have dropped the pages it could not write.
+    fn sync(path: &std::path::Path, err: io::Error) -> Self {
+        Self::Fatal(format!("fdatasync of {} failed: {err}", path.display()))
+    }
+}
+
+/// Copies `bytes` to batch offset `at`, across chunk boundaries.
+fn copy_into<B: WriteBuf>(chunks: &mut [(u64, B)], chunk_len: u64, at: u64, bytes: &[u8]) {
+    let mut position = at;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let chunk = (position / chunk_len) as usize;
+        let within = (position % chunk_len) as usize;
+        let target = chunks[chunk].1.as_mut_bytes();
+        let n = rest.len().min(target.len() - within);
+        target[within..within + n].copy_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        position += n as u64;
+    }
+}

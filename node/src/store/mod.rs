@@ -1,0 +1,497 @@
+//! The shard store: the durable object store one core owns.
+//!
+//! - [`superblock`]: what the shard is (refuses another shard id/count).
+//! - [`segment`]: append-only data files; [`record`]: what is in them.
+//! - [`index`]: key → location, in memory, ≤ 48 bytes per object.
+//! - [`group_commit`]: the writer task; concurrent puts share one write and
+//!   one `fdatasync`, and complete only once durable.
+//! - [`recovery`]: rebuilds the index at open, truncates a torn tail,
+//!   quarantines damaged records.
+//! - [`cache`]: hot objects, bounded in bytes.
+//! - [`fs`]: the I/O seam (glommio DMA in production, fault-injecting doubles
+//!   in tests).
+//!
+//! Everything here is owned by one core: `Rc` and `RefCell`, no locks. A
+//! `RefCell` borrow is never held across an `.await`.
+
+pub mod cache;
+pub mod error;
+pub mod fs;
+pub mod group_commit;
+pub mod index;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod superblock;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use stratum_wire::{ObjectId, ObjectKind};
+
+use error::Result;
+pub use error::{Corruption, StoreError};
+use fs::{StoreFile, StoreFs};
+use index::{key_of, Index, Location};
+use record::{RecordHeader, RecordType, HEADER_LEN};
+pub use recovery::RecoveryReport;
+
+/// Settings of one shard store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub shard_id: u16,
+    pub shard_count: u16,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// Largest accepted object (content bytes).
+    pub max_object_bytes: u64,
+    /// Byte budget of the hot-object cache.
+    pub cache_bytes: usize,
+    /// Most bytes gathered into one group commit (a lone larger object is
+    /// still written alone).
+    pub max_batch_bytes: usize,
+    /// Puts queued for the writer before `put` waits (backpressure).
+    pub write_queue: usize,
+}
+
+impl StoreConfig {
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
+    pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 64 << 20;
+
+    pub fn new(shard_id: u16, shard_count: u16) -> Self {
+        Self {
+            shard_id,
+            shard_count,
+            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+            max_object_bytes: Self::DEFAULT_MAX_OBJECT_BYTES,
+            cache_bytes: 64 << 20,
+            max_batch_bytes: 1 << 20,
+            write_queue: 4096,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(StoreError::Config(msg));
+        if self.shard_count == 0 || self.shard_id >= self.shard_count {
+            return fail(format!(
+                "shard id {} is not below shard count {}",
+                self.shard_id, self.shard_count
+            ));
+        }
+        if self.segment_bytes > index::MAX_SEGMENT_BYTES {
+            return fail(format!(
+                "segment_bytes {} exceeds the format's {} byte limit",
+                self.segment_bytes,
+                index::MAX_SEGMENT_BYTES
+            ));
+        }
+        let largest_record = record::disk_len(self.max_object_bytes as usize);
+        if largest_record >= index::MAX_RECORD_BYTES {
+            return fail(format!(
+                "max_object_bytes {} exceeds the format's {} byte record limit",
+                self.max_object_bytes,
+                index::MAX_RECORD_BYTES
+            ));
+        }
+        if self.segment_bytes < segment::HEADER_LEN + 2 * largest_record {
+            return fail(format!(
+                "segment_bytes {} must hold at least two maximum-size objects ({} bytes each)",
+                self.segment_bytes, largest_record
+            ));
+        }
+        if self.segment_bytes + self.max_batch_bytes as u64 + largest_record
+            > index::MAX_SEGMENT_BYTES
+        {
+            return fail(format!(
+                "segment_bytes {} plus a full batch ({}) and a maximum record ({}) must stay under {} bytes",
+                self.segment_bytes,
+                self.max_batch_bytes,
+                largest_record,
+                index::MAX_SEGMENT_BYTES
+            ));
+        }
+        if self.write_queue == 0 || self.max_batch_bytes == 0 {
+            return fail("write_queue and max_batch_bytes must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether the shard takes writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteMode {
+    Writable,
+    /// No space left: reads go on, writes are refused with this reason.
+    ReadOnly(String),
+    /// A write or fdatasync failed: nothing after the last successful sync
+    /// can be trusted to be durable, so the shard refuses writes until it is
+    /// reopened (recovery then decides from what is on disk).
+    Failed(String),
+}
+
+/// A put's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Stored,
+    AlreadyPresent,
+}
+
+/// An object read back from the store; its content passed every check.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub kind: ObjectKind,
+    pub content: Rc<[u8]>,
+}
+
+/// Counters of one store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub objects: u64,
+    pub segments: u64,
+    pub disk_bytes: u64,
+    pub live_bytes: u64,
+    pub puts_stored: u64,
+    pub puts_deduplicated: u64,
+    pub deletes: u64,
+    pub group_commits: u64,
+    pub group_commit_records: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub corrupt_reads: u64,
+    pub index_bytes: u64,
+}
+
+pub(crate) struct Segment<File> {
+    pub(crate) slot: u16,
+    pub(crate) file: Rc<File>,
+    /// Bytes written (header, records, padding).
+    pub(crate) end: u64,
+    /// Bytes of live object records.
+    pub(crate) live_bytes: u64,
+}
+
+/// State shared by the store handle and its writer task.
+pub(crate) struct Shared<F: StoreFs> {
+    pub(crate) fs: F,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: StoreConfig,
+    pub(crate) index: RefCell<Index>,
+    pub(crate) cache: RefCell<cache::ObjectCache>,
+    pub(crate) segments: RefCell<BTreeMap<u16, Segment<F::File>>>,
+    pub(crate) mode: RefCell<WriteMode>,
+    pub(crate) stats: RefCell<StoreStats>,
+}
+
+/// One shard's store. Lives on, and is used from, one core.
+pub struct ShardStore<F: StoreFs + 'static> {
+    shared: Rc<Shared<F>>,
+    queue: Option<flume::Sender<group_commit::WriteOp>>,
+    writer: Option<glommio::Task<()>>,
+}
+
+impl<F: StoreFs + 'static> ShardStore<F> {
+    /// Opens (creating if new) the shard in `dir`, rebuilds its index from
+    /// disk and starts its writer task on the current glommio executor.
+    pub async fn open(fs: F, dir: &Path, config: StoreConfig) -> Result<(Self, RecoveryReport)> {
+        config.validate()?;
+        let shared = Rc::new(Shared {
+            fs,
+            dir: dir.to_owned(),
+            index: RefCell::new(Index::new()),
+            cache: RefCell::new(cache::ObjectCache::new(config.cache_bytes)),
+            segments: RefCell::new(BTreeMap::new()),
+            mode: RefCell::new(WriteMode::Writable),
+            stats: RefCell::new(StoreStats::default()),
+            config,
+        });
+        let (report, tail) = recovery::recover(&shared).await?;
+        let (sender, receiver) = flume::bounded(shared.config.write_queue);
+        let writer = group_commit::Writer::new(Rc::clone(&shared), tail);
+        let task = glommio::spawn_local(writer.run(receiver));
+        Ok((
+            Self {
+                shared,
+                queue: Some(sender),
+                writer: Some(task),
+            },
+            report,
+        ))
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn write_mode(&self) -> WriteMode {
+        self.shared.mode.borrow().clone()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let mut stats = self.shared.stats.borrow().clone();
+        let index = self.shared.index.borrow();
+        stats.objects = index.len() as u64;
+        stats.index_bytes = index.memory_bytes() as u64;
+        let cache = self.shared.cache.borrow();
+        stats.cache_hits = cache.hits;
+        stats.cache_misses = cache.misses;
+        let segments = self.shared.segments.borrow();
+        stats.segments = segments.len() as u64;
+        stats.disk_bytes = segments.values().map(|segment| segment.end).sum();
+        stats.live_bytes = segments.values().map(|segment| segment.live_bytes).sum();
+        stats
+    }
+
+    /// Stores an object durably. `id` must be the object's id: the content is
+    /// hashed and a mismatch refused. Completes only after the record is on
+    /// stable storage (fdatasync), or with an error, never in between.
+    pub async fn put(
+        &self,
+        id: ObjectId,
+        kind: ObjectKind,
+        content: Vec<u8>,
+    ) -> Result<PutOutcome> {
+        self.shared.check_writable()?;
+        let max = self.shared.config.max_object_bytes;
+        if content.len() as u64 > max {
+            return Err(StoreError::TooLarge {
+                size: content.len() as u64,
+                max,
+            });
+        }
+        if !id.verify(kind, &content) {
+            return Err(StoreError::HashMismatch { id });
+        }
+        if self.shared.find(&id).await?.is_some() {
+            self.shared.stats.borrow_mut().puts_deduplicated += 1;
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        let reply = self
+            .submit(group_commit::Op::Put { id, kind, content })
+            .await?;
+        match reply {
+            group_commit::Reply::Put(outcome) => Ok(outcome),
+            group_commit::Reply::Delete(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Deletes an object with a durable tombstone. Returns whether a live
+    /// object existed.
+    pub async fn delete(&self, id: ObjectId) -> Result<bool> {
+        self.shared.check_writable()?;
+        match self.submit(group_commit::Op::Delete { id }).await? {
+            group_commit::Reply::Delete(existed) => Ok(existed),
+            group_commit::Reply::Put(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    async fn submit(&self, op: group_commit::Op) -> Result<group_commit::Reply> {
+        let queue = self.queue.as_ref().ok_or(StoreError::WriterGone)?;
+        let (done, reply) = flume::bounded(1);
+        queue
+            .send_async(group_commit::WriteOp { op, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        reply
+            .recv_async()
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Reads an object. Every read from disk checks the record checksum and
+    /// that the content hashes to `id`; a record failing either is reported
+    /// as [`StoreError::Corrupt`], never returned.
+    pub async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>> {
+        if let Some((kind, content)) = self.shared.cache.borrow_mut().get(id) {
+            return Ok(Some(StoredObject { kind, content }));
+        }
+        let Some((location, header)) = self.shared.find(id).await? else {
+            return Ok(None);
+        };
+        let object = self.shared.read_object(id, location, &header).await?;
+        self.shared
+            .cache
+            .borrow_mut()
+            .insert(*id, object.kind, Rc::clone(&object.content));
+        Ok(Some(object))
+    }
+
+    /// Whether the store holds `id` (confirmed against the record on disk
+    /// unless cached).
+    pub async fn has(&self, id: &ObjectId) -> Result<bool> {
+        if self.shared.cache.borrow_mut().get(id).is_some() {
+            return Ok(true);
+        }
+        Ok(self.shared.find(id).await?.is_some())
+    }
+
+    /// Ids of every stored object, read from the records (for verification
+    /// tools and tests; reads every record header).
+    pub async fn ids(&self) -> Result<Vec<ObjectId>> {
+        let locations: Vec<Location> = self
+            .shared
+            .index
+            .borrow()
+            .iter()
+            .map(|(_, location)| location)
+            .collect();
+        let mut ids = Vec::with_capacity(locations.len());
+        for location in locations {
+            if let Ok(header) = self.shared.read_header(location).await {
+                ids.push(header.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Stops the writer after the queued writes, and closes the files.
+    pub async fn close(mut self) -> Result<()> {
+        self.queue = None;
+        if let Some(writer) = self.writer.take() {
+            writer.await;
+        }
+        let segments = std::mem::take(&mut *self.shared.segments.borrow_mut());
+        for segment in segments.into_values() {
+            if let Ok(file) = Rc::try_unwrap(segment.file) {
+                let path = self.shared.segment_path(segment.slot);
+                file.close()
+                    .await
+                    .map_err(|err| StoreError::io("closing segment", path, err))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<F: StoreFs> Shared<F> {
+    pub(crate) fn segment_path(&self, slot: u16) -> PathBuf {
+        self.dir.join(segment::file_name(slot))
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match &*self.mode.borrow() {
+            WriteMode::Writable => Ok(()),
+            WriteMode::ReadOnly(reason) => Err(StoreError::ReadOnly {
+                reason: reason.clone(),
+            }),
+            WriteMode::Failed(cause) => Err(StoreError::Failed {
+                cause: cause.clone(),
+            }),
+        }
+    }
+
+    fn segment_file(&self, slot: u16) -> Option<Rc<F::File>> {
+        self.segments
+            .borrow()
+            .get(&slot)
+            .map(|segment| Rc::clone(&segment.file))
+    }
+
+    /// Reads and parses the header of the record at `location`.
+    pub(crate) async fn read_header(&self, location: Location) -> Result<RecordHeader> {
+        let file = self.segment_file(location.segment).ok_or_else(|| {
+            StoreError::io(
+                "reading record",
+                self.segment_path(location.segment),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "segment not open"),
+            )
+        })?;
+        let bytes = file
+            .read_at(location.offset, HEADER_LEN)
+            .await
+            .map_err(|err| {
+                StoreError::io("reading record", self.segment_path(location.segment), err)
+            })?;
+        RecordHeader::parse(bytes.as_ref()).map_err(|corruption| StoreError::Corrupt {
+            id: ObjectId::from_bytes([0; 32]),
+            segment: u32::from(location.segment),
+            offset: location.offset,
+            corruption,
+        })
+    }
+
+    /// The location and header of `id`'s live record, confirmed against the
+    /// full id stored in the record.
+    pub(crate) async fn find(&self, id: &ObjectId) -> Result<Option<(Location, RecordHeader)>> {
+        let candidates: Vec<Location> = self.index.borrow().candidates(key_of(id)).collect();
+        for location in candidates {
+            match self.read_header(location).await {
+                Ok(header) if header.id == *id && header.record_type == RecordType::Object => {
+                    return Ok(Some((location, header)));
+                }
+                Ok(_) => continue, // another object sharing the 64-bit key
+                Err(StoreError::Corrupt { corruption, .. }) => {
+                    self.stats.borrow_mut().corrupt_reads += 1;
+                    return Err(StoreError::Corrupt {
+                        id: *id,
+                        segment: u32::from(location.segment),
+                        offset: location.offset,
+                        corruption,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(None)
+    }
+
+    /// One aligned read of the whole record, then every check.
+    async fn read_object(
+        &self,
+        id: &ObjectId,
+        location: Location,
+        expected: &RecordHeader,
+    ) -> Result<StoredObject> {
+        let corrupt = |corruption| {
+            self.stats.borrow_mut().corrupt_reads += 1;
+            StoreError::Corrupt {
+                id: *id,
+                segment: u32::from(location.segment),
+                offset: location.offset,
+                corruption,
+            }
+        };
+        let file = self.segment_file(location.segment).ok_or_else(|| {
+            StoreError::io(
+                "reading record",
+                self.segment_path(location.segment),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "segment not open"),
+            )
+        })?;
+        let wanted = HEADER_LEN + expected.content_len as usize;
+        let bytes = file.read_at(location.offset, wanted).await.map_err(|err| {
+            StoreError::io("reading record", self.segment_path(location.segment), err)
+        })?;
+        let bytes = bytes.as_ref();
+        if bytes.len() < wanted {
+            return Err(corrupt(Corruption::ShortRead {
+                got: bytes.len(),
+                wanted,
+            }));
+        }
+        let header = RecordHeader::parse(bytes).map_err(corrupt)?;
+        if header.id != *id {
+            return Err(corrupt(Corruption::WrongObject {
+                expected: *id,
+                found: header.id,
+            }));
+        }
+        let content = &bytes[HEADER_LEN..wanted];
+        header.verify(content).map_err(corrupt)?;
+        let kind = header
+            .kind
+            .ok_or_else(|| corrupt(Corruption::UnknownKind(0)))?;
+        if !id.verify(kind, content) {
+            return Err(corrupt(Corruption::HashMismatch));
+        }
+        Ok(StoredObject {
+            kind,
+            content: Rc::from(content),
+        })
+    }
+}

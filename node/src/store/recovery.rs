@@ -1,0 +1,421 @@
+//! Opening a shard: superblock first, then every segment replayed in
+//! sequence order to rebuild the index.
+//!
+//! What a scan of a segment meets, and what it does:
+//! - a valid record (header parses, fits, checksum matches): applied;
+//! - zero bytes before a block boundary: the padding that ends a write
+//!   batch, skipped;
+//! - a zero block at a block boundary, or a record failing its checks: if a
+//!   valid record follows later in the segment, the bytes in between are
+//!   quarantined (reported, copied to `quarantine/`, never served) and the
+//!   scan resumes there; if nothing valid follows, this is the end of the
+//!   data — in the newest segment a torn tail from a crash, which is
+//!   truncated (those bytes were never acknowledged: a batch is acknowledged
+//!   only after its fdatasync, and the next batch is written only after that).
+//! - A segment file shorter than its header is the remains of a rotation
+//!   that crashed before its header was durable (no record can follow an
+//!   unsynced header): removed. A segment whose header is damaged is renamed
+//!   aside (`*.quarantined`) and reported, not deleted.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::error::{Corruption, Result, StoreError};
+use super::fs::{StoreFile, StoreFs};
+use super::group_commit::Tail;
+use super::index::{key_of, Location};
+use super::record::{self, RecordHeader, RecordType, HEADER_LEN};
+use super::segment::{self, SegmentHeader};
+use super::superblock::{self, SUPERBLOCK_FILE};
+use super::{Segment, Shared};
+
+/// A damaged byte range that was set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub segment: u16,
+    pub offset: u64,
+    pub len: u64,
+    pub reason: String,
+    /// Where the bytes were copied (up to 1 MiB of them).
+    pub saved_to: Option<PathBuf>,
+}
+
+/// What opening the shard found.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub records: u64,
+    pub tombstones: u64,
+    /// Live objects after replay.
+    pub objects: u64,
+    /// Bytes cut from the newest segment's torn tail.
+    pub torn_tail_bytes: u64,
+    pub quarantined: Vec<Quarantined>,
+    /// Segment files removed (leftovers of a rotation that crashed) or set
+    /// aside (damaged header).
+    pub discarded_files: Vec<String>,
+    pub elapsed: Duration,
+}
+
+const SCAN_CHUNK: usize = 1 << 20;
+const QUARANTINE_COPY_LIMIT: u64 = 1 << 20;
+
+pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryReport, Tail)> {
+    let started = Instant::now();
+    let fs = &shared.fs;
+    let dir = &shared.dir;
+    let config = &shared.config;
+    let mut report = RecoveryReport::default();
+
+    fs.create_dir_all(dir)
+        .await
+        .map_err(|err| StoreError::io("creating shard directory", dir, err))?;
+    let names = fs
+        .list(dir)
+        .await
+        .map_err(|err| StoreError::io("listing shard directory", dir, err))?;
+    let has_superblock = names.iter().any(|name| name == SUPERBLOCK_FILE);
+    let slots: Vec<(u16, String)> = names
+        .iter()
+        .filter_map(|name| segment::parse_file_name(name).map(|slot| (slot, name.clone())))
+        .collect();
+    if !has_superblock && !slots.is_empty() {
+        return Err(StoreError::BadSuperblock {
+            path: dir.join(SUPERBLOCK_FILE),
+            reason:
+                "missing, but the directory holds segments; refusing to guess the shard's identity"
+                    .into(),
+        });
+    }
+    // First DMA open of the shard: the non-empty superblock (glommio probe).
+    superblock::open_or_create(
+        fs,
+        dir,
+        config.shard_id,
+        config.shard_count,
+        !has_superblock,
+    )
+    .await?;
+
+    let mut found: Vec<(SegmentHeader, F::File, u64)> = Vec::new();
+    for (slot, name) in slots {
+        let path = dir.join(&name);
+        let file = fs
+            .open(&path, false)
+            .await
+            .map_err(|err| StoreError::io("opening segment", &path, err))?;
+        let size = file
+            .size()
+            .await
+            .map_err(|err| StoreError::io("sizing segment", &path, err))?;
+        if size < segment::HEADER_LEN {
+            let _ = file.close().await;
+            fs.remove(&path)
+                .await
+                .map_err(|err| StoreError::io("removing partial segment", &path, err))?;
+            tracing::warn!(segment = %name, size, "removed a segment whose creation never completed");
+            report.discarded_files.push(name);
+            continue;
+        }
+        let block = file
+            .read_at(0, segment::HEADER_LEN as usize)
+            .await
+            .map_err(|err| StoreError::io("reading segment header", &path, err))?;
+        let header = SegmentHeader::decode(block.as_ref()).and_then(|header| {
+            if header.slot != slot || header.shard_id != config.shard_id {
+                Err(format!(
+                    "header says shard {} slot {}, file is slot {slot} of shard {}",
+                    header.shard_id, header.slot, config.shard_id
+                ))
+            } else {
+                Ok(header)
+            }
+        });
+        drop(block);
+        match header {
+            Ok(header) => found.push((header, file, size)),
+            Err(reason) => {
+                let _ = file.close().await;
+                let aside = dir.join(format!("{name}.quarantined"));
+                fs.rename(&path, &aside)
+                    .await
+                    .map_err(|err| StoreError::io("setting aside a damaged segment", &path, err))?;
+                tracing::error!(segment = %name, %reason, "segment header damaged; file set aside");
+                report.discarded_files.push(name);
+            }
+        }
+    }
+    if !report.discarded_files.is_empty() {
+        fs.sync_dir(dir)
+            .await
+            .map_err(|err| StoreError::io("syncing shard directory", dir, err))?;
+    }
+    found.sort_by_key(|(header, _, _)| header.sequence);
+
+    let mut tail = Tail {
+        active: None,
+        offset: 0,
+        next_sequence: found.last().map_or(1, |(header, _, _)| header.sequence + 1),
+    };
+    let count = found.len();
+    for (position, (header, file, size)) in found.into_iter().enumerate() {
+        let is_newest = position + 1 == count;
+        let file = Rc::new(file);
+        shared.segments.borrow_mut().insert(
+            header.slot,
+            Segment {
+                slot: header.slot,
+                file: Rc::clone(&file),
+                end: size,
+                live_bytes: 0,
+            },
+        );
+        let end = scan_segment(shared, header.slot, &file, size, &mut report).await?;
+        let align = file.alignment() as u64;
+        if is_newest {
+            if end < size {
+                let path = shared.segment_path(header.slot);
+                file.truncate(end)
+                    .await
+                    .map_err(|err| StoreError::io("truncating torn tail", &path, err))?;
+                file.fdatasync()
+                    .await
+                    .map_err(|err| StoreError::io("syncing truncated segment", &path, err))?;
+                tracing::warn!(
+                    segment = header.slot,
+                    cut = size - end,
+                    "truncated a torn tail"
+                );
+                report.torn_tail_bytes += size - end;
+            }
+            let resume = end.div_ceil(align) * align;
+            if let Some(segment) = shared.segments.borrow_mut().get_mut(&header.slot) {
+                segment.end = resume;
+            }
+            tail.active = Some(header.slot);
+            tail.offset = resume;
+        }
+    }
+    report.segments = count;
+    report.objects = shared.index.borrow().len() as u64;
+    report.elapsed = started.elapsed();
+    tracing::info!(
+        shard = config.shard_id,
+        segments = report.segments,
+        objects = report.objects,
+        torn_tail_bytes = report.torn_tail_bytes,
+        quarantined = report.quarantined.len(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "shard recovered"
+    );
+    Ok((report, tail))
+}
+
+/// Reads a segment through a sliding window of large aligned reads.
+struct Scanner<'a, File: StoreFile> {
+    file: &'a File,
+    size: u64,
+    start: u64,
+    window: Vec<u8>,
+}
+
+impl<'a, File: StoreFile> Scanner<'a, File> {
+    /// Up to `len` bytes at `offset` (fewer at end of file).
+    async fn get(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
+        let end = (offset + len as u64).min(self.size);
+        if offset < self.start || end > self.start + self.window.len() as u64 {
+            let want = (len.max(SCAN_CHUNK) as u64).min(self.size.saturating_sub(offset)) as usize;
+            let data = self.file.read_at(offset, want).await?;
+            self.window.clear();
+            self.window.extend_from_slice(data.as_ref());
+            self.start = offset;
+        }
+        let from = (offset - self.start) as usize;
+        let to = ((end - self.start) as usize)
+            .min(self.window.len())
+            .max(from);
+        Ok(&self.window[from..to])
+    }
+
+    /// The valid record at `offset`, or `None` if every byte from `offset`
+    /// to the next multiple of `align` is zero (padding: a record never
+    /// starts with a zero byte, its magic does not).
+    async fn record_at(
+        &mut self,
+        offset: u64,
+        align: u64,
+    ) -> std::io::Result<Result<Option<RecordHeader>, Corruption>> {
+        let boundary = (offset / align + 1) * align;
+        let to_boundary = self.get(offset, (boundary - offset) as usize).await?;
+        if !to_boundary.is_empty() && to_boundary.iter().all(|byte| *byte == 0) {
+            return Ok(Ok(None));
+        }
+        let bytes = self.get(offset, HEADER_LEN).await?;
+        if bytes.len() < HEADER_LEN {
+            return Ok(Err(Corruption::ShortRead {
+                got: bytes.len(),
+                wanted: HEADER_LEN,
+            }));
+        }
+        let header = match RecordHeader::parse(bytes) {
+            Ok(header) => header,
+            Err(corruption) => return Ok(Err(corruption)),
+        };
+        if offset + header.disk_len() > self.size {
+            return Ok(Err(Corruption::LengthPastEnd {
+                len: header.disk_len(),
+            }));
+        }
+        let whole = self
+            .get(offset, HEADER_LEN + header.content_len as usize)
+            .await?;
+        Ok(header.verify(&whole[HEADER_LEN..]).map(|()| Some(header)))
+    }
+
+    /// The next offset at or after `from` holding a valid record.
+    async fn next_valid(&mut self, from: u64, align: u64) -> std::io::Result<Option<u64>> {
+        let mut offset = from.div_ceil(record::RECORD_ALIGN) * record::RECORD_ALIGN;
+        while offset + HEADER_LEN as u64 <= self.size {
+            let magic_matches = self.get(offset, 4).await? == record::MAGIC;
+            if magic_matches {
+                if let Ok(Some(_)) = self.record_at(offset, align).await? {
+                    return Ok(Some(offset));
+                }
+            }
+            offset += record::RECORD_ALIGN;
+        }
+        Ok(None)
+    }
+}
+
+/// Replays one segment into the index. Returns the end of its valid data.
+async fn scan_segment<F: StoreFs>(
+    shared: &Shared<F>,
+    slot: u16,
+    file: &F::File,
+    size: u64,
+    report: &mut RecoveryReport,
+) -> Result<u64> {
+    let path = shared.segment_path(slot);
+    let io_err = |err| StoreError::io("scanning segment", &path, err);
+    let align = file.alignment() as u64;
+    let mut scanner = Scanner {
+        file,
+        size,
+        start: 0,
+        window: Vec::new(),
+    };
+    let mut offset = segment::HEADER_LEN;
+    let mut end_of_data = offset;
+    while offset < size {
+        let found = scanner.record_at(offset, align).await.map_err(io_err)?;
+        let reason = match found {
+            Ok(Some(header)) => {
+                let location = Location {
+                    segment: slot,
+                    offset,
+                    len: header.disk_len() as u32,
+                };
+                apply(shared, &header, location, report).await?;
+                offset += header.disk_len();
+                end_of_data = offset;
+                continue;
+            }
+            Ok(None) if offset % align != 0 => {
+                offset = offset.div_ceil(align) * align; // batch padding
+                end_of_data = offset;
+                continue;
+            }
+            Ok(None) => "zeroed block where data continues".to_owned(),
+            Err(corruption) => corruption.to_string(),
+        };
+        match scanner
+            .next_valid(offset + record::RECORD_ALIGN, align)
+            .await
+            .map_err(io_err)?
+        {
+            Some(next) => {
+                let saved_to = save_quarantined(shared, slot, &mut scanner, offset, next).await;
+                tracing::error!(segment = slot, offset, len = next - offset, %reason, "quarantined damaged bytes");
+                report.quarantined.push(Quarantined {
+                    segment: slot,
+                    offset,
+                    len: next - offset,
+                    reason,
+                    saved_to,
+                });
+                offset = next;
+            }
+            None => break, // end of the data
+        }
+    }
+    // The zero padding that ends the last batch belongs to the data.
+    let padded_end = (end_of_data.div_ceil(align) * align).min(size);
+    if padded_end > end_of_data {
+        let tail = scanner
+            .get(end_of_data, (padded_end - end_of_data) as usize)
+            .await
+            .map_err(io_err)?;
+        if tail.iter().all(|byte| *byte == 0) {
+            end_of_data = padded_end;
+        }
+    }
+    Ok(end_of_data)
+}
+
+async fn apply<F: StoreFs>(
+    shared: &Shared<F>,
+    header: &RecordHeader,
+    location: Location,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    report.records += 1;
+    let key = key_of(&header.id);
+    let candidates: Vec<Location> = shared.index.borrow().candidates(key).collect();
+    let mut existing = None;
+    for candidate in candidates {
+        // Rare: only when another record shares the 64-bit key.
+        if shared.read_header(candidate).await?.id == header.id {
+            existing = Some(candidate);
+            break;
+        }
+    }
+    let mut segments = shared.segments.borrow_mut();
+    match header.record_type {
+        RecordType::Object => {
+            if existing.is_none() {
+                shared.index.borrow_mut().insert(key, location);
+                if let Some(segment) = segments.get_mut(&location.segment) {
+                    segment.live_bytes += u64::from(location.len);
+                }
+            }
+        }
+        RecordType::Tombstone => {
+            report.tombstones += 1;
+            if let Some(old) = existing {
+                shared.index.borrow_mut().remove(key, old);
+                if let Some(segment) = segments.get_mut(&old.segment) {
+                    segment.live_bytes -= u64::from(old.len);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn save_quarantined<F: StoreFs>(
+    shared: &Shared<F>,
+    slot: u16,
+    scanner: &mut Scanner<'_, F::File>,
+    offset: u64,
+    next: u64,
+) -> Option<PathBuf> {
+    let len = (next - offset).min(QUARANTINE_COPY_LIMIT) as usize;
+    let bytes = scanner.get(offset, len).await.ok()?.to_vec();
+    let dir = shared.dir.join("quarantine");
+    shared.fs.create_dir_all(&dir).await.ok()?;
+    let path = dir.join(format!("seg-{slot:05}-{offset:012}.bin"));
+    shared.fs.write_file_atomic(&path, &bytes).await.ok()?;
+    Some(path)
+}

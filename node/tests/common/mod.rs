@@ -1,0 +1,37 @@
+//! Helpers for store tests: run a future on a glommio executor, make objects.
+#![allow(dead_code)]
+
+use std::future::Future;
+
+use stratum_wire::{ObjectId, ObjectKind};
+
+/// Runs `make()` on a fresh single-core glommio executor and returns its
+/// output. Executors lock memory for io_uring: keep it small (8 MiB memlock
+/// limit on the test hosts).
+pub fn on_executor<T, Fut>(make: impl FnOnce() -> Fut + Send + 'static) -> T
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(make)
+        .expect("spawn executor")
+        .join()
+        .expect("executor thread")
+}
+
+/// A deterministic object of `len` bytes.
+pub fn object(seed: u64, len: usize) -> (ObjectId, ObjectKind, Vec<u8>) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let content: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let kind = ObjectKind::ALL[(seed % 4) as usize];
+    (ObjectId::compute(kind, &content), kind, content)
+}
