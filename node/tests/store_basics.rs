@@ -42,7 +42,7 @@ fn put_get_has_delete_and_survive_reopen() {
         for (id, kind, content) in &objects {
             let got = store.get(id).await.expect("get").expect("present");
             assert_eq!(got.kind, *kind);
-            assert_eq!(&*got.content, &content[..]);
+            assert!(*got.content == content[..], "{id}: wrong bytes");
             assert!(store.has(id).await.expect("has"));
         }
         assert!(store.delete(objects[1].0).await.expect("delete"));
@@ -70,7 +70,10 @@ fn put_get_has_delete_and_survive_reopen() {
                 assert!(got.is_none());
             } else {
                 let got = got.expect("present after reopen");
-                assert_eq!((got.kind, &*got.content), (*kind, &content[..]));
+                assert!(
+                    got.kind == *kind && *got.content == content[..],
+                    "{id}: wrong bytes served"
+                );
             }
         }
         // A re-put after delete comes back.
@@ -212,7 +215,7 @@ fn segments_rotate_and_large_objects_span_device_io_limits() {
         assert_eq!(report.objects, 24);
         for (id, _, content) in &objects {
             let got = store.get(id).await.expect("get").expect("present");
-            assert_eq!(&*got.content, &content[..]);
+            assert!(*got.content == content[..], "{id}: wrong bytes");
         }
         store.close().await.expect("close");
     });

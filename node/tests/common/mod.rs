@@ -1,6 +1,8 @@
 //! Helpers for store tests: run a future on a glommio executor, make objects.
 #![allow(dead_code)]
 
+pub mod sim_fs;
+
 use std::future::Future;
 
 use stratum_wire::{ObjectId, ObjectKind};

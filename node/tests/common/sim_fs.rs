@@ -1,0 +1,297 @@
+//! An in-memory disk behind the store's `StoreFs` seam, with the faults real
+//! disks have. Each file keeps two images: `volatile` (what reads see: the
+//! page cache) and `durable` (what survives power loss: only what an
+//! fdatasync covered). A new file's directory entry is durable only after
+//! `sync_dir`.
+//!
+//! It also enforces O_DIRECT's rules: a write whose offset or length is not
+//! a multiple of the block size fails with EINVAL, as it would on a device.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use stratum_node::store::fs::{StoreFile, StoreFs, WriteBuf};
+
+pub const BLOCK: usize = 512;
+
+#[derive(Default, Debug, Clone)]
+pub struct Faults {
+    /// The next fdatasync fails with EIO (and syncs nothing).
+    pub fdatasync_eio: bool,
+    /// Every write fails with this errno (e.g. ENOSPC = 28, EIO = 5).
+    pub write_errno: Option<i32>,
+    /// The next write reaches the media only in its first N bytes, then the
+    /// power goes: the prefix is durable, the write returns EIO.
+    pub torn_write: Option<usize>,
+    /// Reads fail with EIO.
+    pub read_eio: bool,
+    /// Reads return only half the bytes asked for.
+    pub short_reads: bool,
+    /// Reads return the bytes of another block (shifted by this many bytes).
+    pub misdirect_reads: Option<u64>,
+}
+
+#[derive(Default)]
+struct FileData {
+    volatile: Vec<u8>,
+    durable: Vec<u8>,
+    entry_durable: bool,
+}
+
+#[derive(Default)]
+struct Disk {
+    files: BTreeMap<PathBuf, FileData>,
+    faults: Faults,
+    fdatasyncs: u64,
+}
+
+/// A shared handle: clones see the same disk.
+#[derive(Clone, Default)]
+pub struct SimFs {
+    disk: Rc<RefCell<Disk>>,
+}
+
+impl SimFs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.disk.borrow_mut().faults = faults;
+    }
+
+    pub fn fdatasyncs(&self) -> u64 {
+        self.disk.borrow().fdatasyncs
+    }
+
+    /// Power loss: every file reverts to its durable image; files whose
+    /// directory entry was never synced disappear.
+    pub fn power_loss(&self) {
+        let mut disk = self.disk.borrow_mut();
+        disk.files.retain(|_, file| file.entry_durable);
+        for file in disk.files.values_mut() {
+            file.volatile = file.durable.clone();
+        }
+        disk.faults = Faults::default();
+    }
+
+    /// Flips one bit of a file, in both images (media corruption).
+    pub fn flip_bit(&self, path: &Path, offset: usize, bit: u8) {
+        let mut disk = self.disk.borrow_mut();
+        let file = disk.files.get_mut(path).expect("file exists");
+        file.volatile[offset] ^= 1 << bit;
+        if offset < file.durable.len() {
+            file.durable[offset] ^= 1 << bit;
+        }
+    }
+
+    pub fn file_len(&self, path: &Path) -> usize {
+        self.disk
+            .borrow()
+            .files
+            .get(path)
+            .map_or(0, |file| file.volatile.len())
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.disk.borrow().files.keys().cloned().collect()
+    }
+}
+
+pub struct SimFile {
+    disk: Rc<RefCell<Disk>>,
+    path: PathBuf,
+}
+
+pub struct SimBuf(Vec<u8>);
+
+impl WriteBuf for SimBuf {
+    fn as_mut_bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl StoreFile for SimFile {
+    type Buf = SimBuf;
+    type ReadBuf = Vec<u8>;
+
+    fn alignment(&self) -> usize {
+        BLOCK
+    }
+
+    fn alloc(&self, len: usize) -> Self::Buf {
+        SimBuf(vec![0; len])
+    }
+
+    async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize> {
+        let mut disk = self.disk.borrow_mut();
+        if offset % BLOCK as u64 != 0 || buf.0.len() % BLOCK != 0 {
+            return Err(errno(22)); // EINVAL, as O_DIRECT would
+        }
+        if let Some(code) = disk.faults.write_errno {
+            return Err(errno(code));
+        }
+        let torn = disk.faults.torn_write.take();
+        let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
+        let bytes = match torn {
+            Some(prefix) => &buf.0[..prefix.min(buf.0.len())],
+            None => &buf.0[..],
+        };
+        let start = offset as usize;
+        if file.volatile.len() < start + bytes.len() {
+            file.volatile.resize(start + bytes.len(), 0);
+        }
+        file.volatile[start..start + bytes.len()].copy_from_slice(bytes);
+        if torn.is_some() {
+            // The prefix reached the media; then the power went.
+            file.durable = file.volatile.clone();
+            return Err(errno(5));
+        }
+        Ok(buf.0.len())
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {
+        let disk = self.disk.borrow();
+        if disk.faults.read_eio {
+            return Err(errno(5));
+        }
+        let file = disk.files.get(&self.path).ok_or_else(|| errno(2))?;
+        let offset = match disk.faults.misdirect_reads {
+            Some(shift) => offset.wrapping_add(shift) % (file.volatile.len().max(1) as u64),
+            None => offset,
+        } as usize;
+        let end = (offset + len).min(file.volatile.len());
+        let mut out = file.volatile.get(offset..end).unwrap_or(&[]).to_vec();
+        if disk.faults.short_reads {
+            out.truncate(out.len() / 2);
+        }
+        Ok(out)
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        let mut disk = self.disk.borrow_mut();
+        disk.fdatasyncs += 1;
+        if disk.faults.fdatasync_eio {
+            disk.faults.fdatasync_eio = false;
+            return Err(errno(5));
+        }
+        let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
+        file.durable = file.volatile.clone();
+        Ok(())
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        let disk = self.disk.borrow();
+        Ok(disk
+            .files
+            .get(&self.path)
+            .ok_or_else(|| errno(2))?
+            .volatile
+            .len() as u64)
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        let mut disk = self.disk.borrow_mut();
+        let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
+        file.volatile.truncate(len as usize);
+        Ok(())
+    }
+
+    async fn close(self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StoreFs for SimFs {
+    type File = SimFile;
+
+    fn max_io(&self) -> usize {
+        64 * 1024
+    }
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
+        let mut disk = self.disk.borrow_mut();
+        if !disk.files.contains_key(path) {
+            if !create {
+                return Err(errno(2));
+            }
+            if let Some(code) = disk.faults.write_errno {
+                return Err(errno(code));
+            }
+            disk.files.insert(path.to_owned(), FileData::default());
+        }
+        Ok(SimFile {
+            disk: Rc::clone(&self.disk),
+            path: path.to_owned(),
+        })
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        self.disk
+            .borrow_mut()
+            .files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| errno(2))
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut disk = self.disk.borrow_mut();
+        let file = disk.files.remove(from).ok_or_else(|| errno(2))?;
+        disk.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut disk = self.disk.borrow_mut();
+        for (path, file) in disk.files.iter_mut() {
+            if path.parent() == Some(dir) {
+                file.entry_durable = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .disk
+            .borrow()
+            .files
+            .keys()
+            .filter(|path| path.parent() == Some(dir))
+            .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        let mut disk = self.disk.borrow_mut();
+        disk.files.insert(
+            path.to_owned(),
+            FileData {
+                volatile: contents.to_vec(),
+                durable: contents.to_vec(),
+                entry_durable: true,
+            },
+        );
+        Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.disk.borrow().files.contains_key(path))
+    }
+}
