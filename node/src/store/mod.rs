@@ -310,15 +310,19 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         if let Some((kind, content)) = self.shared.cache.borrow_mut().get(id) {
             return Ok(Some(StoredObject { kind, content }));
         }
-        let Some((location, header)) = self.shared.find(id).await? else {
-            return Ok(None);
-        };
-        let object = self.shared.read_object(id, location, &header).await?;
-        self.shared
-            .cache
-            .borrow_mut()
-            .insert(*id, object.kind, Rc::clone(&object.content));
-        Ok(Some(object))
+        let candidates: Vec<Location> = self.shared.index.borrow().candidates(key_of(id)).collect();
+        for location in candidates {
+            // One read of the whole record; a record of another object that
+            // shares the 64-bit key is skipped.
+            if let Some(object) = self.shared.read_object(id, location).await? {
+                self.shared
+                    .cache
+                    .borrow_mut()
+                    .insert(*id, object.kind, Rc::clone(&object.content));
+                return Ok(Some(object));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether the store holds `id` (confirmed against the record on disk
@@ -440,13 +444,9 @@ impl<F: StoreFs> Shared<F> {
         Ok(None)
     }
 
-    /// One aligned read of the whole record, then every check.
-    async fn read_object(
-        &self,
-        id: &ObjectId,
-        location: Location,
-        expected: &RecordHeader,
-    ) -> Result<StoredObject> {
+    /// One aligned read of the whole record, then every check. `None` if
+    /// the record belongs to another object (a 64-bit key collision).
+    async fn read_object(&self, id: &ObjectId, location: Location) -> Result<Option<StoredObject>> {
         let corrupt = |corruption| {
             self.stats.borrow_mut().corrupt_reads += 1;
             StoreError::Corrupt {
@@ -463,22 +463,42 @@ impl<F: StoreFs> Shared<F> {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "segment not open"),
             )
         })?;
-        let wanted = HEADER_LEN + expected.content_len as usize;
-        let bytes = file.read_at(location.offset, wanted).await.map_err(|err| {
-            StoreError::io("reading record", self.segment_path(location.segment), err)
-        })?;
+        let bytes = file
+            .read_at(location.offset, location.len as usize)
+            .await
+            .map_err(|err| {
+                StoreError::io("reading record", self.segment_path(location.segment), err)
+            })?;
         let bytes = bytes.as_ref();
+        let header = RecordHeader::parse(bytes).map_err(corrupt)?;
+        if header.id != *id {
+            // Either another object sharing the key, or a read that returned
+            // the wrong block: only the record's own checks can tell.
+            return match header.verify(
+                bytes
+                    .get(HEADER_LEN..HEADER_LEN + header.content_len as usize)
+                    .unwrap_or(&[]),
+            ) {
+                Ok(())
+                    if key_of(&header.id) == key_of(id)
+                        && header.disk_len() == u64::from(location.len) =>
+                {
+                    Ok(None)
+                }
+                _ => Err(corrupt(Corruption::WrongObject {
+                    expected: *id,
+                    found: header.id,
+                })),
+            };
+        }
+        if header.record_type != RecordType::Object {
+            return Ok(None);
+        }
+        let wanted = HEADER_LEN + header.content_len as usize;
         if bytes.len() < wanted {
             return Err(corrupt(Corruption::ShortRead {
                 got: bytes.len(),
                 wanted,
-            }));
-        }
-        let header = RecordHeader::parse(bytes).map_err(corrupt)?;
-        if header.id != *id {
-            return Err(corrupt(Corruption::WrongObject {
-                expected: *id,
-                found: header.id,
             }));
         }
         let content = &bytes[HEADER_LEN..wanted];
@@ -489,9 +509,9 @@ impl<F: StoreFs> Shared<F> {
         if !id.verify(kind, content) {
             return Err(corrupt(Corruption::HashMismatch));
         }
-        Ok(StoredObject {
+        Ok(Some(StoredObject {
             kind,
             content: Rc::from(content),
-        })
+        }))
     }
 }
