@@ -52,11 +52,16 @@ impl ObjectCache {
         }
     }
 
+    /// Whether an object of `len` bytes may enter. One object may not take
+    /// more than an eighth of the cache: a large blob read once must not
+    /// flush everything hot.
+    pub fn admits(&self, len: usize) -> bool {
+        len + ENTRY_OVERHEAD <= self.capacity / 8
+    }
+
     pub fn insert(&mut self, id: ObjectId, kind: ObjectKind, content: Rc<[u8]>) {
         let cost = content.len() + ENTRY_OVERHEAD;
-        // One object may not take more than an eighth of the cache: a large
-        // blob read once must not flush everything hot.
-        if cost > self.capacity / 8 || self.map.contains_key(&id) {
+        if !self.admits(content.len()) || self.map.contains_key(&id) {
             return;
         }
         while self.bytes + cost > self.capacity {

@@ -246,23 +246,50 @@ impl<F: StoreFs> Writer<F> {
                     content,
                 );
             }
+            // Record padding up to the next 8-byte boundary.
+            let end = plan.offset + HEADER_LEN as u64 + u64::from(plan.header.content_len);
+            zero_range(
+                &mut chunks,
+                max_io,
+                end,
+                plan.offset + plan.header.disk_len(),
+            );
         }
+        // Batch padding up to the block boundary: `alloc` does not zero
+        // buffers, and every byte that reaches the disk must be ours.
+        zero_range(&mut chunks, max_io, records, padded);
+        // All chunks in flight at once: one device round trip per batch, not
+        // one per chunk.
         let path = self.shared.segment_path(slot);
+        let mut writes = Vec::with_capacity(chunks.len());
         for (chunk_offset, buffer) in chunks {
+            let file = Rc::clone(&file);
             let len = buffer.as_bytes().len();
-            let written = file
-                .write_at(buffer, start + chunk_offset)
-                .await
-                .map_err(|err| WriteFailure::write(&path, err))?;
-            if written != len {
-                return Err(WriteFailure::write(
-                    &path,
-                    io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("short write: {written} of {len}"),
-                    ),
-                ));
+            writes.push((
+                len,
+                glommio::spawn_local(
+                    async move { file.write_at(buffer, start + chunk_offset).await },
+                ),
+            ));
+        }
+        let mut failure = None;
+        for (len, write) in writes {
+            // Every write is awaited, even after a failure: none may still be
+            // in flight when the batch is given up.
+            let result = match write.await {
+                Ok(written) if written == len => Ok(()),
+                Ok(written) => Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {len}"),
+                )),
+                Err(err) => Err(err),
+            };
+            if let (Err(err), None) = (result, &failure) {
+                failure = Some(WriteFailure::write(&path, err));
             }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
         }
         file.fdatasync()
             .await
@@ -299,7 +326,9 @@ impl<F: StoreFs> Writer<F> {
                     }
                     stats.puts_stored += 1;
                     if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
-                        cache.insert(id, kind, Rc::from(content));
+                        if cache.admits(content.len()) {
+                            cache.insert(id, kind, Rc::from(content));
+                        }
                     }
                 }
                 Effect::RemoveExisting(old) => {
@@ -435,6 +464,19 @@ impl WriteFailure {
     /// have dropped the pages it could not write.
     fn sync(path: &std::path::Path, err: io::Error) -> Self {
         Self::Fatal(format!("fdatasync of {} failed: {err}", path.display()))
+    }
+}
+
+/// Zeroes batch bytes `from..to`, across chunk boundaries.
+fn zero_range<B: WriteBuf>(chunks: &mut [(u64, B)], chunk_len: u64, from: u64, to: u64) {
+    let mut position = from;
+    while position < to {
+        let chunk = (position / chunk_len) as usize;
+        let within = (position % chunk_len) as usize;
+        let target = chunks[chunk].1.as_mut_bytes();
+        let n = ((to - position) as usize).min(target.len() - within);
+        target[within..within + n].fill(0);
+        position += n as u64;
     }
 }
 

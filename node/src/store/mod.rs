@@ -209,6 +209,11 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         let (report, tail) = recovery::recover(&shared).await?;
         let (sender, receiver) = flume::bounded(shared.config.write_queue);
         let writer = group_commit::Writer::new(Rc::clone(&shared), tail);
+        // The writer shares the executor's default task queue. A dedicated
+        // latency-sensitive queue would let it preempt request tasks, but
+        // glommio 0.9.0 can park an executor while a second queue is still
+        // runnable (a permanent hang, seen here in tests; fixed upstream after
+        // 0.9.0), so one queue it is.
         let task = glommio::spawn_local(writer.run(receiver));
         Ok((
             Self {

@@ -131,7 +131,9 @@ impl StoreFile for SimFile {
     }
 
     fn alloc(&self, len: usize) -> Self::Buf {
-        SimBuf(vec![0; len])
+        // Dirty on purpose: a DMA allocator hands out reused memory, and the
+        // store must write every byte it sends to disk.
+        SimBuf(vec![0xA5; len])
     }
 
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize> {

@@ -24,10 +24,14 @@ pub const FALLBACK_MAX_IO: usize = 128 * 1024;
 
 /// The largest single I/O the block device under `dir` accepts, from
 /// `/sys/dev/block/MAJ:MIN/queue/max_sectors_kb` (the parent device's for a
-/// partition).
+/// partition). `dir` need not exist yet: its nearest existing ancestor is on
+/// the same device.
 pub fn detect_max_io(dir: &Path) -> usize {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(dir) else {
+    let Some(meta) = dir
+        .ancestors()
+        .find_map(|path| std::fs::metadata(path).ok())
+    else {
         return FALLBACK_MAX_IO;
     };
     let dev = meta.dev();
@@ -123,9 +127,7 @@ impl StoreFile for DmaStoreFile {
     }
 
     fn alloc(&self, len: usize) -> Self::Buf {
-        let mut buf = self.file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        DmaWriteBuf(buf)
+        DmaWriteBuf(self.file.alloc_dma_buffer(len))
     }
 
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize> {

@@ -20,13 +20,14 @@ pub trait WriteBuf {
 
 /// One open file.
 pub trait StoreFile {
-    type Buf: WriteBuf;
+    type Buf: WriteBuf + 'static;
     type ReadBuf: AsRef<[u8]>;
 
     /// Offsets and lengths of writes must be multiples of this.
     fn alignment(&self) -> usize;
-    /// Allocates a zeroed write buffer of `len` bytes (a multiple of
-    /// [`StoreFile::alignment`]).
+    /// Allocates a write buffer of `len` bytes (a multiple of
+    /// [`StoreFile::alignment`]). Its contents are unspecified: the caller
+    /// writes every byte before the buffer goes to disk.
     fn alloc(&self, len: usize) -> Self::Buf;
     /// Writes all of `buf` at `offset` (aligned). Returns bytes written.
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize>;
@@ -41,7 +42,7 @@ pub trait StoreFile {
 
 /// The directory operations the store needs.
 pub trait StoreFs {
-    type File: StoreFile;
+    type File: StoreFile + 'static;
 
     /// Largest single I/O the device takes; bigger ones are split.
     fn max_io(&self) -> usize;

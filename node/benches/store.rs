@@ -1,0 +1,362 @@
+//! The shard store against the raw device, measured in one run on one data
+//! directory.
+//!
+//! ```text
+//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick]
+//! ```
+//!
+//! For 1 KiB, 16 KiB and 256 KiB objects:
+//! - durable puts: 64 concurrent writers on one shard, beside a raw baseline
+//!   that replays the same I/O pattern (the store's average group-commit
+//!   size: one DMA write split at the device limit, then fdatasync) with no
+//!   store logic;
+//! - uncached gets (cache off, 64 in flight) beside raw DMA reads of the same
+//!   sizes at random record offsets at the same depth;
+//! - cached gets (one task, everything cached).
+//!
+//! Ratios are store / raw from the same run, so a noisy shared machine moves
+//! both sides together.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use stratum_node::store::fs::dma::DmaFs;
+use stratum_node::store::fs::{StoreFile, StoreFs, WriteBuf};
+use stratum_node::store::record;
+use stratum_node::store::{ShardStore, StoreConfig};
+use stratum_wire::{ObjectId, ObjectKind};
+
+const WRITERS: usize = 64;
+
+type Object = (ObjectId, ObjectKind, Vec<u8>);
+/// Objects the writers move out one by one (never cloned).
+type ObjectPool = Rc<std::cell::RefCell<Vec<Option<Object>>>>;
+const READERS: usize = 64;
+
+struct Args {
+    dir: Option<PathBuf>,
+    quick: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        dir: None,
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--dir" => args.dir = it.next().map(PathBuf::from),
+            "--quick" => args.quick = true,
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn objects(size: usize, count: usize, salt: u64) -> Vec<Object> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ salt);
+    (0..count)
+        .map(|_| {
+            let content: Vec<u8> = (0..size).map(|_| rng.next() as u8).collect();
+            (
+                ObjectId::compute(ObjectKind::Blob, &content),
+                ObjectKind::Blob,
+                content,
+            )
+        })
+        .collect()
+}
+
+struct Row {
+    what: String,
+    store: f64,
+    raw: Option<f64>,
+    unit: &'static str,
+    target: Option<f64>,
+}
+
+fn print_rows(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<34} {:>14} {:>14} {:>8} {:>8}",
+        "measure", "store", "raw", "ratio", "target"
+    );
+    for row in rows {
+        let raw = row.raw.map_or("-".to_owned(), |raw| format!("{raw:.0}"));
+        let ratio = row
+            .raw
+            .map_or("-".to_owned(), |raw| format!("{:.2}", row.store / raw));
+        let target = row
+            .target
+            .map_or("-".to_owned(), |target| format!("{target:.2}"));
+        println!(
+            "{:<34} {:>14} {:>14} {:>8} {:>8}",
+            format!("{} ({})", row.what, row.unit),
+            format!("{:.0}", row.store),
+            raw,
+            ratio,
+            target
+        );
+    }
+}
+
+fn config(cache_bytes: usize) -> StoreConfig {
+    let mut config = StoreConfig::new(0, 1);
+    config.cache_bytes = cache_bytes;
+    config
+}
+
+/// Durable puts with 64 writers. Returns (ops/s, content bytes/s, average
+/// bytes per group commit).
+async fn store_puts(dir: &Path, objects: ObjectPool) -> (f64, f64, u64) {
+    let count = objects.borrow().len();
+    let bytes: usize = objects
+        .borrow()
+        .iter()
+        .flatten()
+        .map(|(_, _, content)| content.len())
+        .sum();
+    let (store, _) = ShardStore::open(DmaFs::for_dir(dir), dir, config(0))
+        .await
+        .expect("open store");
+    let store = Rc::new(store);
+    let next = Rc::new(Cell::new(0usize));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (store, next, objects) = (Rc::clone(&store), Rc::clone(&next), Rc::clone(&objects));
+        tasks.push(glommio::spawn_local(async move {
+            loop {
+                let i = next.get();
+                if i >= count {
+                    break;
+                }
+                next.set(i + 1);
+                // Moved out, not cloned: the bench must not add copies the
+                // server would not make.
+                let (id, kind, content) = objects.borrow_mut()[i].take().expect("unused object");
+                store.put(id, kind, content).await.expect("put");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = store.stats();
+    let store = Rc::try_unwrap(store).ok().expect("sole owner");
+    store.close().await.expect("close");
+    let per_commit = (stats.disk_bytes - stats.segments * 4096) / stats.group_commits.max(1);
+    (count as f64 / elapsed, bytes as f64 / elapsed, per_commit)
+}
+
+/// The same write pattern with no store: `batch` bytes per write (split at
+/// the device I/O limit), fdatasync after each, until `total` bytes.
+///
+/// The bytes are random and copied into each buffer, as the store copies
+/// records: a buffer of zeros would flatter the baseline on any device or
+/// hypervisor that detects zero writes.
+async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
+    let file = fs.open(path, true).await.expect("open raw");
+    let align = file.alignment() as u64;
+    let batch = batch.div_ceil(align).max(1) * align;
+    let max_io = (fs.max_io() as u64 / align) * align;
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let pattern: Vec<u8> = (0..batch.min(max_io) + 4096)
+        .map(|_| rng.next() as u8)
+        .collect();
+    let started = Instant::now();
+    let mut offset = 0u64;
+    while offset < total {
+        let mut written = 0;
+        while written < batch {
+            let len = max_io.min(batch - written);
+            let mut buf = file.alloc(len as usize);
+            // Shift by the offset so no two writes carry the same bytes.
+            let shift = ((offset / align) % 4096) as usize;
+            buf.as_mut_bytes()
+                .copy_from_slice(&pattern[shift..shift + len as usize]);
+            file.write_at(buf, offset + written)
+                .await
+                .expect("raw write");
+            written += len;
+        }
+        file.fdatasync().await.expect("raw fdatasync");
+        offset += batch;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    file.close().await.expect("close raw");
+    total as f64 / elapsed
+}
+
+async fn store_gets(
+    dir: &Path,
+    objects: Rc<Vec<ObjectId>>,
+    cache_bytes: usize,
+    tasks: usize,
+    count: usize,
+) -> f64 {
+    let (store, _) = ShardStore::open(DmaFs::for_dir(dir), dir, config(cache_bytes))
+        .await
+        .expect("open store");
+    let store = Rc::new(store);
+    if cache_bytes > 0 {
+        for id in objects.iter() {
+            store.get(id).await.expect("warm").expect("present");
+        }
+    }
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let (store, objects) = (Rc::clone(&store), Rc::clone(&objects));
+        let per_task = count / tasks;
+        handles.push(glommio::spawn_local(async move {
+            let mut rng = Rng(0x1234_5678 + task as u64);
+            for _ in 0..per_task {
+                let id = &objects[(rng.next() % objects.len() as u64) as usize];
+                let got = store.get(id).await.expect("get").expect("present");
+                std::hint::black_box(got.content.len());
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let store = Rc::try_unwrap(store).ok().expect("sole owner");
+    store.close().await.expect("close");
+    (count / tasks * tasks) as f64 / elapsed
+}
+
+/// Random reads of one record's size at record-aligned offsets of a file,
+/// `depth` in flight, as the store's uncached get issues them.
+async fn raw_reads(fs: &DmaFs, path: &Path, size: usize, depth: usize, count: usize) -> f64 {
+    let file = Rc::new(fs.open(path, false).await.expect("open raw"));
+    let file_len = file.size().await.expect("size");
+    let record = record::disk_len(size);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for task in 0..depth {
+        let file = Rc::clone(&file);
+        let per_task = count / depth;
+        handles.push(glommio::spawn_local(async move {
+            let mut rng = Rng(0xABCD_EF01 + task as u64);
+            let slots = (file_len - record) / 8;
+            for _ in 0..per_task {
+                let offset = (rng.next() % slots) * 8;
+                let bytes = file
+                    .read_at(offset, record as usize)
+                    .await
+                    .expect("raw read");
+                std::hint::black_box(bytes.as_ref().len());
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await;
+    }
+    (count / depth * depth) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let args = parse_args();
+    let base = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("create --dir");
+            tempfile::tempdir_in(dir).expect("tempdir in --dir")
+        }
+        None => tempfile::tempdir_in(std::env::current_dir().expect("cwd")).expect("tempdir"),
+    };
+    let root = base.path().to_owned();
+    let quick = args.quick;
+    println!(
+        "data dir: {} (max I/O {} KiB)",
+        root.display(),
+        DmaFs::for_dir(&root).max_io() / 1024
+    );
+    let rows = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
+        .io_memory(4 << 20)
+        .spawn(move || async move {
+            // The first DMA file opened must not be empty (glommio's probe).
+            let probe = root.join("probe");
+            std::fs::write(&probe, vec![1u8; 4096]).expect("probe file");
+            let fs = DmaFs::for_dir(&root);
+            fs.open(&probe, false).await.expect("probe").close().await.expect("close probe");
+
+            let mut rows = Vec::new();
+            let scale = if quick { 10 } else { 1 };
+            for (size, count) in [(1024usize, 60_000usize), (16 << 10, 12_000), (256 << 10, 1_200)] {
+                let count = count / scale;
+                let label = match size {
+                    1024 => "1 KiB",
+                    16384 => "16 KiB",
+                    _ => "256 KiB",
+                };
+                let generated = objects(size, count, size as u64);
+                let objects: Rc<Vec<ObjectId>> = Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
+                let generated = Rc::new(std::cell::RefCell::new(generated.into_iter().map(Some).collect()));
+                let store_dir = root.join(format!("store-{size}"));
+                let (ops, bytes, per_commit) = store_puts(&store_dir, generated).await;
+                let total = count as u64 * record::disk_len(size);
+                let raw_path = root.join(format!("raw-{size}.dat"));
+                let raw = raw_writes(&fs, &raw_path, total, per_commit).await;
+                // Compare record bytes/s on both sides (the store's record
+                // bytes are content plus its 48-byte header).
+                let store_record_bytes = ops * record::disk_len(size) as f64;
+                println!(
+                    "{label}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit",
+                    bytes / 1e6
+                );
+                rows.push(Row {
+                    what: format!("durable puts {label}"),
+                    store: store_record_bytes / 1e6,
+                    raw: Some(raw / 1e6),
+                    unit: "MB/s",
+                    target: Some(0.70),
+                });
+                if size <= 16 << 10 {
+                    let reads = count.min(40_000);
+                    let uncached = store_gets(&store_dir, Rc::clone(&objects), 0, READERS, reads).await;
+                    let raw_iops = raw_reads(&fs, &raw_path, size, READERS, reads).await;
+                    rows.push(Row {
+                        what: format!("uncached gets {label}"),
+                        store: uncached,
+                        raw: Some(raw_iops),
+                        unit: "ops/s",
+                        target: Some(0.80),
+                    });
+                    let cache = count * (size + 256) * 2;
+                    let cached = store_gets(&store_dir, Rc::clone(&objects), cache, 1, 1_000_000 / scale).await;
+                    rows.push(Row {
+                        what: format!("cached gets {label}"),
+                        store: cached,
+                        raw: None,
+                        unit: "ops/s",
+                        target: None,
+                    });
+                }
+                let _ = std::fs::remove_file(&raw_path);
+                let _ = std::fs::remove_dir_all(&store_dir);
+            }
+            rows
+        })
+        .expect("executor")
+        .join()
+        .expect("bench thread");
+    print_rows(&rows);
+    println!("\ntarget for cached 1 KiB gets: 1000000 ops/s per core");
+}
