@@ -16,6 +16,10 @@
 //!
 //! Ratios are store / raw from the same run, so a noisy shared machine moves
 //! both sides together.
+//!
+//! Also reported: the resident index's bytes per object at 10 million
+//! objects, and the time to reopen a shard of 1 million objects
+//! (`--quick`: 100,000).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -272,6 +276,98 @@ async fn raw_reads(fs: &DmaFs, path: &Path, size: usize, depth: usize, count: us
     (count / depth * depth) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Resident bytes of the index per object at 10 million objects.
+fn index_memory() {
+    use stratum_node::store::index::{Index, Location};
+    let mut index = Index::new();
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let count = 10_000_000u64;
+    for n in 0..count {
+        let location = Location {
+            segment: (n % 1000) as u16,
+            offset: (n * 64) % (256 << 20),
+            len: 1072,
+        };
+        index.insert(rng.next() | 1, location);
+    }
+    println!(
+        "index: {} objects, {} bytes resident, {:.1} bytes per object (budget 48)",
+        index.len(),
+        index.memory_bytes(),
+        index.memory_bytes() as f64 / index.len() as f64
+    );
+}
+
+/// Fills a shard with `count` 1 KiB objects (64 writers), closes it, and
+/// times the reopen (full replay of every segment: no index checkpoint yet).
+fn recovery_time(dir: &Path, count: usize) {
+    let dir = dir.to_owned();
+    let (fill, reopen, objects) = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
+        .io_memory(4 << 20)
+        .spawn(move || async move {
+            std::fs::create_dir_all(&dir).expect("dir");
+            let probe = dir.join("probe");
+            std::fs::write(&probe, vec![1u8; 4096]).expect("probe file");
+            let fs = DmaFs::for_dir(&dir);
+            fs.open(&probe, false)
+                .await
+                .expect("probe")
+                .close()
+                .await
+                .expect("close probe");
+            let shard = dir.join("shard");
+            let started = Instant::now();
+            let pool: ObjectPool = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let (store, _) = ShardStore::open(fs.clone(), &shard, config(0))
+                .await
+                .expect("open");
+            let store = Rc::new(store);
+            let next = Rc::new(Cell::new(0usize));
+            let mut tasks = Vec::new();
+            for writer in 0..WRITERS {
+                let (store, next) = (Rc::clone(&store), Rc::clone(&next));
+                tasks.push(glommio::spawn_local(async move {
+                    let mut rng = Rng(0xFEED_0000 + writer as u64);
+                    loop {
+                        let i = next.get();
+                        if i >= count {
+                            break;
+                        }
+                        next.set(i + 1);
+                        let mut content = vec![0u8; 1024];
+                        for chunk in content.chunks_mut(8) {
+                            chunk.copy_from_slice(&rng.next().to_le_bytes());
+                        }
+                        let id = ObjectId::compute(ObjectKind::Blob, &content);
+                        store.put(id, ObjectKind::Blob, content).await.expect("put");
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await;
+            }
+            drop(pool);
+            let store = Rc::try_unwrap(store).ok().expect("sole owner");
+            store.close().await.expect("close");
+            let fill = started.elapsed();
+            let started = Instant::now();
+            let (store, report) = ShardStore::open(fs, &shard, config(0))
+                .await
+                .expect("reopen");
+            let reopen = started.elapsed();
+            store.close().await.expect("close");
+            (fill, reopen, report.objects)
+        })
+        .expect("executor")
+        .join()
+        .expect("recovery thread");
+    println!(
+        "recovery: {objects} objects of 1 KiB written in {:.1} s, reopened (full replay, no checkpoint) in {:.2} s",
+        fill.as_secs_f64(),
+        reopen.as_secs_f64()
+    );
+}
+
 fn main() {
     let args = parse_args();
     let base = match &args.dir {
@@ -282,6 +378,7 @@ fn main() {
         None => tempfile::tempdir_in(std::env::current_dir().expect("cwd")).expect("tempdir"),
     };
     let root = base.path().to_owned();
+    let base_path = base.path().to_owned();
     let quick = args.quick;
     println!(
         "data dir: {} (max I/O {} KiB)",
@@ -359,4 +456,9 @@ fn main() {
         .expect("bench thread");
     print_rows(&rows);
     println!("\ntarget for cached 1 KiB gets: 1000000 ops/s per core");
+    index_memory();
+    recovery_time(
+        &base_path.join("recovery"),
+        if quick { 100_000 } else { 1_000_000 },
+    );
 }

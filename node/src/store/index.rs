@@ -337,3 +337,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod budget {
+    use super::*;
+
+    /// The resident index stays within 48 bytes per object at every size
+    /// (just before and just after growth included).
+    #[test]
+    fn at_most_48_bytes_per_object() {
+        let mut index = Index::new();
+        let mut worst = 0.0f64;
+        let mut key = 0x2545_F491_4F6C_DD1Du64;
+        for n in 1..=300_000u64 {
+            key ^= key << 13;
+            key ^= key >> 7;
+            key ^= key << 17;
+            index.insert(
+                key | 1,
+                Location {
+                    segment: 1,
+                    offset: n * 8 % MAX_SEGMENT_BYTES,
+                    len: 64,
+                },
+            );
+            if n >= 1000 {
+                worst = worst.max(index.memory_bytes() as f64 / n as f64);
+            }
+        }
+        assert!(worst <= 48.0, "worst {worst:.1} bytes per object");
+    }
+}
