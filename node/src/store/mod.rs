@@ -21,6 +21,7 @@ pub mod group_commit;
 pub mod index;
 pub mod record;
 pub mod recovery;
+pub mod scrub;
 pub mod segment;
 pub mod superblock;
 
@@ -37,6 +38,7 @@ use fs::{StoreFile, StoreFs};
 use index::{key_of, Index, Location};
 use record::{RecordHeader, RecordType, HEADER_LEN};
 pub use recovery::RecoveryReport;
+pub use scrub::{ScrubFinding, ScrubReport};
 
 /// Settings of one shard store.
 #[derive(Debug, Clone)]
@@ -160,6 +162,8 @@ pub struct StoreStats {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub corrupt_reads: u64,
+    pub scrubs: u64,
+    pub scrub_findings: u64,
     pub index_bytes: u64,
 }
 
@@ -356,6 +360,14 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             }
         }
         Ok(ids)
+    }
+
+    /// Re-verifies every live record (CRC-32 and SHA-256) reading at most
+    /// `bytes_per_second` (0: unlimited), and reports what it found. Meant to
+    /// run as a background task on the shard's core; reads and writes go on
+    /// meanwhile.
+    pub async fn scrub(&self, bytes_per_second: u64) -> Result<ScrubReport> {
+        scrub::scrub(&self.shared, bytes_per_second).await
     }
 
     /// Stops the writer after the queued writes, and closes the files.
