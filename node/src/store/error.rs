@@ -25,6 +25,10 @@ pub enum Corruption {
     WrongObject { expected: ObjectId, found: ObjectId },
     #[error("content does not hash to the object id")]
     HashMismatch,
+    #[error("the index points at a tombstone, not an object")]
+    NotAnObject,
+    #[error("the record holds an object whose key does not match the index entry")]
+    KeyMismatch,
     #[error("short read: {got} of {wanted} bytes")]
     ShortRead { got: usize, wanted: usize },
 }

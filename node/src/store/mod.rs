@@ -413,21 +413,28 @@ impl<F: StoreFs> Shared<F> {
             .map(|segment| Rc::clone(&segment.file))
     }
 
-    /// Reads and parses the header of the record at `location`.
-    pub(crate) async fn read_header(&self, location: Location) -> Result<RecordHeader> {
+    /// Reads `len` bytes of the record at `location` (one aligned read).
+    pub(crate) async fn read_bytes(
+        &self,
+        location: Location,
+        len: usize,
+    ) -> Result<<F::File as StoreFile>::ReadBuf> {
+        let path = || self.segment_path(location.segment);
         let file = self.segment_file(location.segment).ok_or_else(|| {
             StoreError::io(
                 "reading record",
-                self.segment_path(location.segment),
+                path(),
                 std::io::Error::new(std::io::ErrorKind::NotFound, "segment not open"),
             )
         })?;
-        let bytes = file
-            .read_at(location.offset, HEADER_LEN)
+        file.read_at(location.offset, len)
             .await
-            .map_err(|err| {
-                StoreError::io("reading record", self.segment_path(location.segment), err)
-            })?;
+            .map_err(|err| StoreError::io("reading record", path(), err))
+    }
+
+    /// Reads and parses the header of the record at `location`.
+    pub(crate) async fn read_header(&self, location: Location) -> Result<RecordHeader> {
+        let bytes = self.read_bytes(location, HEADER_LEN).await?;
         RecordHeader::parse(bytes.as_ref()).map_err(|corruption| StoreError::Corrupt {
             id: ObjectId::from_bytes([0; 32]),
             segment: u32::from(location.segment),
@@ -473,58 +480,25 @@ impl<F: StoreFs> Shared<F> {
                 corruption,
             }
         };
-        let file = self.segment_file(location.segment).ok_or_else(|| {
-            StoreError::io(
-                "reading record",
-                self.segment_path(location.segment),
-                std::io::Error::new(std::io::ErrorKind::NotFound, "segment not open"),
-            )
-        })?;
-        let bytes = file
-            .read_at(location.offset, location.len as usize)
-            .await
-            .map_err(|err| {
-                StoreError::io("reading record", self.segment_path(location.segment), err)
-            })?;
-        let bytes = bytes.as_ref();
-        let header = RecordHeader::parse(bytes).map_err(corrupt)?;
+        let bytes = self.read_bytes(location, location.len as usize).await?;
+        let (header, kind, content) = match record::check_object(bytes.as_ref()) {
+            Ok(checked) => checked,
+            Err(corruption) => return Err(corrupt(corruption)),
+        };
         if header.id != *id {
-            // Either another object sharing the key, or a read that returned
-            // the wrong block: only the record's own checks can tell.
-            return match header.verify(
-                bytes
-                    .get(HEADER_LEN..HEADER_LEN + header.content_len as usize)
-                    .unwrap_or(&[]),
-            ) {
-                Ok(())
-                    if key_of(&header.id) == key_of(id)
-                        && header.disk_len() == u64::from(location.len) =>
-                {
-                    Ok(None)
-                }
-                _ => Err(corrupt(Corruption::WrongObject {
+            // An intact record of another object: a true key collision only
+            // if the keys match and the index's length fits it; otherwise the
+            // read returned the wrong block.
+            return if key_of(&header.id) == key_of(id)
+                && header.disk_len() == u64::from(location.len)
+            {
+                Ok(None)
+            } else {
+                Err(corrupt(Corruption::WrongObject {
                     expected: *id,
                     found: header.id,
-                })),
+                }))
             };
-        }
-        if header.record_type != RecordType::Object {
-            return Ok(None);
-        }
-        let wanted = HEADER_LEN + header.content_len as usize;
-        if bytes.len() < wanted {
-            return Err(corrupt(Corruption::ShortRead {
-                got: bytes.len(),
-                wanted,
-            }));
-        }
-        let content = &bytes[HEADER_LEN..wanted];
-        header.verify(content).map_err(corrupt)?;
-        let kind = header
-            .kind
-            .ok_or_else(|| corrupt(Corruption::UnknownKind(0)))?;
-        if !id.verify(kind, content) {
-            return Err(corrupt(Corruption::HashMismatch));
         }
         Ok(Some(StoredObject {
             kind,

@@ -151,6 +151,28 @@ impl RecordHeader {
     }
 }
 
+/// Every check a stored object must pass before it is trusted: a header
+/// that parses, an object record, the whole content present, the CRC-32, and
+/// the SHA-256 of its Git encoding equal to the id the record holds. Used by
+/// reads and by scrub alike, so both mean the same thing by "intact".
+pub fn check_object(bytes: &[u8]) -> Result<(RecordHeader, ObjectKind, &[u8]), Corruption> {
+    let header = RecordHeader::parse(bytes)?;
+    let kind = match (header.record_type, header.kind) {
+        (RecordType::Object, Some(kind)) => kind,
+        _ => return Err(Corruption::NotAnObject),
+    };
+    let wanted = HEADER_LEN + header.content_len as usize;
+    let content = bytes.get(HEADER_LEN..wanted).ok_or(Corruption::ShortRead {
+        got: bytes.len(),
+        wanted,
+    })?;
+    header.verify(content)?;
+    if !header.id.verify(kind, content) {
+        return Err(Corruption::HashMismatch);
+    }
+    Ok((header, kind, content))
+}
+
 /// On-disk length of a record with `content_len` bytes of content.
 pub fn disk_len(content_len: usize) -> u64 {
     (HEADER_LEN as u64 + content_len as u64).div_ceil(RECORD_ALIGN) * RECORD_ALIGN

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use stratum_wire::ObjectId;
 
-use super::error::{Corruption, Result, StoreError};
-use super::fs::{StoreFile, StoreFs};
+use super::error::{Corruption, Result};
+use super::fs::StoreFs;
 use super::index::{key_of, Location};
-use super::record::{RecordHeader, RecordType, HEADER_LEN};
+use super::record::{self, RecordHeader};
 use super::Shared;
 
 /// One damaged record found by a scrub.
@@ -45,49 +45,14 @@ async fn check<F: StoreFs>(
     key: u64,
     location: Location,
 ) -> Result<Result<ObjectId, (Option<ObjectId>, Corruption)>> {
-    let file = match shared.segments.borrow().get(&location.segment) {
-        Some(segment) => std::rc::Rc::clone(&segment.file),
-        None => {
-            return Ok(Err((
-                None,
-                Corruption::ShortRead {
-                    got: 0,
-                    wanted: location.len as usize,
-                },
-            )))
-        }
-    };
-    let bytes = file
-        .read_at(location.offset, location.len as usize)
-        .await
-        .map_err(|err| StoreError::io("scrubbing", shared.segment_path(location.segment), err))?;
+    let bytes = shared.read_bytes(location, location.len as usize).await?;
     let bytes = bytes.as_ref();
-    let header = match RecordHeader::parse(bytes) {
-        Ok(header) => header,
-        Err(corruption) => return Ok(Err((None, corruption))),
-    };
-    let id = header.id;
-    let fail = |corruption| Ok(Err((Some(id), corruption)));
-    if key_of(&id) != key || header.record_type != RecordType::Object {
-        return fail(Corruption::WrongObject {
-            expected: id,
-            found: id,
-        });
-    }
-    let wanted = HEADER_LEN + header.content_len as usize;
-    let Some(content) = bytes.get(HEADER_LEN..wanted) else {
-        return fail(Corruption::ShortRead {
-            got: bytes.len(),
-            wanted,
-        });
-    };
-    if let Err(corruption) = header.verify(content) {
-        return fail(corruption);
-    }
-    match header.kind {
-        Some(kind) if id.verify(kind, content) => Ok(Ok(id)),
-        _ => fail(Corruption::HashMismatch),
-    }
+    let claimed = RecordHeader::parse(bytes).ok().map(|header| header.id);
+    Ok(match record::check_object(bytes) {
+        Ok((header, _, _)) if key_of(&header.id) == key => Ok(header.id),
+        Ok((header, _, _)) => Err((Some(header.id), Corruption::KeyMismatch)),
+        Err(corruption) => Err((claimed, corruption)),
+    })
 }
 
 /// Scrubs every record live when the scrub starts, reading at most
