@@ -19,7 +19,7 @@
 //!
 //! Also reported: the resident index's bytes per object at 10 million
 //! objects, and the time to reopen a shard of 1 million objects
-//! (`--quick`: 100,000).
+//! (`--quick`: 100,000) with and without a fresh index checkpoint.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -298,8 +298,9 @@ fn index_memory() {
     );
 }
 
-/// Fills a shard with `count` 1 KiB objects (64 writers), closes it, and
-/// times the reopen (full replay of every segment: no index checkpoint yet).
+/// Fills a shard with `count` 1 KiB objects (64 writers), closes it (which
+/// checkpoints the index), and times the reopen with the checkpoint and,
+/// after deleting it, without (a full replay).
 fn recovery_time(dir: &Path, count: usize) {
     let dir = dir.to_owned();
     let (fill, reopen, objects) = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
@@ -350,21 +351,36 @@ fn recovery_time(dir: &Path, count: usize) {
             let store = Rc::try_unwrap(store).ok().expect("sole owner");
             store.close().await.expect("close");
             let fill = started.elapsed();
+            // close() wrote a fresh checkpoint: reopen with it...
+            let started = Instant::now();
+            let (store, report) = ShardStore::open(fs.clone(), &shard, config(0))
+                .await
+                .expect("reopen");
+            let with_checkpoint = started.elapsed();
+            assert_eq!(
+                report.checkpoint_entries, count as u64,
+                "checkpoint not used"
+            );
+            drop(store);
+            // ...and without it: a full replay.
+            std::fs::remove_file(shard.join("index.ckpt")).expect("remove checkpoint");
             let started = Instant::now();
             let (store, report) = ShardStore::open(fs, &shard, config(0))
                 .await
                 .expect("reopen");
-            let reopen = started.elapsed();
-            store.close().await.expect("close");
-            (fill, reopen, report.objects)
+            let without = started.elapsed();
+            assert_eq!(report.checkpoint_entries, 0);
+            drop(store);
+            (fill, (with_checkpoint, without), report.objects)
         })
         .expect("executor")
         .join()
         .expect("recovery thread");
     println!(
-        "recovery: {objects} objects of 1 KiB written in {:.1} s, reopened (full replay, no checkpoint) in {:.2} s",
+        "recovery: {objects} objects of 1 KiB written in {:.1} s; reopen with a fresh checkpoint {:.3} s, without (full replay) {:.3} s",
         fill.as_secs_f64(),
-        reopen.as_secs_f64()
+        reopen.0.as_secs_f64(),
+        reopen.1.as_secs_f64()
     );
 }
 

@@ -184,7 +184,10 @@ fn store_with_last_record(dir: &Path, count: u64) -> (PathBuf, u64) {
         let seed = count - 1;
         let (id, kind, content) = object(seed, 20_000);
         store.put(id, kind, content).await.expect("last put");
-        store.close().await.expect("close");
+        // The process dies (no clean close, so no checkpoint covers the last
+        // record): a torn write can only hit data written after the last
+        // checkpoint, because a checkpoint covers only fdatasync'd records.
+        drop(store);
         (segment, before)
     })
 }

@@ -23,7 +23,8 @@ use std::rc::Rc;
 
 use stratum_wire::{ObjectId, ObjectKind};
 
-use super::error::Result;
+use super::checkpoint::{self, SegmentState};
+use super::error::{Result, StoreError};
 use super::fs::{StoreFile, StoreFs, WriteBuf};
 use super::index::{key_of, Location, MAX_SEGMENT_SLOTS};
 use super::record::{RecordHeader, HEADER_LEN};
@@ -39,11 +40,15 @@ pub(crate) enum Op {
     Delete {
         id: ObjectId,
     },
+    /// Write an index checkpoint once the batch it arrived with is durable.
+    Checkpoint,
 }
 
 pub(crate) enum Reply {
     Put(PutOutcome),
     Delete(bool),
+    /// Entries written to the checkpoint.
+    Checkpoint(u64),
 }
 
 pub(crate) struct WriteOp {
@@ -56,6 +61,7 @@ impl WriteOp {
         match &self.op {
             Op::Put { content, .. } => super::record::disk_len(content.len()) as usize,
             Op::Delete { .. } => HEADER_LEN,
+            Op::Checkpoint => 0,
         }
     }
 }
@@ -136,9 +142,11 @@ impl<F: StoreFs> Writer<F> {
         // The state of ids this batch touches: Some(plan index) if an earlier
         // op in the batch puts it, None if it deletes it.
         let mut touched: HashMap<ObjectId, Option<usize>> = HashMap::new();
+        let mut checkpoints = Vec::new();
 
         for WriteOp { op, done } in batch {
             match op {
+                Op::Checkpoint => checkpoints.push(done),
                 Op::Put { id, kind, content } => {
                     let present = match touched.get(&id) {
                         Some(state) => state.is_some(),
@@ -205,6 +213,70 @@ impl<F: StoreFs> Writer<F> {
         for (done, reply) in replies {
             let _ = done.send(reply);
         }
+        if !checkpoints.is_empty() {
+            let result = self.write_checkpoint().await;
+            for done in checkpoints {
+                let _ = done.send(match &result {
+                    Ok(entries) => Ok(Reply::Checkpoint(*entries)),
+                    Err(err) => Err(StoreError::io(
+                        "writing index checkpoint",
+                        self.shared.dir.join(checkpoint::FILE_NAME),
+                        io::Error::other(err.to_string()),
+                    )),
+                });
+            }
+        }
+    }
+
+    /// Writes the index as it is now, with the writer's tail as watermark.
+    /// The snapshot is taken with no `.await` in between, so every entry is
+    /// of a durable record before the watermark and none is missing.
+    async fn write_checkpoint(&self) -> Result<u64> {
+        let (bytes, entries) = {
+            let index = self.shared.index.borrow();
+            let segments: Vec<SegmentState> = self
+                .shared
+                .segments
+                .borrow()
+                .values()
+                .map(|segment| SegmentState {
+                    slot: segment.slot,
+                    sequence: segment.sequence,
+                    live_bytes: segment.live_bytes,
+                })
+                .collect();
+            let watermark_sequence = self
+                .active
+                .and_then(|slot| segments.iter().find(|segment| segment.slot == slot))
+                .map_or(0, |segment| segment.sequence);
+            let watermark_offset = if watermark_sequence == 0 {
+                0
+            } else {
+                self.tail
+            };
+            let bytes = checkpoint::encode(
+                self.shared.config.shard_id,
+                watermark_sequence,
+                watermark_offset,
+                index.len(),
+                index.iter(),
+                &segments,
+            );
+            (bytes, index.len() as u64)
+        };
+        let path = self.shared.dir.join(checkpoint::FILE_NAME);
+        self.shared
+            .fs
+            .write_file_atomic(&path, &bytes)
+            .await
+            .map_err(|err| StoreError::io("writing index checkpoint", &path, err))?;
+        tracing::info!(
+            shard = self.shared.config.shard_id,
+            entries,
+            bytes = bytes.len(),
+            "index checkpoint written"
+        );
+        Ok(entries)
     }
 
     /// Lays out, writes and syncs the batch, then publishes its effects.
@@ -418,6 +490,7 @@ impl<F: StoreFs> Writer<F> {
             slot,
             Segment {
                 slot,
+                sequence: self.next_sequence,
                 file: Rc::new(file),
                 end: segment::HEADER_LEN,
                 live_bytes: 0,

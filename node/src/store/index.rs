@@ -35,14 +35,14 @@ pub const MAX_SEGMENT_BYTES: u64 = 8 << 26;
 pub const MAX_RECORD_BYTES: u64 = 8 << 24;
 
 impl Location {
-    fn pack(self) -> u64 {
+    pub(crate) fn pack(self) -> u64 {
         debug_assert!(self.segment < MAX_SEGMENT_SLOTS);
         debug_assert!(self.offset % 8 == 0 && self.offset < MAX_SEGMENT_BYTES);
         debug_assert!(self.len % 8 == 0 && u64::from(self.len) < MAX_RECORD_BYTES);
         (u64::from(self.segment) << 50) | ((self.offset / 8) << 24) | u64::from(self.len / 8)
     }
 
-    fn unpack(packed: u64) -> Self {
+    pub(crate) fn unpack(packed: u64) -> Self {
         Self {
             segment: (packed >> 50) as u16,
             offset: ((packed >> 24) & ((1 << 26) - 1)) * 8,

@@ -15,6 +15,7 @@
 //! `RefCell` borrow is never held across an `.await`.
 
 pub mod cache;
+pub mod checkpoint;
 pub mod error;
 pub mod fs;
 pub mod group_commit;
@@ -169,6 +170,7 @@ pub struct StoreStats {
 
 pub(crate) struct Segment<File> {
     pub(crate) slot: u16,
+    pub(crate) sequence: u64,
     pub(crate) file: Rc<File>,
     /// Bytes written (header, records, padding).
     pub(crate) end: u64,
@@ -285,7 +287,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             .await?;
         match reply {
             group_commit::Reply::Put(outcome) => Ok(outcome),
-            group_commit::Reply::Delete(_) => Err(StoreError::WriterGone),
+            _ => Err(StoreError::WriterGone),
         }
     }
 
@@ -295,7 +297,18 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         self.shared.check_writable()?;
         match self.submit(group_commit::Op::Delete { id }).await? {
             group_commit::Reply::Delete(existed) => Ok(existed),
-            group_commit::Reply::Put(_) => Err(StoreError::WriterGone),
+            _ => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Writes an index checkpoint (after the writes queued before it are
+    /// durable), so the next open replays only what comes after. Returns the
+    /// number of entries written.
+    pub async fn checkpoint(&self) -> Result<u64> {
+        self.shared.check_writable()?;
+        match self.submit(group_commit::Op::Checkpoint).await? {
+            group_commit::Reply::Checkpoint(entries) => Ok(entries),
+            _ => Err(StoreError::WriterGone),
         }
     }
 
@@ -370,8 +383,15 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         scrub::scrub(&self.shared, bytes_per_second).await
     }
 
-    /// Stops the writer after the queued writes, and closes the files.
+    /// Checkpoints the index (if the shard still takes writes), stops the
+    /// writer after the queued writes, and closes the files. A failed
+    /// checkpoint is logged, not fatal: the next open replays instead.
     pub async fn close(mut self) -> Result<()> {
+        if self.shared.check_writable().is_ok() {
+            if let Err(err) = self.checkpoint().await {
+                tracing::warn!(shard = self.shared.config.shard_id, error = %err, "no checkpoint at close; the next open replays every segment");
+            }
+        }
         self.queue = None;
         if let Some(writer) = self.writer.take() {
             writer.await;

@@ -1,5 +1,7 @@
-//! Opening a shard: superblock first, then every segment replayed in
-//! sequence order to rebuild the index.
+//! Opening a shard: superblock first, then the index checkpoint if it can
+//! be trusted (see `checkpoint.rs`), then every segment record after the
+//! checkpoint's watermark (all of them without one) replayed in sequence
+//! order.
 //!
 //! What a scan of a segment meets, and what it does:
 //! - a valid record (header parses, fits, checksum matches): applied;
@@ -21,10 +23,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::checkpoint;
 use super::error::{Corruption, Result, StoreError};
 use super::fs::{StoreFile, StoreFs};
 use super::group_commit::Tail;
-use super::index::{key_of, Location};
+use super::index::{key_of, Index, Location, MAX_SEGMENT_SLOTS};
 use super::record::{self, RecordHeader, RecordType, HEADER_LEN};
 use super::segment::{self, SegmentHeader};
 use super::superblock::{self, SUPERBLOCK_FILE};
@@ -55,6 +58,10 @@ pub struct RecoveryReport {
     /// Segment files removed (leftovers of a rotation that crashed) or set
     /// aside (damaged header).
     pub discarded_files: Vec<String>,
+    /// Index entries loaded from a checkpoint (0: none was used).
+    pub checkpoint_entries: u64,
+    /// Why a checkpoint present on disk was not used, if one was not.
+    pub checkpoint_ignored: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -159,41 +166,57 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
         next_sequence: found.last().map_or(1, |(header, _, _)| header.sequence + 1),
     };
     let count = found.len();
-    for (position, (header, file, size)) in found.into_iter().enumerate() {
-        let is_newest = position + 1 == count;
+    let mut plan: Vec<Planned<F::File>> = Vec::with_capacity(count);
+    for (header, file, size) in found {
         let file = Rc::new(file);
         shared.segments.borrow_mut().insert(
             header.slot,
             Segment {
                 slot: header.slot,
+                sequence: header.sequence,
                 file: Rc::clone(&file),
                 end: size,
                 live_bytes: 0,
             },
         );
-        let end = scan_segment(shared, header.slot, &file, size, &mut report).await?;
+        plan.push(Planned {
+            slot: header.slot,
+            sequence: header.sequence,
+            size,
+            file,
+        });
+    }
+    // (sequence, offset) before which the checkpoint already holds everything.
+    let (watermark_sequence, watermark_offset) = load_checkpoint(shared, &plan, &mut report)
+        .await
+        .unwrap_or((0, 0));
+    for (position, planned) in plan.iter().enumerate() {
+        let is_newest = position + 1 == count;
+        let from = match planned.sequence.cmp(&watermark_sequence) {
+            std::cmp::Ordering::Less => continue, // wholly in the checkpoint
+            std::cmp::Ordering::Equal => watermark_offset.max(segment::HEADER_LEN),
+            std::cmp::Ordering::Greater => segment::HEADER_LEN,
+        };
+        let (slot, size, file) = (planned.slot, planned.size, &planned.file);
+        let end = scan_segment(shared, slot, file, size, from, &mut report).await?;
         let align = file.alignment() as u64;
         if is_newest {
             if end < size {
-                let path = shared.segment_path(header.slot);
+                let path = shared.segment_path(slot);
                 file.truncate(end)
                     .await
                     .map_err(|err| StoreError::io("truncating torn tail", &path, err))?;
                 file.fdatasync()
                     .await
                     .map_err(|err| StoreError::io("syncing truncated segment", &path, err))?;
-                tracing::warn!(
-                    segment = header.slot,
-                    cut = size - end,
-                    "truncated a torn tail"
-                );
+                tracing::warn!(segment = slot, cut = size - end, "truncated a torn tail");
                 report.torn_tail_bytes += size - end;
             }
             let resume = end.div_ceil(align) * align;
-            if let Some(segment) = shared.segments.borrow_mut().get_mut(&header.slot) {
+            if let Some(segment) = shared.segments.borrow_mut().get_mut(&slot) {
                 segment.end = resume;
             }
-            tail.active = Some(header.slot);
+            tail.active = Some(slot);
             tail.offset = resume;
         }
     }
@@ -210,6 +233,103 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
         "shard recovered"
     );
     Ok((report, tail))
+}
+
+/// A segment found at open, in replay order.
+struct Planned<File> {
+    slot: u16,
+    sequence: u64,
+    size: u64,
+    file: Rc<File>,
+}
+
+/// Loads `index.ckpt` into the index if it is usable, and returns its
+/// watermark. `None`: no checkpoint, or one that cannot be trusted (the
+/// reason goes into the report); the caller then replays every segment.
+async fn load_checkpoint<F: StoreFs>(
+    shared: &Shared<F>,
+    plan: &[Planned<F::File>],
+    report: &mut RecoveryReport,
+) -> Option<(u64, u64)> {
+    let path = shared.dir.join(checkpoint::FILE_NAME);
+    if !shared.fs.exists(&path).await.unwrap_or(false) {
+        return None;
+    }
+    let mut ignore = |reason: String| {
+        tracing::warn!(checkpoint = %path.display(), %reason, "checkpoint not used; replaying every segment");
+        report.checkpoint_ignored = Some(reason);
+        None
+    };
+    let mapped = match shared.fs.map_file(&path).await {
+        Ok(mapped) => mapped,
+        Err(err) => return ignore(format!("unreadable: {err}")),
+    };
+    let checkpoint = match checkpoint::decode(mapped.as_ref(), shared.config.shard_id) {
+        Ok(checkpoint) => checkpoint,
+        Err(reason) => return ignore(reason),
+    };
+    for listed in &checkpoint.segments {
+        if !plan
+            .iter()
+            .any(|p| p.slot == listed.slot && p.sequence == listed.sequence)
+        {
+            return ignore(format!(
+                "it lists segment slot {} sequence {}, which is gone or changed",
+                listed.slot, listed.sequence
+            ));
+        }
+    }
+    for planned in plan
+        .iter()
+        .filter(|p| p.sequence <= checkpoint.watermark_sequence)
+    {
+        if !checkpoint
+            .segments
+            .iter()
+            .any(|c| c.slot == planned.slot && c.sequence == planned.sequence)
+        {
+            return ignore(format!(
+                "segment slot {} sequence {} predates its watermark but is not in it",
+                planned.slot, planned.sequence
+            ));
+        }
+    }
+    if checkpoint.watermark_sequence > 0 {
+        let long_enough = plan
+            .iter()
+            .find(|p| p.sequence == checkpoint.watermark_sequence)
+            .is_some_and(|p| p.size >= checkpoint.watermark_offset);
+        if !long_enough {
+            return ignore("the watermark segment is shorter than the watermark".into());
+        }
+    }
+    let mut known = vec![false; usize::from(MAX_SEGMENT_SLOTS)];
+    for listed in &checkpoint.segments {
+        known[usize::from(listed.slot)] = true;
+    }
+    let mut index = Index::with_capacity(checkpoint.entry_count());
+    for (key, location) in checkpoint.entries() {
+        if !known
+            .get(usize::from(location.segment))
+            .copied()
+            .unwrap_or(false)
+        {
+            return ignore(format!(
+                "an entry points into unknown segment slot {}",
+                location.segment
+            ));
+        }
+        index.insert(key, location);
+    }
+    *shared.index.borrow_mut() = index;
+    let mut segments = shared.segments.borrow_mut();
+    for listed in &checkpoint.segments {
+        if let Some(segment) = segments.get_mut(&listed.slot) {
+            segment.live_bytes = listed.live_bytes;
+        }
+    }
+    report.checkpoint_entries = checkpoint.entry_count() as u64;
+    Some((checkpoint.watermark_sequence, checkpoint.watermark_offset))
 }
 
 /// Reads a segment through a sliding window of large aligned reads.
@@ -295,6 +415,7 @@ async fn scan_segment<F: StoreFs>(
     slot: u16,
     file: &F::File,
     size: u64,
+    from: u64,
     report: &mut RecoveryReport,
 ) -> Result<u64> {
     let path = shared.segment_path(slot);
@@ -306,7 +427,7 @@ async fn scan_segment<F: StoreFs>(
         start: 0,
         window: Vec::new(),
     };
-    let mut offset = segment::HEADER_LEN;
+    let mut offset = from;
     let mut end_of_data = offset;
     while offset < size {
         let found = scanner.record_at(offset, align).await.map_err(io_err)?;

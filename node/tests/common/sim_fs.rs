@@ -217,6 +217,7 @@ impl StoreFile for SimFile {
 
 impl StoreFs for SimFs {
     type File = SimFile;
+    type Mapped = Vec<u8>;
 
     fn max_io(&self) -> usize {
         64 * 1024
@@ -295,5 +296,15 @@ impl StoreFs for SimFs {
 
     async fn exists(&self, path: &Path) -> io::Result<bool> {
         Ok(self.disk.borrow().files.contains_key(path))
+    }
+
+    async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped> {
+        let disk = self.disk.borrow();
+        Ok(disk
+            .files
+            .get(path)
+            .ok_or_else(|| errno(2))?
+            .volatile
+            .clone())
     }
 }

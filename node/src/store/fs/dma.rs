@@ -189,6 +189,7 @@ impl StoreFile for DmaStoreFile {
 
 impl StoreFs for DmaFs {
     type File = DmaStoreFile;
+    type Mapped = memmap2::Mmap;
 
     fn max_io(&self) -> usize {
         self.max_io
@@ -250,5 +251,13 @@ impl StoreFs for DmaFs {
 
     async fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+
+    async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped> {
+        let file = std::fs::File::open(path)?;
+        // SAFETY: the mapped files (index checkpoints) are only ever replaced
+        // by an atomic rename of a new file, never modified in place, so the
+        // mapping cannot change under us.
+        unsafe { memmap2::Mmap::map(&file) }
     }
 }

@@ -43,6 +43,8 @@ pub trait StoreFile {
 /// The directory operations the store needs.
 pub trait StoreFs {
     type File: StoreFile + 'static;
+    /// A whole file mapped (or read) into memory.
+    type Mapped: AsRef<[u8]>;
 
     /// Largest single I/O the device takes; bigger ones are split.
     fn max_io(&self) -> usize;
@@ -60,4 +62,6 @@ pub trait StoreFs {
     /// place, sync the directory), for superblocks and checkpoints.
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()>;
     async fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Maps a file read-only (used for index checkpoints).
+    async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped>;
 }

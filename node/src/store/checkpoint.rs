@@ -1,0 +1,226 @@
+//! Index checkpoints: the index written to one file, so that opening a shard
+//! loads it (memory-mapped) and replays only what was written after it.
+//!
+//! `index.ckpt`, written whole and atomically (temp file, fdatasync, rename,
+//! directory fsync). All integers little-endian.
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 8 | magic `"STRCKPT1"` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 2 | shard id |
+//! | 14 | 2 | zero |
+//! | 16 | 8 | entry count E |
+//! | 24 | 8 | watermark: sequence of the segment the writer was appending to |
+//! | 32 | 8 | watermark: offset in that segment; every record before it is reflected |
+//! | 40 | 4 | segment count S |
+//! | 44 | 4 | CRC-32 of everything after the 64-byte header |
+//! | 48 | 4 | CRC-32 of header bytes 0..48 |
+//! | 52 | 12 | zero |
+//! | 64 | 16·E | entries: key u64, packed location u64 |
+//! | 64+16·E | 24·S | segments: slot u16, 6 zero bytes, sequence u64, live bytes u64 |
+//!
+//! A checkpoint is only an optimisation, never the truth: it is used only if
+//! both checksums match and every segment it lists still exists with the
+//! same slot and sequence, no other segment at or below the watermark exists,
+//! and the watermark segment is at least as long as the watermark. Otherwise
+//! the shard replays every segment, as if there were no checkpoint.
+
+use super::index::Location;
+
+pub const FILE_NAME: &str = "index.ckpt";
+const MAGIC: &[u8; 8] = b"STRCKPT1";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const ENTRY_LEN: usize = 16;
+const SEGMENT_LEN: usize = 24;
+
+/// A segment as the checkpoint saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentState {
+    pub slot: u16,
+    pub sequence: u64,
+    pub live_bytes: u64,
+}
+
+/// A decoded checkpoint (entries still in the mapped file).
+pub struct Checkpoint<'a> {
+    pub watermark_sequence: u64,
+    pub watermark_offset: u64,
+    pub segments: Vec<SegmentState>,
+    entries: &'a [u8],
+}
+
+impl Checkpoint<'_> {
+    pub fn entry_count(&self) -> usize {
+        self.entries.len() / ENTRY_LEN
+    }
+
+    /// `(key, location)` of every entry.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, Location)> + '_ {
+        self.entries.chunks_exact(ENTRY_LEN).map(|entry| {
+            let key = u64::from_le_bytes(entry[0..8].try_into().unwrap_or_default());
+            let packed = u64::from_le_bytes(entry[8..16].try_into().unwrap_or_default());
+            (key, Location::unpack(packed))
+        })
+    }
+}
+
+/// Serializes a checkpoint.
+pub fn encode(
+    shard_id: u16,
+    watermark_sequence: u64,
+    watermark_offset: u64,
+    entry_count: usize,
+    entries: impl Iterator<Item = (u64, Location)>,
+    segments: &[SegmentState],
+) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    out.reserve(entry_count * ENTRY_LEN + segments.len() * SEGMENT_LEN);
+    let mut written = 0usize;
+    for (key, location) in entries {
+        written += 1;
+        out.extend_from_slice(&key.to_le_bytes());
+        out.extend_from_slice(&location.pack().to_le_bytes());
+    }
+    for segment in segments {
+        out.extend_from_slice(&segment.slot.to_le_bytes());
+        out.extend_from_slice(&[0u8; 6]);
+        out.extend_from_slice(&segment.sequence.to_le_bytes());
+        out.extend_from_slice(&segment.live_bytes.to_le_bytes());
+    }
+    debug_assert_eq!(written, entry_count);
+    let body_crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[0..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..14].copy_from_slice(&shard_id.to_le_bytes());
+    out[16..24].copy_from_slice(&(written as u64).to_le_bytes());
+    out[24..32].copy_from_slice(&watermark_sequence.to_le_bytes());
+    out[32..40].copy_from_slice(&watermark_offset.to_le_bytes());
+    out[40..44].copy_from_slice(&(segments.len() as u32).to_le_bytes());
+    out[44..48].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[0..48]);
+    out[48..52].copy_from_slice(&header_crc.to_le_bytes());
+    out
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default())
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default())
+}
+
+/// Checks and decodes a checkpoint file's bytes. The error says why it was
+/// not usable (the caller then replays everything).
+pub fn decode(bytes: &[u8], shard_id: u16) -> Result<Checkpoint<'_>, String> {
+    if bytes.len() < HEADER_LEN {
+        return Err(format!("{} bytes, shorter than its header", bytes.len()));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err("bad magic".into());
+    }
+    if u32_at(bytes, 48) != crc32fast::hash(&bytes[0..48]) {
+        return Err("header checksum mismatch".into());
+    }
+    if u32_at(bytes, 8) != VERSION {
+        return Err(format!("version {}", u32_at(bytes, 8)));
+    }
+    let found_shard = u16::from_le_bytes([bytes[12], bytes[13]]);
+    if found_shard != shard_id {
+        return Err(format!("written by shard {found_shard}"));
+    }
+    let entries = u64_at(bytes, 16);
+    let segments = u64::from(u32_at(bytes, 40));
+    let expected = (HEADER_LEN as u64)
+        .checked_add(
+            entries
+                .checked_mul(ENTRY_LEN as u64)
+                .ok_or("entry count overflows")?,
+        )
+        .and_then(|len| len.checked_add(segments * SEGMENT_LEN as u64))
+        .ok_or("length overflows")?;
+    if expected != bytes.len() as u64 {
+        return Err(format!("{} bytes, header implies {expected}", bytes.len()));
+    }
+    if u32_at(bytes, 44) != crc32fast::hash(&bytes[HEADER_LEN..]) {
+        return Err("body checksum mismatch".into());
+    }
+    let entries_end = HEADER_LEN + entries as usize * ENTRY_LEN;
+    let segments = bytes[entries_end..]
+        .chunks_exact(SEGMENT_LEN)
+        .map(|chunk| SegmentState {
+            slot: u16::from_le_bytes([chunk[0], chunk[1]]),
+            sequence: u64_at(chunk, 8),
+            live_bytes: u64_at(chunk, 16),
+        })
+        .collect();
+    Ok(Checkpoint {
+        watermark_sequence: u64_at(bytes, 24),
+        watermark_offset: u64_at(bytes, 32),
+        segments,
+        entries: &bytes[HEADER_LEN..entries_end],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_damage() {
+        let entries = vec![
+            (
+                7u64,
+                Location {
+                    segment: 1,
+                    offset: 4096,
+                    len: 64,
+                },
+            ),
+            (
+                9u64,
+                Location {
+                    segment: 2,
+                    offset: 8192,
+                    len: 1072,
+                },
+            ),
+        ];
+        let segments = vec![
+            SegmentState {
+                slot: 1,
+                sequence: 3,
+                live_bytes: 64,
+            },
+            SegmentState {
+                slot: 2,
+                sequence: 4,
+                live_bytes: 1072,
+            },
+        ];
+        let bytes = encode(
+            5,
+            4,
+            9264,
+            entries.len(),
+            entries.iter().copied(),
+            &segments,
+        );
+        let checkpoint = decode(&bytes, 5).expect("valid");
+        assert_eq!(checkpoint.entries().collect::<Vec<_>>(), entries);
+        assert_eq!(checkpoint.segments, segments);
+        assert_eq!(
+            (checkpoint.watermark_sequence, checkpoint.watermark_offset),
+            (4, 9264)
+        );
+        assert!(decode(&bytes, 6).is_err(), "another shard's checkpoint");
+        for position in [0, 20, 50, 70, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[position] ^= 4;
+            assert!(decode(&damaged, 5).is_err(), "flip at {position} accepted");
+        }
+        assert!(decode(&bytes[..bytes.len() - 1], 5).is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! Index checkpoints: used when they can be trusted, ignored (with a reason)
+//! when they cannot, and never the cause of a lost or resurrected object.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::sim_fs::SimFs;
+use common::{object, on_executor};
+use stratum_node::store::fs::StoreFs;
+use stratum_node::store::{ShardStore, StoreConfig};
+use stratum_wire::{ObjectId, ObjectKind};
+
+type Obj = (ObjectId, ObjectKind, Vec<u8>);
+
+fn config() -> StoreConfig {
+    let mut config = StoreConfig::new(0, 1);
+    config.segment_bytes = 256 << 10; // several segments
+    config.max_object_bytes = 64 << 10;
+    config.max_batch_bytes = 32 << 10;
+    config.cache_bytes = 0;
+    config
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from("/sim/shard-0")
+}
+
+fn objects(range: std::ops::Range<u64>) -> Vec<Obj> {
+    range
+        .map(|i| object(i, 200 + (i as usize * 131) % 4000))
+        .collect()
+}
+
+async fn assert_exactly(store: &ShardStore<SimFs>, present: &[Obj], absent: &[Obj]) {
+    for (id, kind, content) in present {
+        let got = store
+            .get(id)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{id} lost"));
+        assert!(
+            got.kind == *kind && *got.content == content[..],
+            "{id}: wrong bytes"
+        );
+    }
+    for (id, _, _) in absent {
+        assert!(
+            store.get(id).await.expect("get").is_none(),
+            "{id} resurrected"
+        );
+    }
+    assert_eq!(store.stats().objects, present.len() as u64);
+}
+
+#[test]
+fn a_clean_close_checkpoints_and_the_reopen_replays_nothing() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let (store, _) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("open");
+        let all = objects(0..300);
+        for (id, kind, content) in &all {
+            store.put(*id, *kind, content.clone()).await.expect("put");
+        }
+        for (id, _, _) in &all[..50] {
+            assert!(store.delete(*id).await.expect("delete"));
+        }
+        assert!(store.stats().segments >= 3);
+        store.close().await.expect("close");
+
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(report.checkpoint_ignored, None);
+        assert_eq!(report.checkpoint_entries, 250);
+        assert_eq!(report.records, 0, "nothing after the watermark to replay");
+        assert_exactly(&store, &all[50..], &all[..50]).await;
+        store.close().await.expect("close");
+    });
+}
+
+#[test]
+fn writes_after_a_checkpoint_are_replayed_on_top_of_it() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let (store, _) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("open");
+        let first = objects(0..150);
+        for (id, kind, content) in &first {
+            store.put(*id, *kind, content.clone()).await.expect("put");
+        }
+        assert_eq!(store.checkpoint().await.expect("checkpoint"), 150);
+        // After the checkpoint: more puts (into new segments too), deletes of
+        // objects the checkpoint holds, and a re-put of a deleted one.
+        let second = objects(150..400);
+        for (id, kind, content) in &second {
+            store.put(*id, *kind, content.clone()).await.expect("put");
+        }
+        for (id, _, _) in &first[..40] {
+            assert!(store.delete(*id).await.expect("delete"));
+        }
+        let (id, kind, content) = first[0].clone();
+        store.put(id, kind, content).await.expect("re-put");
+        // Crash: no clean close, and power goes.
+        drop(store);
+        fs.power_loss();
+
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(report.checkpoint_ignored, None);
+        assert_eq!(report.checkpoint_entries, 150);
+        assert!(report.records > 0);
+        let mut present: Vec<Obj> = first[40..].to_vec();
+        present.extend(second.iter().cloned());
+        present.push(first[0].clone());
+        assert_exactly(&store, &present, &first[1..40]).await;
+        store.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_damaged_or_stale_checkpoint_is_ignored_and_everything_replayed() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let (store, _) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("open");
+        let all = objects(0..200);
+        for (id, kind, content) in &all {
+            store.put(*id, *kind, content.clone()).await.expect("put");
+        }
+        store.close().await.expect("close");
+        let checkpoint = dir().join("index.ckpt");
+
+        // A flipped bit anywhere: refused by its checksums.
+        let len = fs.file_len(&checkpoint);
+        fs.flip_bit(&checkpoint, len / 2, 3);
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert!(
+            report
+                .checkpoint_ignored
+                .as_deref()
+                .is_some_and(|r| r.contains("checksum")),
+            "{report:?}"
+        );
+        assert_eq!(report.checkpoint_entries, 0);
+        assert_exactly(&store, &all, &[]).await;
+        store.close().await.expect("close"); // writes a fresh one
+
+        // A checkpoint naming a segment that no longer exists.
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(report.checkpoint_ignored, None);
+        drop(store);
+        let good = fs.map_file(&checkpoint).await.expect("read checkpoint");
+        let segment = dir().join("seg-00000.dat");
+        let saved = fs.map_file(&segment).await.expect("read segment");
+        fs.remove(&segment).await.expect("remove segment");
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen without a segment");
+        assert!(
+            report
+                .checkpoint_ignored
+                .as_deref()
+                .is_some_and(|r| r.contains("gone")),
+            "{report:?}"
+        );
+        drop(store);
+        // Put things back as they were: the checkpoint is trusted again.
+        fs.write_file_atomic(&segment, &saved)
+            .await
+            .expect("restore segment");
+        fs.write_file_atomic(&checkpoint, &good)
+            .await
+            .expect("restore checkpoint");
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(report.checkpoint_ignored, None);
+        assert_exactly(&store, &all, &[]).await;
+        store.close().await.expect("close");
+    });
+}
