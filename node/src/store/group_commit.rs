@@ -42,6 +42,19 @@ pub(crate) enum Op {
     },
     /// Write an index checkpoint once the batch it arrived with is durable.
     Checkpoint,
+    /// Compaction: re-append records from a segment being emptied.
+    Relocate {
+        records: Vec<Relocation>,
+    },
+}
+
+/// One record compaction wants copied forward.
+pub(crate) struct Relocation {
+    pub(crate) header: RecordHeader,
+    /// Content of an object record (empty for a tombstone).
+    pub(crate) content: Vec<u8>,
+    /// Where the live copy is now (`None`: a tombstone).
+    pub(crate) from: Option<Location>,
 }
 
 pub(crate) enum Reply {
@@ -49,6 +62,9 @@ pub(crate) enum Reply {
     Delete(bool),
     /// Entries written to the checkpoint.
     Checkpoint(u64),
+    /// Records actually copied (the rest were deleted, moved or, for
+    /// tombstones, superseded meanwhile).
+    Relocated(u64),
 }
 
 pub(crate) struct WriteOp {
@@ -62,6 +78,10 @@ impl WriteOp {
             Op::Put { content, .. } => super::record::disk_len(content.len()) as usize,
             Op::Delete { .. } => HEADER_LEN,
             Op::Checkpoint => 0,
+            Op::Relocate { records } => records
+                .iter()
+                .map(|record| record.header.disk_len() as usize)
+                .sum(),
         }
     }
 }
@@ -90,6 +110,10 @@ enum Effect {
     RemoveExisting(Location),
     /// Remove the record of an earlier put in this batch (by plan index).
     RemovePlanned(usize),
+    /// Compaction: the live copy moves here from this location.
+    Relocate(Location),
+    /// A tombstone copied forward: nothing to publish.
+    Nothing,
 }
 
 pub(crate) struct Writer<F: StoreFs> {
@@ -147,6 +171,12 @@ impl<F: StoreFs> Writer<F> {
         for WriteOp { op, done } in batch {
             match op {
                 Op::Checkpoint => checkpoints.push(done),
+                Op::Relocate { records } => {
+                    let result = self
+                        .plan_relocation(records, &mut planned, &mut touched)
+                        .await;
+                    replies.push((done, result.map(Reply::Relocated)));
+                }
                 Op::Put { id, kind, content } => {
                     let present = match touched.get(&id) {
                         Some(state) => state.is_some(),
@@ -226,6 +256,64 @@ impl<F: StoreFs> Writer<F> {
                 });
             }
         }
+    }
+
+    /// Plans compaction copies. Decided here, in the writer, because only
+    /// here is the index certain not to change between the check and the
+    /// write: a record is copied only if it is still the live copy, a
+    /// tombstone only if its object is not live (else a replay would delete
+    /// a later re-put). All decisions are made before anything is planned,
+    /// so an error leaves the batch untouched.
+    async fn plan_relocation(
+        &mut self,
+        records: Vec<Relocation>,
+        planned: &mut Vec<Planned>,
+        touched: &mut HashMap<ObjectId, Option<usize>>,
+    ) -> Result<u64> {
+        let mut keep = Vec::with_capacity(records.len());
+        for record in records {
+            let id = record.header.id;
+            if touched.contains_key(&id) {
+                continue; // a newer op in this batch decides
+            }
+            let wanted = match record.from {
+                Some(from) => self
+                    .shared
+                    .index
+                    .borrow()
+                    .candidates(key_of(&id))
+                    .any(|location| location == from),
+                None => self.shared.find(&id).await?.is_none(),
+            };
+            if wanted {
+                keep.push(record);
+            }
+        }
+        let copied = keep.len() as u64;
+        for record in keep {
+            let id = record.header.id;
+            match record.from {
+                Some(from) => {
+                    touched.insert(id, Some(planned.len()));
+                    planned.push(Planned {
+                        header: record.header,
+                        content: Some(record.content),
+                        effect: Effect::Relocate(from),
+                        offset: 0,
+                    });
+                }
+                None => {
+                    touched.insert(id, None);
+                    planned.push(Planned {
+                        header: record.header,
+                        content: None,
+                        effect: Effect::Nothing,
+                        offset: 0,
+                    });
+                }
+            }
+        }
+        Ok(copied)
     }
 
     /// Writes the index as it is now, with the writer's tail as watermark.
@@ -411,6 +499,18 @@ impl<F: StoreFs> Writer<F> {
                     cache.remove(&id);
                     stats.deletes += 1;
                 }
+                Effect::Relocate(from) => {
+                    if index.replace(key, from, *location) {
+                        if let Some(segment) = segments.get_mut(&from.segment) {
+                            segment.live_bytes -= u64::from(from.len);
+                        }
+                        if let Some(segment) = segments.get_mut(&slot) {
+                            segment.live_bytes += u64::from(location.len);
+                        }
+                    }
+                    plan.content = None;
+                }
+                Effect::Nothing => {}
                 Effect::RemovePlanned(plan_index) => {
                     let old = locations[plan_index];
                     index.remove(key, old);
@@ -498,6 +598,7 @@ impl<F: StoreFs> Writer<F> {
         );
         self.next_sequence += 1;
         self.active = Some(slot);
+        self.shared.active_slot.set(Some(slot));
         self.tail = segment::HEADER_LEN;
         Ok(())
     }

@@ -16,6 +16,7 @@
 
 pub mod cache;
 pub mod checkpoint;
+pub mod compaction;
 pub mod error;
 pub mod fs;
 pub mod group_commit;
@@ -33,6 +34,7 @@ use std::rc::Rc;
 
 use stratum_wire::{ObjectId, ObjectKind};
 
+pub use compaction::CompactionReport;
 use error::Result;
 pub use error::{Corruption, StoreError};
 use fs::{StoreFile, StoreFs};
@@ -188,6 +190,8 @@ pub(crate) struct Shared<F: StoreFs> {
     pub(crate) segments: RefCell<BTreeMap<u16, Segment<F::File>>>,
     pub(crate) mode: RefCell<WriteMode>,
     pub(crate) stats: RefCell<StoreStats>,
+    /// The segment the writer appends to (never compacted).
+    pub(crate) active_slot: std::cell::Cell<Option<u16>>,
 }
 
 /// One shard's store. Lives on, and is used from, one core.
@@ -210,9 +214,11 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             segments: RefCell::new(BTreeMap::new()),
             mode: RefCell::new(WriteMode::Writable),
             stats: RefCell::new(StoreStats::default()),
+            active_slot: std::cell::Cell::new(None),
             config,
         });
         let (report, tail) = recovery::recover(&shared).await?;
+        shared.active_slot.set(tail.active);
         let (sender, receiver) = flume::bounded(shared.config.write_queue);
         let writer = group_commit::Writer::new(Rc::clone(&shared), tail);
         // The writer shares the executor's default task queue. A dedicated
@@ -373,6 +379,25 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             }
         }
         Ok(ids)
+    }
+
+    /// Rewrites every closed segment whose dead fraction is at least
+    /// `min_dead_fraction` (0.0..=1.0), then removes it. Safe against a crash
+    /// at any point: see `compaction.rs`.
+    pub async fn compact(&self, min_dead_fraction: f64) -> Result<CompactionReport> {
+        self.shared.check_writable()?;
+        compaction::compact(self, min_dead_fraction).await
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<F> {
+        &self.shared
+    }
+
+    pub(crate) async fn relocate(&self, records: Vec<group_commit::Relocation>) -> Result<u64> {
+        match self.submit(group_commit::Op::Relocate { records }).await? {
+            group_commit::Reply::Relocated(copied) => Ok(copied),
+            _ => Err(StoreError::WriterGone),
+        }
     }
 
     /// Re-verifies every live record (CRC-32 and SHA-256) reading at most

@@ -333,7 +333,7 @@ async fn load_checkpoint<F: StoreFs>(
 }
 
 /// Reads a segment through a sliding window of large aligned reads.
-struct Scanner<'a, File: StoreFile> {
+pub(crate) struct Scanner<'a, File: StoreFile> {
     file: &'a File,
     size: u64,
     start: u64,
@@ -341,8 +341,17 @@ struct Scanner<'a, File: StoreFile> {
 }
 
 impl<'a, File: StoreFile> Scanner<'a, File> {
+    pub(crate) fn new(file: &'a File, size: u64) -> Self {
+        Self {
+            file,
+            size,
+            start: 0,
+            window: Vec::new(),
+        }
+    }
+
     /// Up to `len` bytes at `offset` (fewer at end of file).
-    async fn get(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
+    pub(crate) async fn get(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
         let end = (offset + len as u64).min(self.size);
         if offset < self.start || end > self.start + self.window.len() as u64 {
             let want = (len.max(SCAN_CHUNK) as u64).min(self.size.saturating_sub(offset)) as usize;
@@ -361,7 +370,7 @@ impl<'a, File: StoreFile> Scanner<'a, File> {
     /// The valid record at `offset`, or `None` if every byte from `offset`
     /// to the next multiple of `align` is zero (padding: a record never
     /// starts with a zero byte, its magic does not).
-    async fn record_at(
+    pub(crate) async fn record_at(
         &mut self,
         offset: u64,
         align: u64,
@@ -394,7 +403,11 @@ impl<'a, File: StoreFile> Scanner<'a, File> {
     }
 
     /// The next offset at or after `from` holding a valid record.
-    async fn next_valid(&mut self, from: u64, align: u64) -> std::io::Result<Option<u64>> {
+    pub(crate) async fn next_valid(
+        &mut self,
+        from: u64,
+        align: u64,
+    ) -> std::io::Result<Option<u64>> {
         let mut offset = from.div_ceil(record::RECORD_ALIGN) * record::RECORD_ALIGN;
         while offset + HEADER_LEN as u64 <= self.size {
             let magic_matches = self.get(offset, 4).await? == record::MAGIC;

@@ -33,6 +33,8 @@ pub struct Faults {
     pub short_reads: bool,
     /// Reads return the bytes of another block (shifted by this many bytes).
     pub misdirect_reads: Option<u64>,
+    /// Removing a file fails with EIO (a crash before an unlink, in effect).
+    pub remove_eio: bool,
 }
 
 #[derive(Default)]
@@ -241,12 +243,11 @@ impl StoreFs for SimFs {
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        self.disk
-            .borrow_mut()
-            .files
-            .remove(path)
-            .map(|_| ())
-            .ok_or_else(|| errno(2))
+        let mut disk = self.disk.borrow_mut();
+        if disk.faults.remove_eio {
+            return Err(errno(5));
+        }
+        disk.files.remove(path).map(|_| ()).ok_or_else(|| errno(2))
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
