@@ -6,12 +6,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::sim_fs::SimFs;
-use common::{object, on_executor};
+use common::{assert_exactly, object, on_executor, put_all, Obj};
 use stratum_node::store::fs::StoreFs;
 use stratum_node::store::{ShardStore, StoreConfig};
-use stratum_wire::{ObjectId, ObjectKind};
-
-type Obj = (ObjectId, ObjectKind, Vec<u8>);
 
 fn config() -> StoreConfig {
     let mut config = StoreConfig::new(0, 1);
@@ -32,27 +29,6 @@ fn objects(range: std::ops::Range<u64>) -> Vec<Obj> {
         .collect()
 }
 
-async fn assert_exactly(store: &ShardStore<SimFs>, present: &[Obj], absent: &[Obj]) {
-    for (id, kind, content) in present {
-        let got = store
-            .get(id)
-            .await
-            .expect("get")
-            .unwrap_or_else(|| panic!("{id} lost"));
-        assert!(
-            got.kind == *kind && *got.content == content[..],
-            "{id}: wrong bytes"
-        );
-    }
-    for (id, _, _) in absent {
-        assert!(
-            store.get(id).await.expect("get").is_none(),
-            "{id} resurrected"
-        );
-    }
-    assert_eq!(store.stats().objects, present.len() as u64);
-}
-
 #[test]
 fn a_clean_close_checkpoints_and_the_reopen_replays_nothing() {
     on_executor(|| async {
@@ -61,9 +37,7 @@ fn a_clean_close_checkpoints_and_the_reopen_replays_nothing() {
             .await
             .expect("open");
         let all = objects(0..300);
-        for (id, kind, content) in &all {
-            store.put(*id, *kind, content.clone()).await.expect("put");
-        }
+        put_all(&store, &all).await;
         for (id, _, _) in &all[..50] {
             assert!(store.delete(*id).await.expect("delete"));
         }
@@ -89,16 +63,12 @@ fn writes_after_a_checkpoint_are_replayed_on_top_of_it() {
             .await
             .expect("open");
         let first = objects(0..150);
-        for (id, kind, content) in &first {
-            store.put(*id, *kind, content.clone()).await.expect("put");
-        }
+        put_all(&store, &first).await;
         assert_eq!(store.checkpoint().await.expect("checkpoint"), 150);
         // After the checkpoint: more puts (into new segments too), deletes of
         // objects the checkpoint holds, and a re-put of a deleted one.
         let second = objects(150..400);
-        for (id, kind, content) in &second {
-            store.put(*id, *kind, content.clone()).await.expect("put");
-        }
+        put_all(&store, &second).await;
         for (id, _, _) in &first[..40] {
             assert!(store.delete(*id).await.expect("delete"));
         }
@@ -130,9 +100,7 @@ fn a_damaged_or_stale_checkpoint_is_ignored_and_everything_replayed() {
             .await
             .expect("open");
         let all = objects(0..200);
-        for (id, kind, content) in &all {
-            store.put(*id, *kind, content.clone()).await.expect("put");
-        }
+        put_all(&store, &all).await;
         store.close().await.expect("close");
         let checkpoint = dir().join("index.ckpt");
 

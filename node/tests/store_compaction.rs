@@ -6,12 +6,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::sim_fs::{Faults, SimFs};
-use common::{object, on_executor};
+use common::{assert_exactly, object, on_executor, put_all, Obj};
 use stratum_node::store::fs::StoreFs;
 use stratum_node::store::{ShardStore, StoreConfig};
-use stratum_wire::{ObjectId, ObjectKind};
-
-type Obj = (ObjectId, ObjectKind, Vec<u8>);
 
 fn config() -> StoreConfig {
     let mut config = StoreConfig::new(0, 1);
@@ -30,12 +27,6 @@ fn objects(range: std::ops::Range<u64>) -> Vec<Obj> {
     range.map(|i| object(i, 900 + (i as usize % 200))).collect()
 }
 
-async fn put_all(store: &ShardStore<SimFs>, objects: &[Obj]) {
-    for (id, kind, content) in objects {
-        store.put(*id, *kind, content.clone()).await.expect("put");
-    }
-}
-
 /// Opens (optionally forcing a full replay) and checks the exact contents.
 async fn reopen_and_check(fs: &SimFs, present: &[Obj], absent: &[Obj], full_replay: bool) {
     if full_replay {
@@ -45,28 +36,7 @@ async fn reopen_and_check(fs: &SimFs, present: &[Obj], absent: &[Obj], full_repl
         .await
         .expect("reopen");
     assert!(report.quarantined.is_empty(), "{:?}", report.quarantined);
-    for (id, kind, content) in present {
-        let got = store
-            .get(id)
-            .await
-            .expect("get")
-            .unwrap_or_else(|| panic!("{id} lost"));
-        assert!(
-            got.kind == *kind && *got.content == content[..],
-            "{id}: wrong bytes"
-        );
-    }
-    for (id, _, _) in absent {
-        assert!(
-            store.get(id).await.expect("get").is_none(),
-            "{id} resurrected"
-        );
-    }
-    assert_eq!(
-        store.stats().objects,
-        present.len() as u64,
-        "duplicates or losses in the index"
-    );
+    assert_exactly(&store, present, absent).await;
     store.close().await.expect("close");
 }
 

@@ -7,11 +7,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::sim_fs::{Faults, SimFs};
-use common::{object, on_executor};
+use common::{object, on_executor, put_all, Obj};
 use stratum_node::store::{ShardStore, StoreConfig, StoreError, WriteMode};
-use stratum_wire::{ObjectId, ObjectKind};
-
-type Obj = (ObjectId, ObjectKind, Vec<u8>);
 
 fn config() -> StoreConfig {
     let mut config = StoreConfig::new(0, 1);
@@ -31,12 +28,6 @@ async fn open(fs: &SimFs) -> ShardStore<SimFs> {
         .await
         .expect("open")
         .0
-}
-
-async fn put_all(store: &ShardStore<SimFs>, objects: &[Obj]) {
-    for (id, kind, content) in objects {
-        store.put(*id, *kind, content.clone()).await.expect("put");
-    }
 }
 
 /// Reopens after a power loss and checks every acknowledged object is there

@@ -5,7 +5,49 @@ pub mod sim_fs;
 
 use std::future::Future;
 
+use stratum_node::store::fs::StoreFs;
+use stratum_node::store::ShardStore;
 use stratum_wire::{ObjectId, ObjectKind};
+
+/// An object: id, kind, content.
+pub type Obj = (ObjectId, ObjectKind, Vec<u8>);
+
+pub async fn put_all<F: StoreFs + 'static>(store: &ShardStore<F>, objects: &[Obj]) {
+    for (id, kind, content) in objects {
+        store.put(*id, *kind, content.clone()).await.expect("put");
+    }
+}
+
+/// The store holds exactly `present` (byte for byte, each once) and none of
+/// `absent`.
+pub async fn assert_exactly<F: StoreFs + 'static>(
+    store: &ShardStore<F>,
+    present: &[Obj],
+    absent: &[Obj],
+) {
+    for (id, kind, content) in present {
+        let got = store
+            .get(id)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{id} lost"));
+        assert!(
+            got.kind == *kind && *got.content == content[..],
+            "{id}: wrong bytes"
+        );
+    }
+    for (id, _, _) in absent {
+        assert!(
+            store.get(id).await.expect("get").is_none(),
+            "{id} resurrected"
+        );
+    }
+    assert_eq!(
+        store.stats().objects,
+        present.len() as u64,
+        "duplicates or losses in the index"
+    );
+}
 
 /// Runs `make()` on a fresh single-core glommio executor and returns its
 /// output. Executors lock memory for io_uring: keep it small (8 MiB memlock
