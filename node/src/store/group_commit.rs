@@ -154,9 +154,7 @@ impl<F: StoreFs> Writer<F> {
     async fn commit(&mut self, batch: Vec<WriteOp>) {
         if self.shared.check_writable().is_err() {
             for op in batch {
-                let _ = op
-                    .done
-                    .send(self.shared.check_writable().map(|_| Reply::Delete(false)));
+                let _ = op.done.send(Err(self.refusal()));
             }
             return;
         }
@@ -234,8 +232,8 @@ impl<F: StoreFs> Writer<F> {
         if !planned.is_empty() {
             if let Err(err) = self.write_durably(&mut planned).await {
                 self.enter_failure_mode(err);
-                for (done, _) in replies {
-                    let _ = done.send(self.shared.check_writable().map(|_| Reply::Delete(false)));
+                for done in replies.into_iter().map(|(done, _)| done).chain(checkpoints) {
+                    let _ = done.send(Err(self.refusal()));
                 }
                 return;
             }
@@ -601,6 +599,15 @@ impl<F: StoreFs> Writer<F> {
         self.shared.active_slot.set(Some(slot));
         self.tail = segment::HEADER_LEN;
         Ok(())
+    }
+
+    /// The error every queued op gets once the shard takes no writes.
+    fn refusal(&self) -> StoreError {
+        match self.shared.check_writable() {
+            Err(err) => err,
+            // Only called after the mode left `Writable`.
+            Ok(()) => StoreError::WriterGone,
+        }
     }
 
     fn enter_failure_mode(&self, failure: WriteFailure) {
