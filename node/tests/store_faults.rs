@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::sim_fs::{Faults, SimFs};
-use common::{object, on_executor, put_all, Obj};
+use common::{assert_present, object, on_executor, put_all, Obj};
 use stratum_node::store::{ShardStore, StoreConfig, StoreError, WriteMode};
 
 fn config() -> StoreConfig {
@@ -38,17 +38,7 @@ async fn assert_survived(fs: &SimFs, acknowledged: &[Obj], maybe: &[Obj]) {
     let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
         .await
         .expect("reopen after power loss");
-    for (id, kind, content) in acknowledged {
-        let got = store
-            .get(id)
-            .await
-            .expect("get")
-            .unwrap_or_else(|| panic!("lost acknowledged {id}"));
-        assert!(
-            got.kind == *kind && *got.content == content[..],
-            "{id}: wrong bytes served"
-        );
-    }
+    assert_present(&store, acknowledged).await;
     for (id, kind, content) in maybe {
         if let Some(got) = store.get(id).await.expect("get unacknowledged") {
             assert!(
@@ -141,9 +131,7 @@ fn fdatasync_eio_fails_stop_for_writes_but_reads_go_on() {
             .await
             .expect_err("still failed");
         assert!(matches!(err, StoreError::Failed { .. }), "{err}");
-        for (id, _, content) in &acked {
-            assert!(*store.get(id).await.expect("get").expect("present").content == content[..]);
-        }
+        assert_present(&store, &acked).await;
         drop(store);
         assert_survived(&fs, &acked, &[]).await;
     });
@@ -165,9 +153,7 @@ fn enospc_makes_the_shard_read_only_and_says_why() {
         assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
         assert!(err.to_string().contains("ENOSPC"), "{err}");
         assert!(matches!(store.write_mode(), WriteMode::ReadOnly(_)));
-        for (id, _, content) in &acked {
-            assert!(*store.get(id).await.expect("get").expect("present").content == content[..]);
-        }
+        assert_present(&store, &acked).await;
         drop(store);
         assert_survived(&fs, &acked, &[]).await;
     });
@@ -218,9 +204,7 @@ fn eio_short_and_misdirected_reads_never_return_a_good_object() {
             }
         }
         fs.set_faults(Faults::default());
-        for (id, _, content) in &acked {
-            assert!(*store.get(id).await.expect("get").expect("present").content == content[..]);
-        }
+        assert_present(&store, &acked).await;
         store.close().await.expect("close");
     });
 }

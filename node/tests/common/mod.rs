@@ -18,14 +18,9 @@ pub async fn put_all<F: StoreFs + 'static>(store: &ShardStore<F>, objects: &[Obj
     }
 }
 
-/// The store holds exactly `present` (byte for byte, each once) and none of
-/// `absent`.
-pub async fn assert_exactly<F: StoreFs + 'static>(
-    store: &ShardStore<F>,
-    present: &[Obj],
-    absent: &[Obj],
-) {
-    for (id, kind, content) in present {
+/// Every object of `objects` is stored, with its kind and bytes.
+pub async fn assert_present<F: StoreFs + 'static>(store: &ShardStore<F>, objects: &[Obj]) {
+    for (id, kind, content) in objects {
         let got = store
             .get(id)
             .await
@@ -36,6 +31,16 @@ pub async fn assert_exactly<F: StoreFs + 'static>(
             "{id}: wrong bytes"
         );
     }
+}
+
+/// The store holds exactly `present` (byte for byte, each once) and none of
+/// `absent`.
+pub async fn assert_exactly<F: StoreFs + 'static>(
+    store: &ShardStore<F>,
+    present: &[Obj],
+    absent: &[Obj],
+) {
+    assert_present(store, present).await;
     for (id, _, _) in absent {
         assert!(
             store.get(id).await.expect("get").is_none(),
