@@ -30,7 +30,7 @@ use super::fs::{StoreFile, StoreFs};
 use super::group_commit::Relocation;
 use super::index::{key_of, Location};
 use super::record::{self, RecordType, HEADER_LEN};
-use super::recovery::Scanner;
+use super::recovery::{Scanner, Step};
 use super::segment;
 use super::ShardStore;
 
@@ -119,25 +119,18 @@ async fn compact_one<F: StoreFs + 'static>(
     let mut batch_bytes = 0u64;
     let mut copied = 0u64;
     let mut offset = segment::HEADER_LEN;
-    while offset < size {
-        let header = match scanner.record_at(offset, align).await.map_err(io_err)? {
-            Ok(Some(header)) => header,
-            Ok(None) if offset % align != 0 => {
-                offset = offset.div_ceil(align) * align;
+    loop {
+        let header = match scanner.step(offset, align).await.map_err(io_err)? {
+            Step::Record { offset: at, header } => {
+                offset = at;
+                header
+            }
+            // Damaged bytes hold nothing the index points at: skip them.
+            Step::Damaged { next, .. } => {
+                offset = next;
                 continue;
             }
-            // A zero block or damage: skip to the next valid record, if any.
-            _ => match scanner
-                .next_valid(offset + record::RECORD_ALIGN, align)
-                .await
-                .map_err(io_err)?
-            {
-                Some(next) => {
-                    offset = next;
-                    continue;
-                }
-                None => break,
-            },
+            Step::End => break,
         };
         let location = Location {
             segment: slot,

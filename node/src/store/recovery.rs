@@ -332,6 +332,22 @@ async fn load_checkpoint<F: StoreFs>(
     Some((checkpoint.watermark_sequence, checkpoint.watermark_offset))
 }
 
+/// What a walk of a segment meets next (see [`Scanner::step`]).
+pub(crate) enum Step {
+    Record {
+        offset: u64,
+        header: RecordHeader,
+    },
+    /// Bytes `offset..next` fail their checks; a valid record is at `next`.
+    Damaged {
+        offset: u64,
+        next: u64,
+        reason: String,
+    },
+    /// No valid record at or after the offset asked for.
+    End,
+}
+
 /// Reads a segment through a sliding window of large aligned reads.
 pub(crate) struct Scanner<'a, File: StoreFile> {
     file: &'a File,
@@ -402,6 +418,39 @@ impl<'a, File: StoreFile> Scanner<'a, File> {
         Ok(header.verify(&whole[HEADER_LEN..]).map(|()| Some(header)))
     }
 
+    /// The next thing a walk of the segment meets at or after `offset`:
+    /// a valid record (batch padding before it skipped), a damaged range
+    /// followed by a valid record, or the end of the data. Recovery and
+    /// compaction walk segments only through this, so they cannot disagree
+    /// about where records are.
+    pub(crate) async fn step(&mut self, mut offset: u64, align: u64) -> std::io::Result<Step> {
+        while offset < self.size {
+            let reason = match self.record_at(offset, align).await? {
+                Ok(Some(header)) => return Ok(Step::Record { offset, header }),
+                Ok(None) if offset % align != 0 => {
+                    offset = offset.div_ceil(align) * align; // batch padding
+                    continue;
+                }
+                Ok(None) => "zeroed block where data continues".to_owned(),
+                Err(corruption) => corruption.to_string(),
+            };
+            return Ok(
+                match self
+                    .next_valid(offset + record::RECORD_ALIGN, align)
+                    .await?
+                {
+                    Some(next) => Step::Damaged {
+                        offset,
+                        next,
+                        reason,
+                    },
+                    None => Step::End,
+                },
+            );
+        }
+        Ok(Step::End)
+    }
+
     /// The next offset at or after `from` holding a valid record.
     pub(crate) async fn next_valid(
         &mut self,
@@ -442,46 +491,35 @@ async fn scan_segment<F: StoreFs>(
     };
     let mut offset = from;
     let mut end_of_data = offset;
-    while offset < size {
-        let found = scanner.record_at(offset, align).await.map_err(io_err)?;
-        let reason = match found {
-            Ok(Some(header)) => {
+    loop {
+        match scanner.step(offset, align).await.map_err(io_err)? {
+            Step::Record { offset: at, header } => {
                 let location = Location {
                     segment: slot,
-                    offset,
+                    offset: at,
                     len: header.disk_len() as u32,
                 };
                 apply(shared, &header, location, report).await?;
-                offset += header.disk_len();
+                offset = at + header.disk_len();
                 end_of_data = offset;
-                continue;
             }
-            Ok(None) if offset % align != 0 => {
-                offset = offset.div_ceil(align) * align; // batch padding
-                end_of_data = offset;
-                continue;
-            }
-            Ok(None) => "zeroed block where data continues".to_owned(),
-            Err(corruption) => corruption.to_string(),
-        };
-        match scanner
-            .next_valid(offset + record::RECORD_ALIGN, align)
-            .await
-            .map_err(io_err)?
-        {
-            Some(next) => {
-                let saved_to = save_quarantined(shared, slot, &mut scanner, offset, next).await;
-                tracing::error!(segment = slot, offset, len = next - offset, %reason, "quarantined damaged bytes");
+            Step::Damaged {
+                offset: at,
+                next,
+                reason,
+            } => {
+                let saved_to = save_quarantined(shared, slot, &mut scanner, at, next).await;
+                tracing::error!(segment = slot, offset = at, len = next - at, %reason, "quarantined damaged bytes");
                 report.quarantined.push(Quarantined {
                     segment: slot,
-                    offset,
-                    len: next - offset,
+                    offset: at,
+                    len: next - at,
                     reason,
                     saved_to,
                 });
                 offset = next;
             }
-            None => break, // end of the data
+            Step::End => break,
         }
     }
     // The zero padding that ends the last batch belongs to the data.
