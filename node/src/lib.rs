@@ -1,7 +1,13 @@
 //! `stratum-node`: the storage node.
 //!
-//! - [`store`]: the shard store one core owns (issue 3).
+//! - [`store`]: the shard store one core owns.
+//! - [`server`]: the thread-per-core server around the stores.
+//! - [`config`]: settings (defaults, TOML file, flags) and their validation.
+//! - [`logging`]: `tracing` output.
 //!
-//! The server, its connections and replication come with issues 4 and 8.
+//! Replication between nodes comes with issue 8.
 
+pub mod config;
+pub mod logging;
+pub mod server;
 pub mod store;

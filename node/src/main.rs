@@ -1,15 +1,82 @@
-//! `stratum-node`: the thread-per-core storage server.
+//! `stratum-node`: serves this node's shards until SIGTERM or SIGINT, then
+//! drains, makes everything durable, checkpoints and exits 0.
 //!
-//! Not built yet (issue #4). Until then this binary says so and exits
-//! with status 69 (EX_UNAVAILABLE) rather than pretending to work.
+//! Exit status: 0 after a clean shutdown; 1 when it could not start or did
+//! not stop cleanly; 2 for an invalid command line; 78 (EX_CONFIG) for an
+//! invalid configuration.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use stratum_node::config::{Flags, NodeConfig};
+use stratum_node::server::{admin, Node};
 
 fn main() -> ExitCode {
-    eprintln!(
-        "stratum-node: not built yet (the thread-per-core storage server: issue #4).\n\
-         This build has the shared foundation only (stratum-wire: object ids, the wire\n\
-         protocol, placement); see README.md for what works today."
+    let flags = Flags::parse();
+    let config = match NodeConfig::resolve(flags) {
+        Ok(config) => Arc::new(config),
+        Err(err) => {
+            eprintln!("stratum-node: {}", stratum_node::server::error_chain(&err));
+            return ExitCode::from(78);
+        }
+    };
+    stratum_node::logging::init(config.log_format);
+    // Registered before any core starts, so a signal during startup is not
+    // lost (it is acted on once startup finishes).
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot install signal handlers");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        node_id = config.node_id,
+        shards = config.shards,
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        topology_epoch = config.topology.epoch(),
+        auth = config.secret.is_some(),
+        "starting"
     );
-    ExitCode::from(69)
+    let node = match Node::start(Arc::clone(&config)) {
+        Ok(node) => node,
+        Err(err) => {
+            tracing::error!(error = %stratum_node::server::error_chain(&err), "cannot start");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(addr) = config.admin {
+        match admin::start(addr, node.mesh().clone(), config.node_id) {
+            Ok(bound) => tracing::info!(admin = %bound, "admin endpoint: /metrics, /health"),
+            Err(err) => {
+                tracing::error!(admin = %addr, error = %err, "cannot start the admin endpoint (use --admin off to run without)");
+                node.shutdown();
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let last_port = u32::from(config.listen.port()) + u32::from(config.shards) - 1;
+    tracing::info!(listen = %config.listen, last_port, "serving");
+
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    tracing::info!(signal, "shutting down: draining connections, then checkpointing");
+    // A second signal means "now": exit without the clean shutdown (every
+    // acknowledged write is already durable; the next start replays).
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("stratum-node: signal {signal} during shutdown; exiting at once");
+            std::process::exit(130);
+        }
+    });
+    if node.shutdown() {
+        tracing::info!("stopped cleanly");
+        ExitCode::SUCCESS
+    } else {
+        tracing::error!("stopped, but not cleanly (see above)");
+        ExitCode::from(1)
+    }
 }

@@ -1,5 +1,6 @@
 //! `stratum-wire`: what every Stratum process must agree on, byte for byte.
 //!
+//! - [`auth`]: the cluster-secret challenge–response both sides compute.
 //! - [`object_id`]: object ids (SHA-256 of the Git encoding) and object kinds.
 //! - [`message`]: the protocol's messages (rkyv archives).
 //! - [`frame`]: the frame around a message: header, checksum, incremental
@@ -10,6 +11,7 @@
 //! Client and node link this same crate, so they cannot disagree on where an
 //! object lives or how it is framed.
 
+pub mod auth;
 pub mod catalogue;
 pub mod frame;
 pub mod message;

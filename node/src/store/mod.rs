@@ -77,7 +77,7 @@ impl StoreConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(StoreError::Config(msg));
         if self.shard_count == 0 || self.shard_id >= self.shard_count {
             return fail(format!(

@@ -1,0 +1,644 @@
+//! The node's settings: built-in defaults, overridden by an optional TOML
+//! file, overridden by command-line flags. Everything is validated before a
+//! single core starts, and a refusal names the setting at fault.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use stratum_wire::auth::ClusterSecret;
+use stratum_wire::placement::topology::MAX_SHARDS_PER_NODE;
+use stratum_wire::{FrameLimits, Topology, TopologyError};
+
+use crate::store::StoreConfig;
+
+/// Shard 0's default port; shard `i` listens on `DEFAULT_PORT + i`.
+pub const DEFAULT_PORT: u16 = 7700;
+pub const DEFAULT_ADMIN_PORT: u16 = 7780;
+pub const DEFAULT_DATA_DIR: &str = "stratum-data";
+
+/// `stratum-node`: serves one node's shards, one pinned core per shard.
+#[derive(Debug, Parser)]
+#[command(name = "stratum-node", version, about)]
+pub struct Flags {
+    /// TOML file with any of the settings below (flags win over the file).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the shards keep their data [default: ./stratum-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Shard 0's address; shard i listens on this port + i
+    /// [default: this node's topology address, else 127.0.0.1:7700].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Number of shards (one pinned core each) [default: the topology's
+    /// count for this node, else one per available CPU].
+    #[arg(long, value_name = "N")]
+    pub shards: Option<NonZeroU16>,
+    /// This node's id in the topology [default: 1].
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<u32>,
+    /// Cluster topology (TOML) [default: a single-node cluster of this node].
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// Admin HTTP endpoint (/metrics, /health) [default: 127.0.0.1:7780];
+    /// "off" disables it.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub admin: Option<AdminSetting>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// File holding the cluster secret; when set, every connection must
+    /// prove it in the handshake. (Never pass a secret on the command line.)
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Largest object accepted, in bytes [default: 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_object_bytes: Option<u64>,
+    /// Most open connections per shard [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--admin ADDR:PORT` or `--admin off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminSetting {
+    Off,
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for AdminSetting {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "off" {
+            return Ok(Self::Off);
+        }
+        text.parse()
+            .map(Self::On)
+            .map_err(|err| format!("{text:?} is neither ADDR:PORT nor \"off\": {err}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The TOML file's shape: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    shards: Option<NonZeroU16>,
+    node_id: Option<u32>,
+    topology: Option<PathBuf>,
+    admin: Option<AdminSetting>,
+    log_format: Option<LogFormat>,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
+    maintenance: FileMaintenance,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_object_bytes: Option<u64>,
+    max_connections: Option<u32>,
+    max_in_flight_per_connection: Option<u32>,
+    max_in_flight_per_shard: Option<u32>,
+    max_buffered_bytes_per_shard: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    frame_timeout_secs: Option<u64>,
+    write_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    segment_bytes: Option<u64>,
+    cache_bytes: Option<u64>,
+    io_memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMaintenance {
+    checkpoint_interval_secs: Option<u64>,
+    compaction_interval_secs: Option<u64>,
+    compaction_dead_fraction: Option<f64>,
+    scrub_interval_secs: Option<u64>,
+    scrub_bytes_per_sec: Option<u64>,
+}
+
+/// Protection against abusive or broken peers, per shard unless noted.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_object_bytes: u64,
+    pub max_connections: u32,
+    /// Requests one connection may have in flight; the connection stops
+    /// reading until one completes (TCP flow control pushes back).
+    pub max_in_flight_per_connection: u32,
+    /// Requests a shard serves at once over all its connections; past it,
+    /// new requests are answered `Busy` at once.
+    pub max_in_flight_per_shard: u32,
+    /// Request bodies a shard holds in memory at once; past it, `Busy`.
+    pub max_buffered_bytes_per_shard: u64,
+    /// A connection with no request in flight and nothing received for this
+    /// long is closed.
+    pub idle_timeout: Duration,
+    /// A frame must arrive whole within this long of its first byte.
+    pub frame_timeout: Duration,
+    /// A peer that accepts no reply bytes for this long is disconnected (a
+    /// client that stops reading cannot pin memory).
+    pub write_timeout: Duration,
+}
+
+/// Background upkeep each core runs on its own shard.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// Index checkpoint cadence (bounds replay at the next start).
+    pub checkpoint_interval: Duration,
+    pub compaction_interval: Duration,
+    pub compaction_dead_fraction: f64,
+    /// Full scrub cadence; `None` when scrubbing is off.
+    pub scrub_interval: Option<Duration>,
+    pub scrub_bytes_per_sec: u64,
+}
+
+/// The resolved, validated settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub shards: u16,
+    pub node_id: u32,
+    pub topology: Topology,
+    pub admin: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub secret: Option<ClusterSecret>,
+    pub limits: Limits,
+    pub segment_bytes: u64,
+    pub cache_bytes: u64,
+    /// Memory each core's io_uring locks for I/O buffers.
+    pub io_memory_bytes: u64,
+    pub maintenance: Maintenance,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {what} {path}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("topology {path}: {source}")]
+    Topology {
+        path: PathBuf,
+        #[source]
+        source: TopologyError,
+    },
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Resolves flags (and the file they name) into a validated config.
+    pub fn resolve(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let node_id = flags.node_id.or(file.node_id).unwrap_or(1);
+        let shards_wanted = flags.shards.or(file.shards).map(NonZeroU16::get);
+        let listen_wanted = flags.listen.or(file.listen);
+
+        let topology_path = flags.topology.or(file.topology);
+        let (topology, shards, listen) = match &topology_path {
+            Some(path) => {
+                let topology = Topology::load(path).map_err(|source| ConfigError::Topology {
+                    path: path.clone(),
+                    source,
+                })?;
+                let Some(me) = topology.nodes().iter().find(|node| node.id == node_id) else {
+                    return Err(invalid(
+                        "node_id",
+                        format!("node {node_id} is not in topology {}", path.display()),
+                    ));
+                };
+                if let Some(wanted) = shards_wanted {
+                    if wanted != me.shards {
+                        return Err(invalid(
+                            "shards",
+                            format!(
+                                "{wanted} given, but topology {} says node {node_id} has {}",
+                                path.display(),
+                                me.shards
+                            ),
+                        ));
+                    }
+                }
+                let listen = match listen_wanted {
+                    Some(listen) => listen,
+                    None => me.address.parse().map_err(|err| {
+                        invalid(
+                            "listen",
+                            format!(
+                                "no --listen given and node {node_id}'s topology address {:?} is not an IP:PORT to bind ({err})",
+                                me.address
+                            ),
+                        )
+                    })?,
+                };
+                let shards = me.shards;
+                (topology, shards, listen)
+            }
+            None => {
+                let shards = match shards_wanted {
+                    Some(shards) => shards,
+                    None => available_cores()?,
+                };
+                let listen = listen_wanted
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+                let topology = Topology::single_node(node_id, listen.to_string(), shards)
+                    .map_err(|err| invalid("listen", err.to_string()))?;
+                (topology, shards, listen)
+            }
+        };
+        if shards > MAX_SHARDS_PER_NODE {
+            return Err(invalid(
+                "shards",
+                format!("{shards} exceeds the maximum of {MAX_SHARDS_PER_NODE}"),
+            ));
+        }
+        if listen.port() == 0 {
+            return Err(invalid(
+                "listen",
+                "port 0 is not allowed: clients find shard i at port + i",
+            ));
+        }
+        if u32::from(listen.port()) + u32::from(shards) - 1 > u32::from(u16::MAX) {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "ports {}..{} for {shards} shards pass 65535",
+                    listen.port(),
+                    u32::from(listen.port()) + u32::from(shards)
+                ),
+            ));
+        }
+
+        let admin = match flags.admin.or(file.admin) {
+            Some(AdminSetting::Off) => None,
+            Some(AdminSetting::On(addr)) => Some(addr),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+        };
+        if let Some(admin) = admin {
+            let shard_ports = listen.port()..listen.port().saturating_add(shards);
+            if shard_ports.contains(&admin.port()) && (admin.ip() == listen.ip()) {
+                return Err(invalid(
+                    "admin",
+                    format!("{admin} collides with a shard port"),
+                ));
+            }
+        }
+
+        let secret = match flags.secret_file.or(file.secret_file) {
+            Some(path) => {
+                let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                    what: "secret file",
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(
+                    ClusterSecret::new(&bytes)
+                        .map_err(|err| invalid("secret_file", format!("{}: {err}", path.display())))?,
+                )
+            }
+            None => None,
+        };
+
+        let limits = resolve_limits(&flags.max_object_bytes, &flags.max_connections, &file.limits)?;
+        let store = &file.store;
+        let segment_bytes = store
+            .segment_bytes
+            .unwrap_or(StoreConfig::DEFAULT_SEGMENT_BYTES);
+        let cache_bytes = store.cache_bytes.unwrap_or(64 << 20);
+        let io_memory_bytes = store.io_memory_bytes.unwrap_or(512 << 10);
+        if io_memory_bytes < 64 << 10 {
+            return Err(invalid(
+                "store.io_memory_bytes",
+                "must be at least 65536 (each core's io_uring needs buffers)",
+            ));
+        }
+        let maintenance = resolve_maintenance(&file.maintenance)?;
+
+        let config = Self {
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            shards,
+            node_id,
+            topology,
+            admin,
+            log_format: flags.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            secret,
+            limits,
+            segment_bytes,
+            cache_bytes,
+            io_memory_bytes,
+            maintenance,
+        };
+        // The store checks its own settings (segment size against object
+        // size, ...): ask it now, before any core starts.
+        config
+            .store_config(0)
+            .validate()
+            .map_err(|err| invalid("store", err.to_string()))?;
+        Ok(config)
+    }
+
+    /// The store settings of shard `shard_id`.
+    pub fn store_config(&self, shard_id: u16) -> StoreConfig {
+        let mut store = StoreConfig::new(shard_id, self.shards);
+        store.segment_bytes = self.segment_bytes;
+        store.max_object_bytes = self.limits.max_object_bytes;
+        store.cache_bytes = usize::try_from(self.cache_bytes).unwrap_or(usize::MAX);
+        store
+    }
+
+    /// Frame limits for connections: messages of the default bound,
+    /// payloads up to the largest object.
+    pub fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_message_len: FrameLimits::DEFAULT_MAX_MESSAGE_LEN,
+            max_payload_len: u32::try_from(self.limits.max_object_bytes).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub fn shard_dir(&self, shard_id: u16) -> PathBuf {
+        self.data_dir.join(format!("shard-{shard_id:03}"))
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        what: "config file",
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn available_cores() -> Result<u16, ConfigError> {
+    let cores = std::thread::available_parallelism()
+        .map_err(|err| invalid("shards", format!("cannot count CPUs ({err}); pass --shards")))?;
+    Ok(u16::try_from(cores.get()).unwrap_or(MAX_SHARDS_PER_NODE).min(MAX_SHARDS_PER_NODE))
+}
+
+fn positive(setting: &'static str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(invalid(setting, "must be positive"));
+    }
+    Ok(value)
+}
+
+fn resolve_limits(
+    max_object_bytes: &Option<u64>,
+    max_connections: &Option<u32>,
+    file: &FileLimits,
+) -> Result<Limits, ConfigError> {
+    let max_object_bytes = max_object_bytes
+        .or(file.max_object_bytes)
+        .unwrap_or(StoreConfig::DEFAULT_MAX_OBJECT_BYTES);
+    positive("max_object_bytes", max_object_bytes)?;
+    if max_object_bytes > u64::from(u32::MAX) {
+        return Err(invalid(
+            "max_object_bytes",
+            format!("{max_object_bytes} exceeds the wire format's {} byte payload limit", u32::MAX),
+        ));
+    }
+    let secs = |setting, value: Option<u64>, default| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(positive(setting, value.unwrap_or(default))?))
+    };
+    let limits = Limits {
+        max_object_bytes,
+        max_connections: positive(
+            "max_connections",
+            u64::from(max_connections.or(file.max_connections).unwrap_or(1024)),
+        )? as u32,
+        max_in_flight_per_connection: positive(
+            "limits.max_in_flight_per_connection",
+            u64::from(file.max_in_flight_per_connection.unwrap_or(512)),
+        )? as u32,
+        max_in_flight_per_shard: positive(
+            "limits.max_in_flight_per_shard",
+            u64::from(file.max_in_flight_per_shard.unwrap_or(8192)),
+        )? as u32,
+        max_buffered_bytes_per_shard: positive(
+            "limits.max_buffered_bytes_per_shard",
+            file.max_buffered_bytes_per_shard.unwrap_or(512 << 20),
+        )?,
+        idle_timeout: secs("limits.idle_timeout_secs", file.idle_timeout_secs, 300)?,
+        frame_timeout: secs("limits.frame_timeout_secs", file.frame_timeout_secs, 30)?,
+        write_timeout: secs("limits.write_timeout_secs", file.write_timeout_secs, 30)?,
+    };
+    if limits.max_buffered_bytes_per_shard < max_object_bytes {
+        return Err(invalid(
+            "limits.max_buffered_bytes_per_shard",
+            format!(
+                "{} is below max_object_bytes {max_object_bytes}: the largest object could never be accepted",
+                limits.max_buffered_bytes_per_shard
+            ),
+        ));
+    }
+    Ok(limits)
+}
+
+fn resolve_maintenance(file: &FileMaintenance) -> Result<Maintenance, ConfigError> {
+    let fraction = file.compaction_dead_fraction.unwrap_or(0.5);
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(invalid(
+            "maintenance.compaction_dead_fraction",
+            format!("{fraction} is not in (0, 1]"),
+        ));
+    }
+    let scrub_bytes_per_sec = file.scrub_bytes_per_sec.unwrap_or(16 << 20);
+    let scrub_interval = match (scrub_bytes_per_sec, file.scrub_interval_secs) {
+        (0, _) | (_, Some(0)) => None,
+        (_, interval) => Some(Duration::from_secs(interval.unwrap_or(24 * 3600))),
+    };
+    Ok(Maintenance {
+        checkpoint_interval: Duration::from_secs(positive(
+            "maintenance.checkpoint_interval_secs",
+            file.checkpoint_interval_secs.unwrap_or(60),
+        )?),
+        compaction_interval: Duration::from_secs(positive(
+            "maintenance.compaction_interval_secs",
+            file.compaction_interval_secs.unwrap_or(600),
+        )?),
+        compaction_dead_fraction: fraction,
+        scrub_interval,
+        scrub_bytes_per_sec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut argv = vec!["stratum-node"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).expect("flags parse")
+    }
+
+    fn resolve(args: &[&str]) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::resolve(flags(args))
+    }
+
+    fn setting_of(err: ConfigError) -> &'static str {
+        match err {
+            ConfigError::Invalid { setting, .. } => setting,
+            other => panic!("expected an invalid setting, got {other}"),
+        }
+    }
+
+    #[test]
+    fn no_configuration_gives_a_single_node_cluster() {
+        let config = resolve(&["--shards", "2"]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.data_dir, PathBuf::from("stratum-data"));
+        assert_eq!(config.topology.nodes().len(), 1);
+        assert_eq!(config.topology.nodes()[0].shards, 2);
+        assert_eq!(config.admin, Some("127.0.0.1:7780".parse().unwrap()));
+        assert!(config.secret.is_none());
+        assert!(resolve(&[]).unwrap().shards >= 1);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nshards = 3\nadmin = \"off\"\n[limits]\nidle_timeout_secs = 7\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let config = resolve(&["--config", path, "--shards", "2"]).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.admin, None);
+        assert_eq!(config.limits.idle_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[limits]\nidle_timeout_secs = 0\n").unwrap();
+        let err = resolve(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("limits.idle_timeout_secs"), "{err}");
+
+        std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let err = resolve(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        assert!(err.to_string().contains("listne"), "{err}");
+
+        assert_eq!(setting_of(resolve(&["--listen", "127.0.0.1:0"]).unwrap_err()), "listen");
+        assert_eq!(
+            setting_of(resolve(&["--listen", "127.0.0.1:65535", "--shards", "2"]).unwrap_err()),
+            "listen"
+        );
+        assert_eq!(
+            setting_of(resolve(&["--listen", "127.0.0.1:7000", "--shards", "2", "--admin", "127.0.0.1:7001"]).unwrap_err()),
+            "admin"
+        );
+        assert_eq!(setting_of(resolve(&["--max-object-bytes", "0"]).unwrap_err()), "max_object_bytes");
+        assert!(Flags::try_parse_from(["stratum-node", "--shards", "0"]).is_err());
+        assert!(Flags::try_parse_from(["stratum-node", "--admin", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn the_topology_supplies_shards_and_address_and_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.toml");
+        std::fs::write(
+            &path,
+            "epoch = 4\nreplication_factor = 1\nwrite_quorum = 1\n\
+             [[node]]\nid = 1\naddress = \"127.0.0.1:9100\"\nshards = 2\n\
+             [[node]]\nid = 2\naddress = \"127.0.0.1:9200\"\nshards = 1\n",
+        )
+        .unwrap();
+        let topology = path.to_str().unwrap();
+        let config = resolve(&["--topology", topology, "--node-id", "2"]).unwrap();
+        assert_eq!((config.shards, config.listen.port()), (1, 9200));
+        assert_eq!(config.topology.epoch(), 4);
+        assert_eq!(
+            setting_of(resolve(&["--topology", topology, "--node-id", "3"]).unwrap_err()),
+            "node_id"
+        );
+        assert_eq!(
+            setting_of(resolve(&["--topology", topology, "--shards", "4"]).unwrap_err()),
+            "shards"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_a_file_and_must_be_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "tiny\n").unwrap();
+        let err = resolve(&["--secret-file", path.to_str().unwrap()]).unwrap_err();
+        assert_eq!(setting_of(err), "secret_file");
+        std::fs::write(&path, "a secret that is long enough\n").unwrap();
+        assert!(resolve(&["--secret-file", path.to_str().unwrap()]).unwrap().secret.is_some());
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            resolve(&["--secret-file", missing.to_str().unwrap()]).unwrap_err(),
+            ConfigError::Read { .. }
+        ));
+    }
+}

@@ -1,0 +1,209 @@
+//! One client (or peer node) connection on its core: the handshake, then a
+//! reader that turns frames into request tasks and a writer that sends their
+//! replies.
+//!
+//! The socket is split by duplicating its descriptor: the reader and the
+//! writer each own a glommio stream, so neither waits on the other.
+//!
+//! Bounds, all per connection: `max_in_flight_per_connection` request tasks
+//! (the reader stops reading at the limit, and TCP pushes back on the
+//! client), the outbox budget for unsent replies, the frame decoder's limits
+//! for one request, and the idle, frame and write timeouts.
+
+use std::cell::RefCell;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+use std::rc::Rc;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use stratum_wire::message::{ErrorCode, ErrorReply};
+use stratum_wire::{FrameEncoder, Message};
+
+use super::core::Core;
+use super::frame_reader::{FrameReader, ReadError};
+use super::handshake::{self, HandshakeError, Peer};
+use super::metrics::ConnEvent;
+use super::ops::OpError;
+use super::outbox::{Closed, Outbox};
+use super::request;
+
+/// What request tasks share: where replies go and how they are framed.
+pub struct Conn {
+    pub core: Rc<Core>,
+    pub peer: Peer,
+    pub peer_addr: String,
+    outbox: Outbox,
+    encoder: RefCell<FrameEncoder>,
+}
+
+impl Conn {
+    /// Queues a reply frame (waits while the outbox is over budget).
+    pub async fn reply(
+        &self,
+        request_id: u64,
+        message: &Message,
+        payload: &[u8],
+    ) -> Result<(), Closed> {
+        let mut head = Vec::with_capacity(128);
+        let encoded = self
+            .encoder
+            .borrow_mut()
+            .encode_head(&mut head, request_id, message, payload);
+        if let Err(err) = encoded {
+            // Only a bug can get here (limits are ours, kinds are fixed).
+            tracing::error!(shard = self.core.shard_id, error = %err, kind = %message.kind(), "cannot encode reply");
+            return Err(Closed);
+        }
+        self.outbox.push(&head, payload).await
+    }
+
+    pub async fn error(&self, request_id: u64, err: &OpError) -> Result<(), Closed> {
+        let reply = ErrorReply::new(err.code, err.detail.clone(), self.core.topology_epoch());
+        self.reply(request_id, &Message::Error(reply), &[]).await
+    }
+}
+
+/// A second glommio stream on a duplicate of `stream`'s socket.
+fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
+    // SAFETY: the descriptor is open for as long as `stream` lives, which
+    // spans this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let owned = borrowed.try_clone_to_owned()?;
+    // SAFETY: `owned` is a fresh descriptor of a connected TCP socket that we
+    // own; ownership moves into the new stream.
+    Ok(unsafe { TcpStream::from_raw_fd(owned.into_raw_fd()) })
+}
+
+/// Serves a connection until the peer closes it, it misbehaves, or the node
+/// drains. In-flight requests always finish (and are answered) first.
+pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
+    let shard = core.shard_id;
+    let _ = stream.set_nodelay(true);
+    let writer_stream = match duplicate(&stream) {
+        Ok(writer) => writer,
+        Err(err) => {
+            tracing::warn!(shard, peer = %peer_addr, error = %err, "cannot split connection; closing");
+            return;
+        }
+    };
+    let limits = &core.config.limits;
+    let frame_limits = core.config.frame_limits();
+    let mut reader = FrameReader::new(frame_limits, limits.idle_timeout, limits.frame_timeout);
+    let mut encoder = FrameEncoder::new(frame_limits);
+    let peer = match handshake::run(&core, &mut stream, &mut reader, &mut encoder).await {
+        Ok(peer) => peer,
+        Err(HandshakeError::Closed) => return,
+        Err(err) => {
+            core.metrics.borrow_mut().connection(ConnEvent::HandshakeFailed);
+            tracing::warn!(shard, peer = %peer_addr, error = %err, "handshake failed; closing");
+            let _ = stream.shutdown(Shutdown::Both).await;
+            return;
+        }
+    };
+    tracing::debug!(shard, peer = %peer_addr, role = ?peer.role, agent = %peer.agent, "connection ready");
+
+    let conn = Rc::new(Conn {
+        core: Rc::clone(&core),
+        peer,
+        peer_addr,
+        outbox: Outbox::new(),
+        encoder: RefCell::new(encoder),
+    });
+    let writer = glommio::spawn_local(write_loop(Rc::clone(&conn), writer_stream));
+    let max_in_flight = u64::from(limits.max_in_flight_per_connection);
+    let permits = Rc::new(Semaphore::new(max_in_flight));
+
+    let ended = loop {
+        let frame = match reader.next_frame(&mut stream, core.wait_shutdown()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break None,
+            Err(err) => break Some(err),
+        };
+        let Ok(permit) = permits.acquire_static_permit(1).await else {
+            break None;
+        };
+        let admission = core.admit(frame.payload().len() as u64);
+        let conn = Rc::clone(&conn);
+        glommio::spawn_local(async move {
+            let _permit = permit;
+            request::handle(conn, frame, admission).await;
+        })
+        .detach();
+    };
+
+    if let Some(err) = ended {
+        let event = match &err {
+            ReadError::Frame(_) => ConnEvent::Malformed,
+            ReadError::Idle(_) => ConnEvent::IdleTimeout,
+            ReadError::SlowFrame(_) => ConnEvent::SlowPeer,
+            ReadError::Io(_) => ConnEvent::Closed,
+        };
+        if event != ConnEvent::Closed {
+            core.metrics.borrow_mut().connection(event);
+        }
+        tracing::warn!(shard, peer = %conn.peer_addr, error = %err, "closing connection");
+        if let ReadError::Frame(frame_err) = &err {
+            // The stream is out of sync; say why (request id 0: the frame's
+            // own id cannot be trusted) and close.
+            let code = match frame_err {
+                stratum_wire::FrameError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+                stratum_wire::FrameError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
+                _ => ErrorCode::BadRequest,
+            };
+            let _ = conn.error(0, &OpError::new(code, err.to_string())).await;
+        }
+    }
+    // Let in-flight requests finish and their replies go out, then close.
+    let _ = permits.acquire(max_in_flight).await;
+    conn.outbox.close();
+    writer.await;
+    let _ = stream.shutdown(Shutdown::Both).await;
+}
+
+/// Sends queued replies; many frames go out in one write when they pile up.
+async fn write_loop(conn: Rc<Conn>, mut stream: TcpStream) {
+    let timeout = conn.core.config.limits.write_timeout;
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut batch = Vec::new();
+    while let Some(units) = conn.outbox.take(&mut batch).await {
+        let written = stream.write_all(&batch).await;
+        batch.clear();
+        conn.outbox.sent(units);
+        if let Err(err) = written {
+            if err.kind() == std::io::ErrorKind::TimedOut {
+                conn.core.metrics.borrow_mut().connection(ConnEvent::SlowPeer);
+                tracing::warn!(shard = conn.core.shard_id, peer = %conn.peer_addr, ?timeout, "peer stopped reading replies; closing");
+            } else {
+                tracing::debug!(shard = conn.core.shard_id, peer = %conn.peer_addr, error = %err, "write failed; closing");
+            }
+            // Wake request tasks waiting for outbox room, and make the
+            // reader's next read fail so the connection winds down.
+            conn.outbox.abort();
+            let _ = stream.shutdown(Shutdown::Both).await;
+            return;
+        }
+    }
+}
+
+/// Tells a connection over the limit why, then closes it.
+pub async fn refuse(core: Rc<Core>, mut stream: TcpStream) {
+    let reply = Message::Error(ErrorReply::new(
+        ErrorCode::Busy,
+        format!(
+            "shard {} is at its limit of {} connections",
+            core.shard_id, core.config.limits.max_connections
+        ),
+        core.topology_epoch(),
+    ));
+    let mut out = Vec::new();
+    if FrameEncoder::new(core.config.frame_limits())
+        .encode(&mut out, 0, &reply, &[])
+        .is_ok()
+    {
+        let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+        let _ = stream.write_all(&out).await;
+    }
+    let _ = stream.shutdown(Shutdown::Both).await;
+}

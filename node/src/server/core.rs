@@ -1,0 +1,312 @@
+//! One core: its shard store, its listener, its connections, its inbox, its
+//! metrics. Everything here lives on, and is touched by, this core's thread
+//! only (`Rc`, `Cell`, `RefCell`; no locks).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+use glommio::sync::{Gate, Semaphore};
+use stratum_wire::message::ErrorCode;
+use stratum_wire::placement::shard_of;
+use stratum_wire::ObjectId;
+
+use super::mesh::{CoreMsg, Mesh};
+use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
+use super::ops::{self, Content, Done, Op, OpError};
+use super::{connection, maintenance};
+use crate::config::NodeConfig;
+use crate::store::fs::dma::DmaFs;
+use crate::store::{ShardStore, StoreError};
+
+/// What a core reports once it is serving (or why it could not start).
+pub type Startup = Result<u16, String>;
+
+pub struct Core {
+    pub shard_id: u16,
+    pub config: Arc<NodeConfig>,
+    pub store: ShardStore<DmaFs>,
+    pub mesh: Mesh,
+    pub metrics: RefCell<ShardMetrics>,
+    in_flight: Cell<u32>,
+    buffered: Cell<u64>,
+    /// Closed when draining starts: every `wait_shutdown` then returns. (A
+    /// closed semaphore is glommio's broadcast.)
+    shutdown: Semaphore,
+    /// Tracks connection tasks so draining can wait for them.
+    connections: Gate,
+    open_connections: Cell<u32>,
+    /// Set once draining finished: no connection is left.
+    drained: Cell<bool>,
+}
+
+/// A request admitted past the shard's limits; releases its share on drop.
+pub struct Admission {
+    core: Rc<Core>,
+    bytes: u64,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.core.in_flight.set(self.core.in_flight.get() - 1);
+        self.core.buffered.set(self.core.buffered.get() - self.bytes);
+    }
+}
+
+impl Core {
+    pub fn topology_epoch(&self) -> u64 {
+        self.config.topology.epoch()
+    }
+
+    /// Admits a request carrying `body_bytes` if the shard is under both its
+    /// in-flight and its buffered-bytes limits; `None` means answer `Busy`.
+    pub fn admit(self: &Rc<Self>, body_bytes: u64) -> Option<Admission> {
+        let limits = &self.config.limits;
+        if self.in_flight.get() >= limits.max_in_flight_per_shard
+            || self.buffered.get() + body_bytes > limits.max_buffered_bytes_per_shard
+        {
+            return None;
+        }
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.buffered.set(self.buffered.get() + body_bytes);
+        Some(Admission {
+            core: Rc::clone(self),
+            bytes: body_bytes,
+        })
+    }
+
+
+    /// Resolves once draining has started.
+    pub async fn wait_shutdown(&self) {
+        let _ = self.shutdown.acquire(1).await;
+    }
+
+    /// The shard of this node that owns `id`.
+    pub fn owner_of(&self, id: &ObjectId) -> u16 {
+        shard_of(id, self.config.shards)
+    }
+
+    /// Runs `op` on the core that owns `id`: here, or forwarded by message
+    /// (counted as misrouted: a shard-aware client never needs it).
+    pub async fn run_op(&self, id: &ObjectId, op: Op) -> Result<Done<Content>, OpError> {
+        let owner = self.owner_of(id);
+        if owner == self.shard_id {
+            return ops::execute(&self.store, op).await;
+        }
+        self.metrics.borrow_mut().misrouted += 1;
+        let (reply, answer) = flume::bounded(1);
+        if self
+            .mesh
+            .try_send(owner, CoreMsg::Forward { op, reply })
+            .is_err()
+        {
+            return Err(OpError::new(
+                ErrorCode::Busy,
+                format!("shard {owner} is not taking forwarded requests (inbox full or stopping)"),
+            ));
+        }
+        match answer.recv_async().await {
+            Ok(result) => result.map(Done::into_local),
+            Err(_) => Err(OpError::new(
+                ErrorCode::Internal,
+                format!("shard {owner} dropped a forwarded request"),
+            )),
+        }
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut metrics = self.metrics.borrow().clone();
+        metrics.open_connections = u64::from(self.open_connections.get());
+        MetricsSnapshot {
+            shard_id: self.shard_id,
+            metrics,
+            store: self.store.stats(),
+            write_mode: self.store.write_mode(),
+            in_flight: u64::from(self.in_flight.get()),
+            buffered_bytes: self.buffered.get(),
+        }
+    }
+}
+
+/// Binds shard `shard_id`'s port without SO_REUSEPORT (which glommio's own
+/// `bind` sets): a second process on the same port must fail to start, not
+/// silently share our connections.
+fn bind_exclusive(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    // SAFETY: the fd is a bound, listening TCP socket we own; ownership
+    // moves into glommio's listener.
+    Ok(unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) })
+}
+
+/// The whole life of one core. Reports on `ready` once it serves (or why it
+/// cannot), then serves until told to drain and close.
+pub async fn run(
+    shard_id: u16,
+    config: Arc<NodeConfig>,
+    mesh: Mesh,
+    inbox: flume::Receiver<CoreMsg>,
+    ready: flume::Sender<Startup>,
+) {
+    let addr = SocketAddr::new(config.listen.ip(), config.listen.port() + shard_id);
+    let listener = match bind_exclusive(addr) {
+        Ok(listener) => listener,
+        Err(err) => {
+            let _ = ready.send(Err(format!("shard {shard_id}: cannot listen on {addr}: {err}")));
+            return;
+        }
+    };
+    let dir = config.shard_dir(shard_id);
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        let _ = ready.send(Err(format!(
+            "shard {shard_id}: cannot create {}: {err}",
+            dir.display()
+        )));
+        return;
+    }
+    let started = Instant::now();
+    let (store, report) =
+        match ShardStore::open(DmaFs::for_dir(&dir), &dir, config.store_config(shard_id)).await {
+            Ok(opened) => opened,
+            Err(err) => {
+                let _ = ready.send(Err(format!("shard {shard_id}: cannot open store: {}", chain(&err))));
+                return;
+            }
+        };
+    tracing::info!(
+        shard = shard_id,
+        %addr,
+        objects = store.stats().objects,
+        recovery_ms = started.elapsed().as_millis() as u64,
+        report = ?report,
+        "shard open"
+    );
+    let core = Rc::new(Core {
+        shard_id,
+        store,
+        mesh,
+        metrics: RefCell::new(ShardMetrics::default()),
+        in_flight: Cell::new(0),
+        buffered: Cell::new(0),
+        shutdown: Semaphore::new(0),
+        connections: Gate::new(),
+        open_connections: Cell::new(0),
+        drained: Cell::new(false),
+        config,
+    });
+    let inbox_task = glommio::spawn_local(serve_inbox(Rc::clone(&core), inbox));
+    let upkeep = glommio::spawn_local(maintenance::run(Rc::clone(&core)));
+    let _ = ready.send(Ok(shard_id));
+    accept_loop(&core, listener).await;
+
+    // Drained: the inbox task ends on `Close`, after which nothing else will
+    // touch the store.
+    inbox_task.await;
+    upkeep.cancel().await;
+    let core = match Rc::try_unwrap(core) {
+        Ok(core) => core,
+        Err(core) => {
+            tracing::error!(shard = shard_id, refs = Rc::strong_count(&core), "core still referenced at close; skipping the final checkpoint");
+            return;
+        }
+    };
+    match core.store.close().await {
+        Ok(()) => tracing::info!(shard = shard_id, "shard closed cleanly"),
+        Err(err) => tracing::error!(shard = shard_id, error = %chain(&err), "shard close failed; the next start replays"),
+    }
+}
+
+async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
+    loop {
+        let accepted = futures_lite::future::or(
+            async { Some(listener.accept().await) },
+            async {
+                core.wait_shutdown().await;
+                None
+            },
+        )
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(err)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = core.shard_id, error = %err, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = stream
+            .peer_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_else(|_| "?".into());
+        if core.open_connections.get() >= core.config.limits.max_connections {
+            core.metrics.borrow_mut().connection(ConnEvent::Refused);
+            tracing::warn!(shard = core.shard_id, %peer, limit = core.config.limits.max_connections, "connection refused: at the connection limit");
+            glommio::spawn_local(connection::refuse(Rc::clone(core), stream)).detach();
+            continue;
+        }
+        core.metrics.borrow_mut().connection(ConnEvent::Accepted);
+        core.open_connections.set(core.open_connections.get() + 1);
+        let conn_core = Rc::clone(core);
+        let spawned = core.connections.spawn(async move {
+            connection::serve(Rc::clone(&conn_core), stream, peer).await;
+            conn_core
+                .open_connections
+                .set(conn_core.open_connections.get() - 1);
+            conn_core.metrics.borrow_mut().connection(ConnEvent::Closed);
+        });
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(_) => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(shard = core.shard_id, open = core.open_connections.get(), "stopped accepting; draining connections");
+    let _ = core.connections.close().await;
+    core.drained.set(true);
+}
+
+/// Serves messages from other cores until `Close`.
+async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
+    while let Ok(msg) = inbox.recv_async().await {
+        match msg {
+            CoreMsg::Forward { op, reply } => {
+                core.metrics.borrow_mut().forwarded_in += 1;
+                let core = Rc::clone(&core);
+                glommio::spawn_local(async move {
+                    let result = ops::execute(&core.store, op).await;
+                    let _ = reply.send(result.map(Done::into_sendable));
+                })
+                .detach();
+            }
+            CoreMsg::Metrics { reply } => {
+                let _ = reply.send(core.snapshot());
+            }
+            CoreMsg::Drain { drained } => {
+                core.shutdown.close();
+                let core = Rc::clone(&core);
+                glommio::spawn_local(async move {
+                    // Connections finish their in-flight requests, then
+                    // close; the accept loop's gate waits for all of them.
+                    while !core.drained.get() {
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                    }
+                    let _ = drained.send(core.shard_id);
+                })
+                .detach();
+            }
+            CoreMsg::Close => break,
+        }
+    }
+}
+
+/// An error with its causes, for logs and startup reports.
+pub fn chain(err: &StoreError) -> String {
+    super::error_chain(err)
+}

@@ -1,0 +1,141 @@
+//! The first frames of every connection: `Hello` → `HelloAck`, and when the
+//! cluster has a secret, `AuthProof` → `AuthOk` (see `stratum_wire::auth`).
+//! Nothing else is served before the handshake completes.
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use stratum_wire::auth::random_nonce;
+use stratum_wire::message::{AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole};
+use stratum_wire::frame::PROTOCOL_VERSION;
+use stratum_wire::{FrameEncoder, Message, MessageRef};
+
+use super::core::Core;
+use super::frame_reader::{FrameReader, ReadError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("peer closed the connection during the handshake")]
+    Closed,
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("peer speaks protocol {0}; this node needs at least 1")]
+    Version(u16),
+    #[error("authentication failed: wrong cluster secret")]
+    BadProof,
+    #[error("cannot draw a random challenge")]
+    Random(#[source] std::io::Error),
+    #[error("cannot send handshake reply")]
+    Write(#[source] std::io::Error),
+}
+
+/// Who is on the other end, once the handshake succeeded.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub role: PeerRole,
+    pub agent: String,
+}
+
+pub async fn run(
+    core: &Core,
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    encoder: &mut FrameEncoder,
+) -> Result<Peer, HandshakeError> {
+    let frame = reader
+        .next_frame(stream, std::future::pending())
+        .await?
+        .ok_or(HandshakeError::Closed)?;
+    let request_id = frame.request_id();
+    let MessageRef::Hello(hello) = frame.message() else {
+        let got = frame.kind().name();
+        refuse(stream, encoder, request_id, core, ErrorCode::BadRequest, "the first frame must be hello").await;
+        return Err(HandshakeError::Unexpected {
+            expected: "hello",
+            got,
+        });
+    };
+    let version = hello.protocol_version.to_native();
+    if version < 1 {
+        refuse(stream, encoder, request_id, core, ErrorCode::UnsupportedVersion, "protocol version 0 does not exist").await;
+        return Err(HandshakeError::Version(version));
+    }
+    let role = match hello.role {
+        stratum_wire::message::ArchivedPeerRole::Client => PeerRole::Client,
+        stratum_wire::message::ArchivedPeerRole::Node => PeerRole::Node,
+    };
+    let peer = Peer {
+        role,
+        agent: hello.agent.as_str().chars().take(128).collect(),
+    };
+    let nonce = hello.auth_nonce;
+    let challenge = match &core.config.secret {
+        Some(_) => Some(random_nonce().map_err(HandshakeError::Random)?),
+        None => None,
+    };
+    let ack = Message::HelloAck(HelloAck {
+        protocol_version: PROTOCOL_VERSION,
+        node_id: core.config.node_id,
+        shard_id: core.shard_id,
+        shard_count: core.config.shards,
+        topology_epoch: core.topology_epoch(),
+        auth_challenge: challenge,
+    });
+    send(stream, encoder, request_id, &ack).await?;
+
+    let (Some(secret), Some(challenge)) = (&core.config.secret, challenge) else {
+        return Ok(peer);
+    };
+    let frame = reader
+        .next_frame(stream, std::future::pending())
+        .await?
+        .ok_or(HandshakeError::Closed)?;
+    let request_id = frame.request_id();
+    let MessageRef::AuthProof(proof) = frame.message() else {
+        let got = frame.kind().name();
+        refuse(stream, encoder, request_id, core, ErrorCode::Unauthorized, "this node requires authentication: send auth_proof after hello").await;
+        return Err(HandshakeError::Unexpected {
+            expected: "auth_proof",
+            got,
+        });
+    };
+    if !secret.verify_client(&challenge, &nonce, &proof.mac) {
+        refuse(stream, encoder, request_id, core, ErrorCode::Unauthorized, "authentication failed").await;
+        return Err(HandshakeError::BadProof);
+    }
+    let ok = Message::AuthOk(AuthOk {
+        mac: secret.node_proof(&nonce, &challenge),
+    });
+    send(stream, encoder, request_id, &ok).await?;
+    Ok(peer)
+}
+
+async fn send(
+    stream: &mut TcpStream,
+    encoder: &mut FrameEncoder,
+    request_id: u64,
+    message: &Message,
+) -> Result<(), HandshakeError> {
+    let mut out = Vec::new();
+    encoder
+        .encode(&mut out, request_id, message, &[])
+        .map_err(|err| HandshakeError::Write(std::io::Error::other(err.to_string())))?;
+    stream.write_all(&out).await.map_err(HandshakeError::Write)
+}
+
+/// Best effort: tell the peer why before closing.
+async fn refuse(
+    stream: &mut TcpStream,
+    encoder: &mut FrameEncoder,
+    request_id: u64,
+    core: &Core,
+    code: ErrorCode,
+    detail: &str,
+) {
+    let reply = Message::Error(ErrorReply::new(code, detail, core.topology_epoch()));
+    let _ = send(stream, encoder, request_id, &reply).await;
+}

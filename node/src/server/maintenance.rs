@@ -1,0 +1,79 @@
+//! Each core's background upkeep of its own shard: periodic index
+//! checkpoints (so a restart replays little), compaction of segments whose
+//! dead fraction passed the threshold, and scrubs at a bounded read rate.
+//!
+//! Upkeep runs on the shard's core between requests; the store's own
+//! operations make each step safe against crashes and concurrent requests.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::core::{chain, Core};
+use crate::store::WriteMode;
+
+/// How often the loop wakes to see what is due.
+const TICK: Duration = Duration::from_secs(1);
+
+pub async fn run(core: Rc<Core>) {
+    let shard = core.shard_id;
+    let plan = core.config.maintenance.clone();
+    let mut last_checkpoint = Instant::now();
+    let mut last_compaction = Instant::now();
+    let mut last_scrub = Instant::now();
+    let mut objects_at_checkpoint = core.store.stats().puts_stored + core.store.stats().deletes;
+    loop {
+        glommio::timer::sleep(TICK).await;
+        let writable = core.store.write_mode() == WriteMode::Writable;
+
+        if writable && last_checkpoint.elapsed() >= plan.checkpoint_interval {
+            last_checkpoint = Instant::now();
+            let stats = core.store.stats();
+            let writes = stats.puts_stored + stats.deletes;
+            // Nothing written since the last one: the checkpoint on disk is
+            // still current.
+            if writes != objects_at_checkpoint {
+                match core.store.checkpoint().await {
+                    Ok(entries) => {
+                        objects_at_checkpoint = writes;
+                        tracing::debug!(shard, entries, "index checkpoint written");
+                    }
+                    Err(err) => tracing::warn!(shard, error = %chain(&err), "index checkpoint failed"),
+                }
+            }
+        }
+
+        if writable && last_compaction.elapsed() >= plan.compaction_interval {
+            last_compaction = Instant::now();
+            match core.store.compact(plan.compaction_dead_fraction).await {
+                Ok(report) if report.segments_removed > 0 => tracing::info!(
+                    shard,
+                    segments_removed = report.segments_removed,
+                    records_copied = report.records_copied,
+                    bytes_reclaimed = report.bytes_reclaimed,
+                    "compaction"
+                ),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(shard, error = %chain(&err), "compaction failed"),
+            }
+        }
+
+        if let Some(interval) = plan.scrub_interval {
+            if last_scrub.elapsed() >= interval {
+                match core.store.scrub(plan.scrub_bytes_per_sec).await {
+                    Ok(report) => {
+                        let level_findings = report.findings.len();
+                        if level_findings > 0 || report.read_errors > 0 {
+                            tracing::error!(shard, records = report.records_checked, findings = level_findings, read_errors = report.read_errors, "scrub found damage; damaged records were unindexed");
+                        } else {
+                            tracing::info!(shard, records = report.records_checked, bytes = report.bytes_checked, elapsed_ms = report.elapsed.as_millis() as u64, "scrub clean");
+                        }
+                    }
+                    Err(err) => tracing::warn!(shard, error = %chain(&err), "scrub failed"),
+                }
+                // The interval counts from the end of a pass: a slow scrub
+                // never runs back to back.
+                last_scrub = Instant::now();
+            }
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Per-shard counters and latency histograms, and their Prometheus text
+//! rendering.
+//!
+//! Each core owns its [`ShardMetrics`] outright (plain integers, no atomics:
+//! nothing else touches them). The admin endpoint asks every core for a
+//! [`MetricsSnapshot`] by message and renders them together.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::store::{StoreStats, WriteMode};
+
+/// Request kinds with their own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Put,
+    Get,
+    Has,
+    Delete,
+    BatchGet,
+    Stats,
+    Ping,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 7] = [
+        Self::Put,
+        Self::Get,
+        Self::Has,
+        Self::Delete,
+        Self::BatchGet,
+        Self::Stats,
+        Self::Ping,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Put => "put",
+            Self::Get => "get",
+            Self::Has => "has",
+            Self::Delete => "delete",
+            Self::BatchGet => "batch_get",
+            Self::Stats => "stats",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    NotFound,
+    /// Refused at once because the shard was at a limit.
+    Busy,
+    /// The request itself was wrong (hash mismatch, too large, ...).
+    Rejected,
+    /// The store failed it (I/O error, corruption, read-only, failed stop).
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Self::Ok,
+        Self::NotFound,
+        Self::Busy,
+        Self::Rejected,
+        Self::Error,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotFound => "not_found",
+            Self::Busy => "busy",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// A cumulative-bucket histogram in the shape Prometheus expects.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram {
+    /// `buckets[i]` counts observations ≤ `LATENCY_BUCKETS_US[i]` and above
+    /// the previous bound; the last slot is the overflow (+Inf).
+    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    count: u64,
+    sum_us: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let slot = LATENCY_BUCKETS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[slot] += 1;
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// Connection-level events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnEvent {
+    Accepted,
+    /// Refused at accept: the shard was at its connection limit.
+    Refused,
+    Closed,
+    /// Closed because a frame failed its checks.
+    Malformed,
+    /// Closed because the handshake or authentication failed.
+    HandshakeFailed,
+    /// Closed after idling past the idle timeout.
+    IdleTimeout,
+    /// Closed because a frame arrived too slowly, or the peer stopped
+    /// reading replies.
+    SlowPeer,
+}
+
+impl ConnEvent {
+    pub const ALL: [ConnEvent; 7] = [
+        Self::Accepted,
+        Self::Refused,
+        Self::Closed,
+        Self::Malformed,
+        Self::HandshakeFailed,
+        Self::IdleTimeout,
+        Self::SlowPeer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+            Self::Closed => "closed",
+            Self::Malformed => "malformed",
+            Self::HandshakeFailed => "handshake_failed",
+            Self::IdleTimeout => "idle_timeout",
+            Self::SlowPeer => "slow_peer",
+        }
+    }
+}
+
+/// What one core counts. Only its core touches it.
+#[derive(Debug, Clone, Default)]
+pub struct ShardMetrics {
+    requests: [[u64; Outcome::ALL.len()]; OpKind::ALL.len()],
+    latency: [LatencyHistogram; OpKind::ALL.len()],
+    connections: [u64; ConnEvent::ALL.len()],
+    /// Object bytes received in puts and sent in gets.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Requests that reached this core for an object another core owns
+    /// (forwarded there): a client routing badly shows up here.
+    pub misrouted: u64,
+    /// Requests other cores forwarded here.
+    pub forwarded_in: u64,
+    pub open_connections: u64,
+}
+
+impl ShardMetrics {
+    pub fn request(&mut self, kind: OpKind, outcome: Outcome, elapsed: Duration) {
+        self.requests[kind as usize][outcome as usize] += 1;
+        self.latency[kind as usize].record(elapsed);
+    }
+
+    pub fn connection(&mut self, event: ConnEvent) {
+        self.connections[event as usize] += 1;
+    }
+
+    pub fn requests(&self, kind: OpKind, outcome: Outcome) -> u64 {
+        self.requests[kind as usize][outcome as usize]
+    }
+
+    pub fn connections(&self, event: ConnEvent) -> u64 {
+        self.connections[event as usize]
+    }
+
+    pub fn latency(&self, kind: OpKind) -> &LatencyHistogram {
+        &self.latency[kind as usize]
+    }
+}
+
+/// One core's state at one instant, sent to whoever asked (admin endpoint,
+/// `stats` requests).
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    pub shard_id: u16,
+    pub metrics: ShardMetrics,
+    pub store: StoreStats,
+    pub write_mode: WriteMode,
+    pub in_flight: u64,
+    pub buffered_bytes: u64,
+}
+
+impl MetricsSnapshot {
+    /// Flat name/value pairs, for the wire's `StatsReply`.
+    pub fn entries(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for kind in OpKind::ALL {
+            for outcome in Outcome::ALL {
+                let value = self.metrics.requests(kind, outcome);
+                if value > 0 {
+                    out.push((format!("requests.{}.{}", kind.name(), outcome.name()), value));
+                }
+            }
+        }
+        for event in ConnEvent::ALL {
+            out.push((
+                format!("connections.{}", event.name()),
+                self.metrics.connections(event),
+            ));
+        }
+        let m = &self.metrics;
+        let s = &self.store;
+        out.extend(
+            [
+                ("connections.open", m.open_connections),
+                ("bytes_in", m.bytes_in),
+                ("bytes_out", m.bytes_out),
+                ("misrouted", m.misrouted),
+                ("forwarded_in", m.forwarded_in),
+                ("in_flight", self.in_flight),
+                ("buffered_bytes", self.buffered_bytes),
+                ("store.objects", s.objects),
+                ("store.segments", s.segments),
+                ("store.disk_bytes", s.disk_bytes),
+                ("store.live_bytes", s.live_bytes),
+                ("store.index_bytes", s.index_bytes),
+                ("store.puts_stored", s.puts_stored),
+                ("store.puts_deduplicated", s.puts_deduplicated),
+                ("store.deletes", s.deletes),
+                ("store.group_commits", s.group_commits),
+                ("store.group_commit_records", s.group_commit_records),
+                ("store.cache_hits", s.cache_hits),
+                ("store.cache_misses", s.cache_misses),
+                ("store.corrupt_reads", s.corrupt_reads),
+                ("store.scrubs", s.scrubs),
+                ("store.scrub_findings", s.scrub_findings),
+                ("store.writable", u64::from(self.write_mode == WriteMode::Writable)),
+            ]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+        );
+        out
+    }
+}
+
+/// Renders snapshots in the Prometheus text exposition format (0.0.4).
+pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let labels = |shard: u16| format!("node=\"{node_id}\",shard=\"{shard}\"");
+
+    header(&mut out, "stratum_requests_total", "counter", "Requests by kind and outcome.");
+    for snap in snapshots {
+        for kind in OpKind::ALL {
+            for outcome in Outcome::ALL {
+                let _ = writeln!(
+                    out,
+                    "stratum_requests_total{{{},op=\"{}\",outcome=\"{}\"}} {}",
+                    labels(snap.shard_id),
+                    kind.name(),
+                    outcome.name(),
+                    snap.metrics.requests(kind, outcome)
+                );
+            }
+        }
+    }
+
+    header(
+        &mut out,
+        "stratum_request_duration_seconds",
+        "histogram",
+        "Time from a request's last byte arriving to its reply being queued.",
+    );
+    for snap in snapshots {
+        for kind in OpKind::ALL {
+            let hist = snap.metrics.latency(kind);
+            let base = format!("{},op=\"{}\"", labels(snap.shard_id), kind.name());
+            let mut cumulative = 0;
+            for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets.iter()) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "stratum_request_duration_seconds_bucket{{{base},le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                out,
+                "stratum_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {}",
+                hist.count
+            );
+            let _ = writeln!(
+                out,
+                "stratum_request_duration_seconds_sum{{{base}}} {}",
+                hist.sum_us as f64 / 1e6
+            );
+            let _ = writeln!(out, "stratum_request_duration_seconds_count{{{base}}} {}", hist.count);
+        }
+    }
+
+    header(&mut out, "stratum_connection_events_total", "counter", "Connection events by kind.");
+    for snap in snapshots {
+        for event in ConnEvent::ALL {
+            let _ = writeln!(
+                out,
+                "stratum_connection_events_total{{{},event=\"{}\"}} {}",
+                labels(snap.shard_id),
+                event.name(),
+                snap.metrics.connections(event)
+            );
+        }
+    }
+
+    type Getter = fn(&MetricsSnapshot) -> u64;
+    let simple: [(&str, &str, &str, Getter); 23] = [
+        ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections),
+        ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight),
+        ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes),
+        ("stratum_object_bytes_received_total", "counter", "Object bytes received in puts.", |s| s.metrics.bytes_in),
+        ("stratum_object_bytes_sent_total", "counter", "Object bytes sent in replies.", |s| s.metrics.bytes_out),
+        ("stratum_misrouted_requests_total", "counter", "Requests for objects another core owns, forwarded to it.", |s| s.metrics.misrouted),
+        ("stratum_forwarded_requests_total", "counter", "Requests other cores forwarded to this one.", |s| s.metrics.forwarded_in),
+        ("stratum_store_objects", "gauge", "Objects stored.", |s| s.store.objects),
+        ("stratum_store_segments", "gauge", "Segment files.", |s| s.store.segments),
+        ("stratum_store_disk_bytes", "gauge", "Bytes in segment files.", |s| s.store.disk_bytes),
+        ("stratum_store_live_bytes", "gauge", "Bytes of live records.", |s| s.store.live_bytes),
+        ("stratum_store_index_bytes", "gauge", "Memory held by the index.", |s| s.store.index_bytes),
+        ("stratum_store_puts_stored_total", "counter", "Puts that wrote a record.", |s| s.store.puts_stored),
+        ("stratum_store_puts_deduplicated_total", "counter", "Puts of objects already held.", |s| s.store.puts_deduplicated),
+        ("stratum_store_deletes_total", "counter", "Tombstones written.", |s| s.store.deletes),
+        ("stratum_group_commits_total", "counter", "Group commits (one write + one fdatasync each).", |s| s.store.group_commits),
+        ("stratum_group_commit_records_total", "counter", "Records written by group commits; divided by stratum_group_commits_total it is the mean batch size.", |s| s.store.group_commit_records),
+        ("stratum_cache_hits_total", "counter", "Object cache hits.", |s| s.store.cache_hits),
+        ("stratum_cache_misses_total", "counter", "Object cache misses.", |s| s.store.cache_misses),
+        ("stratum_corrupt_reads_total", "counter", "Reads that found a damaged record.", |s| s.store.corrupt_reads),
+        ("stratum_scrubs_total", "counter", "Completed scrub passes.", |s| s.store.scrubs),
+        ("stratum_scrub_findings_total", "counter", "Damaged records scrubs found.", |s| s.store.scrub_findings),
+        ("stratum_shard_writable", "gauge", "1 if the shard takes writes, 0 if read-only or failed.", |s| u64::from(s.write_mode == WriteMode::Writable)),
+    ];
+    for (name, kind, help, get) in simple {
+        header(&mut out, name, kind, help);
+        for snap in snapshots {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(snap.shard_id), get(snap));
+        }
+    }
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_in_the_rendering() {
+        let mut metrics = ShardMetrics::default();
+        metrics.request(OpKind::Get, Outcome::Ok, Duration::from_micros(10));
+        metrics.request(OpKind::Get, Outcome::Ok, Duration::from_micros(300));
+        metrics.request(OpKind::Get, Outcome::NotFound, Duration::from_secs(60));
+        let snap = MetricsSnapshot {
+            shard_id: 1,
+            metrics,
+            store: StoreStats::default(),
+            write_mode: WriteMode::Writable,
+            in_flight: 0,
+            buffered_bytes: 0,
+        };
+        let text = render_prometheus(7, &[snap]);
+        let line = |needle: &str| {
+            text.lines()
+                .find(|line| line.starts_with(needle))
+                .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+                .to_owned()
+        };
+        let base = "stratum_request_duration_seconds_bucket{node=\"7\",shard=\"1\",op=\"get\"";
+        assert!(line(&format!("{base},le=\"0.000025\"}}")).ends_with(" 1"));
+        assert!(line(&format!("{base},le=\"0.0005\"}}")).ends_with(" 2"));
+        assert!(line(&format!("{base},le=\"5\"}}")).ends_with(" 2"));
+        assert!(line(&format!("{base},le=\"+Inf\"}}")).ends_with(" 3"));
+        assert!(line("stratum_requests_total{node=\"7\",shard=\"1\",op=\"get\",outcome=\"not_found\"}")
+            .ends_with(" 1"));
+        // Every sample line is `name{labels} value`.
+        for sample in text.lines().filter(|line| !line.starts_with('#')) {
+            let (_, value) = sample.rsplit_once(' ').expect("value");
+            assert!(value.parse::<f64>().is_ok(), "{sample}");
+        }
+    }
+}

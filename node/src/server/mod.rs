@@ -1,0 +1,191 @@
+//! The thread-per-core server: one pinned glommio executor per shard, each
+//! with its own store, listener, connections and metrics.
+//!
+//! - [`core`]: one core's state and life (open store, accept, drain, close).
+//! - [`connection`]: one connection: handshake, reader, writer.
+//! - [`frame_reader`]: frames off a socket, with idle and slow-frame timeouts.
+//! - [`handshake`]: hello / authentication.
+//! - [`request`]: one request to its replies.
+//! - [`ops`]: store operations, run locally or forwarded to the owning core.
+//! - [`mesh`]: the messages cores send each other.
+//! - [`outbox`]: a connection's byte-bounded reply queue.
+//! - [`metrics`]: per-core counters and histograms, Prometheus rendering.
+//! - [`maintenance`]: checkpoints, compaction and scrubs on each core.
+//! - [`admin`]: the HTTP endpoint for metrics and health.
+//!
+//! Startup and shutdown are coordinated from the main thread by message:
+//! every core reports once it serves; on shutdown every core first drains
+//! (stops accepting, finishes in-flight requests; forwarded requests are
+//! still served) and only once all have drained do they close their stores.
+
+pub mod admin;
+pub mod connection;
+pub mod core;
+pub mod frame_reader;
+pub mod handshake;
+pub mod maintenance;
+pub mod mesh;
+pub mod metrics;
+pub mod ops;
+pub mod outbox;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::config::NodeConfig;
+use mesh::{CoreMsg, Mesh};
+
+/// How long shutdown waits for connections to drain before closing the
+/// stores anyway (in-flight writes are durable or refused either way).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the executor of shard {shard}")]
+    Executor {
+        shard: u16,
+        #[source]
+        source: glommio::GlommioError<()>,
+    },
+    #[error("{0}")]
+    Core(String),
+    #[error("shard {0} stopped during startup")]
+    Vanished(u16),
+}
+
+/// A running node.
+pub struct Node {
+    config: Arc<NodeConfig>,
+    mesh: Mesh,
+    executors: Vec<ExecutorJoinHandle<()>>,
+}
+
+/// The CPUs this process may run on (its affinity mask), in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a plain bit set the kernel fills; CPU_ISSET only reads
+    // it within its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|cpu| libc::CPU_ISSET(*cpu, &set))
+            .collect()
+    }
+}
+
+impl Node {
+    /// Starts one executor per shard and returns once every shard serves,
+    /// or stops the ones that started and reports why one could not.
+    pub fn start(config: Arc<NodeConfig>) -> Result<Self, StartError> {
+        let (mesh, inboxes) = Mesh::new(config.shards);
+        let (ready_tx, ready_rx) = flume::unbounded();
+        let cpus = allowed_cpus();
+        let mut executors = Vec::with_capacity(usize::from(config.shards));
+        let mut failure = None;
+        for (shard, inbox) in (0..config.shards).zip(inboxes) {
+            // One shard per CPU; with more shards than CPUs they wrap around
+            // (useful for testing only).
+            let placement = match cpus.get(usize::from(shard) % cpus.len().max(1)) {
+                Some(cpu) => Placement::Fixed(*cpu),
+                None => Placement::Unbound,
+            };
+            let (config, mesh, ready) = (Arc::clone(&config), mesh.clone(), ready_tx.clone());
+            let spawned = LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{shard}"))
+                .io_memory(usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX))
+                .spawn(move || core::run(shard, config, mesh, inbox, ready));
+            match spawned {
+                Ok(handle) => executors.push(handle),
+                Err(source) => {
+                    failure = Some(StartError::Executor { shard, source });
+                    break;
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut started = 0;
+        while failure.is_none() && started < executors.len() {
+            match ready_rx.recv() {
+                Ok(Ok(_shard)) => started += 1,
+                Ok(Err(reason)) => failure = Some(StartError::Core(reason)),
+                Err(_) => failure = Some(StartError::Vanished(started as u16)),
+            }
+        }
+        let node = Self {
+            config,
+            mesh,
+            executors,
+        };
+        match failure {
+            None => Ok(node),
+            Some(err) => {
+                node.shutdown();
+                Err(err)
+            }
+        }
+    }
+
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Drains every core (stop accepting, finish in-flight requests), then
+    /// closes every store (durable, checkpointed), then joins the threads.
+    /// Returns whether everything stopped cleanly.
+    pub fn shutdown(self) -> bool {
+        let (drained_tx, drained_rx) = flume::unbounded();
+        let mut asked = 0;
+        for shard in 0..self.mesh.cores() {
+            if self.mesh.send_blocking(
+                shard,
+                CoreMsg::Drain {
+                    drained: drained_tx.clone(),
+                },
+            ) {
+                asked += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+        let mut clean = true;
+        for _ in 0..asked {
+            match drained_rx.recv_deadline(deadline) {
+                Ok(shard) => tracing::info!(shard, "shard drained"),
+                Err(_) => {
+                    tracing::error!(timeout = ?DRAIN_TIMEOUT, "not every shard drained in time; closing anyway");
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        for shard in 0..self.mesh.cores() {
+            self.mesh.send_blocking(shard, CoreMsg::Close);
+        }
+        for executor in self.executors {
+            if executor.join().is_err() {
+                clean = false;
+            }
+        }
+        clean
+    }
+}
+
+/// An error and all its causes on one line, for logs and replies.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

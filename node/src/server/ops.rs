@@ -1,0 +1,144 @@
+//! The store operations a request turns into, run on the core that owns the
+//! object, and how their failures map to wire error codes.
+//!
+//! Ops and their results are `Send`, so a core that received a request for
+//! another core's object can forward the op and get the result back by
+//! message (see `mesh.rs`).
+
+use stratum_wire::message::{ErrorCode, PutOutcome as WirePutOutcome};
+use stratum_wire::{ObjectId, ObjectKind};
+
+use crate::store::fs::StoreFs;
+use crate::store::{PutOutcome, ShardStore, StoreError};
+
+/// One store operation.
+#[derive(Debug)]
+pub enum Op {
+    Put {
+        id: ObjectId,
+        kind: ObjectKind,
+        content: Vec<u8>,
+    },
+    Get {
+        id: ObjectId,
+    },
+    Has {
+        id: ObjectId,
+    },
+    Delete {
+        id: ObjectId,
+    },
+}
+
+/// Object bytes on their way to a reply: shared with the owning core's cache
+/// when read locally, moved when they come from another core.
+#[derive(Debug)]
+pub enum Content {
+    Local(std::rc::Rc<[u8]>),
+    Moved(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Content {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Local(bytes) => bytes,
+            Self::Moved(bytes) => bytes,
+        }
+    }
+}
+
+/// A successful op's result.
+#[derive(Debug)]
+pub enum Done<C> {
+    Put(WirePutOutcome),
+    Get(Option<(ObjectKind, C)>),
+    Has(bool),
+    Delete(bool),
+}
+
+impl Done<Content> {
+    /// The `Send` form, for a reply to another core (copies object bytes
+    /// read locally; forwarding is the rare, misrouted path).
+    pub fn into_sendable(self) -> Done<Vec<u8>> {
+        match self {
+            Self::Put(outcome) => Done::Put(outcome),
+            Self::Get(found) => Done::Get(found.map(|(kind, content)| match content {
+                Content::Local(bytes) => (kind, bytes.to_vec()),
+                Content::Moved(bytes) => (kind, bytes),
+            })),
+            Self::Has(present) => Done::Has(present),
+            Self::Delete(existed) => Done::Delete(existed),
+        }
+    }
+}
+
+impl Done<Vec<u8>> {
+    pub fn into_local(self) -> Done<Content> {
+        match self {
+            Self::Put(outcome) => Done::Put(outcome),
+            Self::Get(found) => Done::Get(found.map(|(kind, bytes)| (kind, Content::Moved(bytes)))),
+            Self::Has(present) => Done::Has(present),
+            Self::Delete(existed) => Done::Delete(existed),
+        }
+    }
+}
+
+/// A failed op: the wire code and a human-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl OpError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(err: StoreError) -> Self {
+        let code = match &err {
+            StoreError::TooLarge { .. } => ErrorCode::TooLarge,
+            StoreError::ReadOnly { .. } => ErrorCode::ReadOnly,
+            StoreError::Failed { .. } => ErrorCode::ShardFailed,
+            StoreError::HashMismatch { .. } => ErrorCode::HashMismatch,
+            StoreError::Corrupt { .. } => ErrorCode::Corrupt,
+            StoreError::WriterGone => ErrorCode::ShardFailed,
+            StoreError::Io { .. }
+            | StoreError::ShardMismatch { .. }
+            | StoreError::BadSuperblock { .. }
+            | StoreError::Config(_) => ErrorCode::Internal,
+        };
+        // Keep the whole cause chain in the detail: the client's operator
+        // needs "which file, which errno", not just "internal".
+        Self {
+            code,
+            detail: super::error_chain(&err),
+        }
+    }
+}
+
+/// Runs `op` against the store of the current core.
+pub async fn execute<F: StoreFs + 'static>(
+    store: &ShardStore<F>,
+    op: Op,
+) -> Result<Done<Content>, OpError> {
+    Ok(match op {
+        Op::Put { id, kind, content } => Done::Put(match store.put(id, kind, content).await? {
+            PutOutcome::Stored => WirePutOutcome::Stored,
+            PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
+        }),
+        Op::Get { id } => Done::Get(
+            store
+                .get(&id)
+                .await?
+                .map(|object| (object.kind, Content::Local(object.content))),
+        ),
+        Op::Has { id } => Done::Has(store.has(&id).await?),
+        Op::Delete { id } => Done::Delete(store.delete(id).await?),
+    })
+}

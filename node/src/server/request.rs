@@ -1,0 +1,292 @@
+//! One request, from its decoded frame to its reply frames.
+//!
+//! Runs as its own task, so a connection has many requests in flight and
+//! replies go out in completion order (each carries its request id).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use stratum_wire::message::{
+    BatchEnd, BatchItem, BatchStatus, DeleteAck, ErrorCode, GetOk, HasResult, PeerRole, Pong,
+    PutAck, ReplicateAck, StatEntry, StatsReply,
+};
+use stratum_wire::{Frame, Message, MessageRef, ObjectId, ObjectKind};
+
+use super::connection::Conn;
+use super::core::Admission;
+use super::mesh::CoreMsg;
+use super::metrics::{OpKind, Outcome};
+use super::ops::{Done, Op, OpError};
+
+/// Most reads a batch-get has in flight at once.
+const BATCH_PARALLELISM: u64 = 16;
+
+/// A request's fields, copied out of the archive so the frame's payload can
+/// be moved into the store without copying.
+enum Request {
+    Put { id: ObjectId, kind: ObjectKind },
+    Replicate { id: ObjectId, kind: ObjectKind },
+    Get { id: ObjectId },
+    Has { id: ObjectId },
+    Delete { id: ObjectId },
+    BatchGet { ids: Vec<ObjectId> },
+    Ping { nonce: u64 },
+    Stats { all_shards: bool },
+    /// Well framed, but not something a node answers (a reply kind, a
+    /// second hello, ...).
+    Unexpected(&'static str),
+}
+
+impl Request {
+    fn parse(frame: &Frame) -> Self {
+        match frame.message() {
+            MessageRef::Put(put) => Self::Put {
+                id: put.id.get(),
+                kind: put.kind.into(),
+            },
+            MessageRef::Replicate(replicate) => Self::Replicate {
+                id: replicate.id.get(),
+                kind: replicate.kind.into(),
+            },
+            MessageRef::Get(get) => Self::Get { id: get.id.get() },
+            MessageRef::Has(has) => Self::Has { id: has.id.get() },
+            MessageRef::Delete(delete) => Self::Delete { id: delete.id.get() },
+            MessageRef::BatchGet(batch) => Self::BatchGet {
+                ids: batch.ids.iter().map(|id| id.get()).collect(),
+            },
+            MessageRef::Ping(ping) => Self::Ping {
+                nonce: ping.nonce.to_native(),
+            },
+            MessageRef::Stats(stats) => Self::Stats {
+                all_shards: stats.all_shards,
+            },
+            other => Self::Unexpected(other.kind().name()),
+        }
+    }
+
+    fn op_kind(&self) -> Option<OpKind> {
+        Some(match self {
+            Self::Put { .. } | Self::Replicate { .. } => OpKind::Put,
+            Self::Get { .. } => OpKind::Get,
+            Self::Has { .. } => OpKind::Has,
+            Self::Delete { .. } => OpKind::Delete,
+            Self::BatchGet { .. } => OpKind::BatchGet,
+            Self::Ping { .. } => OpKind::Ping,
+            Self::Stats { .. } => OpKind::Stats,
+            Self::Unexpected(_) => return None,
+        })
+    }
+}
+
+fn outcome_of(err: &OpError) -> Outcome {
+    match err.code {
+        ErrorCode::NotFound => Outcome::NotFound,
+        ErrorCode::Busy => Outcome::Busy,
+        ErrorCode::HashMismatch
+        | ErrorCode::TooLarge
+        | ErrorCode::BadRequest
+        | ErrorCode::Unauthorized
+        | ErrorCode::StaleTopology
+        | ErrorCode::UnsupportedVersion => Outcome::Rejected,
+        _ => Outcome::Error,
+    }
+}
+
+/// Serves one request. `admission` is `None` when the shard was over its
+/// limits as the request arrived: data requests are then answered `Busy` at
+/// once; pings and stats are still answered (they are how operators look).
+pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admission>) {
+    let started = Instant::now();
+    let request_id = frame.request_id();
+    let request = Request::parse(&frame);
+    let core = Rc::clone(&conn.core);
+    let Some(kind) = request.op_kind() else {
+        if let Request::Unexpected(name) = request {
+            let _ = conn
+                .error(request_id, &OpError::new(ErrorCode::BadRequest, format!("a node does not accept {name} frames")))
+                .await;
+        }
+        return;
+    };
+    let is_data = !matches!(request, Request::Ping { .. } | Request::Stats { .. });
+    if is_data && admission.is_none() {
+        let err = OpError::new(ErrorCode::Busy, format!("shard {} is at its in-flight or buffered-bytes limit; retry later", core.shard_id));
+        let _ = conn.error(request_id, &err).await;
+        core.metrics.borrow_mut().request(kind, Outcome::Busy, started.elapsed());
+        return;
+    }
+
+    let outcome = match request {
+        Request::Put { id, kind: object_kind } => {
+            let content = frame.take_payload();
+            core.metrics.borrow_mut().bytes_in += content.len() as u64;
+            let op = Op::Put { id, kind: object_kind, content };
+            match core.run_op(&id, op).await {
+                Ok(Done::Put(outcome)) => {
+                    let ack = PutAck { id, outcome, durable_replicas: 1 };
+                    let _ = conn.reply(request_id, &Message::PutAck(ack), &[]).await;
+                    Outcome::Ok
+                }
+                Ok(_) => unexpected(&conn, request_id).await,
+                Err(err) => fail(&conn, request_id, err).await,
+            }
+        }
+        Request::Replicate { id, kind: object_kind } => {
+            if conn.peer.role != PeerRole::Node {
+                let err = OpError::new(ErrorCode::BadRequest, "replicate is for nodes; clients send put");
+                fail(&conn, request_id, err).await
+            } else {
+                let content = frame.take_payload();
+                core.metrics.borrow_mut().bytes_in += content.len() as u64;
+                let op = Op::Put { id, kind: object_kind, content };
+                match core.run_op(&id, op).await {
+                    Ok(Done::Put(outcome)) => {
+                        let ack = ReplicateAck { id, outcome };
+                        let _ = conn.reply(request_id, &Message::ReplicateAck(ack), &[]).await;
+                        Outcome::Ok
+                    }
+                    Ok(_) => unexpected(&conn, request_id).await,
+                    Err(err) => fail(&conn, request_id, err).await,
+                }
+            }
+        }
+        Request::Get { id } => match core.run_op(&id, Op::Get { id }).await {
+            Ok(Done::Get(Some((object_kind, content)))) => {
+                let content = content.as_ref();
+                core.metrics.borrow_mut().bytes_out += content.len() as u64;
+                let ok = GetOk { id, kind: object_kind };
+                let _ = conn.reply(request_id, &Message::GetOk(ok), content).await;
+                Outcome::Ok
+            }
+            Ok(Done::Get(None)) => {
+                let err = OpError::new(ErrorCode::NotFound, format!("{id} is not stored here"));
+                let _ = conn.error(request_id, &err).await;
+                Outcome::NotFound
+            }
+            Ok(_) => unexpected(&conn, request_id).await,
+            Err(err) => fail(&conn, request_id, err).await,
+        },
+        Request::Has { id } => match core.run_op(&id, Op::Has { id }).await {
+            Ok(Done::Has(present)) => {
+                let _ = conn.reply(request_id, &Message::HasResult(HasResult { id, present }), &[]).await;
+                Outcome::Ok
+            }
+            Ok(_) => unexpected(&conn, request_id).await,
+            Err(err) => fail(&conn, request_id, err).await,
+        },
+        Request::Delete { id } => match core.run_op(&id, Op::Delete { id }).await {
+            Ok(Done::Delete(existed)) => {
+                let _ = conn.reply(request_id, &Message::DeleteAck(DeleteAck { id, existed }), &[]).await;
+                Outcome::Ok
+            }
+            Ok(_) => unexpected(&conn, request_id).await,
+            Err(err) => fail(&conn, request_id, err).await,
+        },
+        Request::BatchGet { ids } => batch_get(&conn, request_id, ids).await,
+        Request::Ping { nonce } => {
+            let _ = conn.reply(request_id, &Message::Pong(Pong { nonce }), &[]).await;
+            Outcome::Ok
+        }
+        Request::Stats { all_shards } => {
+            stats(&conn, request_id, all_shards).await;
+            Outcome::Ok
+        }
+        Request::Unexpected(_) => return,
+    };
+    drop(admission);
+    core.metrics.borrow_mut().request(kind, outcome, started.elapsed());
+}
+
+async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
+    let outcome = outcome_of(&err);
+    if outcome == Outcome::Error {
+        tracing::warn!(shard = conn.core.shard_id, peer = %conn.peer_addr, code = ?err.code, detail = %err.detail, "request failed");
+    }
+    let _ = conn.error(request_id, &err).await;
+    outcome
+}
+
+/// A store op answered with the wrong kind of result: a bug, reported as
+/// one rather than a panic.
+async fn unexpected(conn: &Conn, request_id: u64) -> Outcome {
+    let err = OpError::new(ErrorCode::Internal, "internal error: mismatched operation result");
+    tracing::error!(shard = conn.core.shard_id, "mismatched operation result");
+    let _ = conn.error(request_id, &err).await;
+    Outcome::Error
+}
+
+/// Streams one `BatchItem` per id as each read completes (up to
+/// `BATCH_PARALLELISM` reads at once), then a `BatchEnd` with the counts.
+async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outcome {
+    if ids.is_empty() {
+        let err = OpError::new(ErrorCode::BadRequest, "batch_get with no ids");
+        return fail(conn, request_id, err).await;
+    }
+    let slots = Rc::new(glommio::sync::Semaphore::new(BATCH_PARALLELISM));
+    let mut tasks = Vec::with_capacity(ids.len());
+    for (index, id) in ids.into_iter().enumerate() {
+        let Ok(permit) = slots.acquire_static_permit(1).await else {
+            break;
+        };
+        let conn = Rc::clone(conn);
+        tasks.push(glommio::spawn_local(async move {
+            let _permit = permit;
+            let index = index as u32;
+            let (status, content) = match conn.core.run_op(&id, Op::Get { id }).await {
+                Ok(Done::Get(Some((kind, content)))) => (BatchStatus::Found(kind), Some(content)),
+                Ok(Done::Get(None)) => (BatchStatus::NotFound, None),
+                Ok(_) => (BatchStatus::Failed(ErrorCode::Internal), None),
+                Err(err) => (BatchStatus::Failed(err.code), None),
+            };
+            let payload: &[u8] = content.as_ref().map_or(&[], |content| content.as_ref());
+            conn.core.metrics.borrow_mut().bytes_out += payload.len() as u64;
+            let item = BatchItem { index, id, status };
+            let _ = conn.reply(request_id, &Message::BatchItem(item), payload).await;
+            status
+        }));
+    }
+    let mut end = BatchEnd { found: 0, not_found: 0, failed: 0 };
+    for task in tasks {
+        match task.await {
+            BatchStatus::Found(_) => end.found += 1,
+            BatchStatus::NotFound => end.not_found += 1,
+            BatchStatus::Failed(_) => end.failed += 1,
+        }
+    }
+    let outcome = if end.failed > 0 { Outcome::Error } else { Outcome::Ok };
+    let _ = conn.reply(request_id, &Message::BatchEnd(end), &[]).await;
+    outcome
+}
+
+async fn stats(conn: &Rc<Conn>, request_id: u64, all_shards: bool) {
+    let core = &conn.core;
+    let mut snapshots = vec![core.snapshot()];
+    if all_shards {
+        for shard in (0..core.config.shards).filter(|shard| *shard != core.shard_id) {
+            let (reply, answer) = flume::bounded(1);
+            if core.mesh.send(shard, CoreMsg::Metrics { reply }).await {
+                if let Ok(snapshot) = answer.recv_async().await {
+                    snapshots.push(snapshot);
+                }
+            }
+        }
+        snapshots.sort_by_key(|snapshot| snapshot.shard_id);
+    }
+    let entries = snapshots
+        .iter()
+        .flat_map(|snapshot| {
+            snapshot.entries().into_iter().map(|(name, value)| StatEntry {
+                name,
+                shard_id: snapshot.shard_id,
+                value,
+            })
+        })
+        .collect();
+    let reply = StatsReply {
+        node_id: core.config.node_id,
+        shard_count: core.config.shards,
+        topology_epoch: core.topology_epoch(),
+        entries,
+    };
+    let _ = conn.reply(request_id, &Message::StatsReply(reply), &[]).await;
+}
