@@ -1,7 +1,9 @@
 //! Helpers for store tests: run a future on a glommio executor, make objects.
 #![allow(dead_code)]
 
+pub mod node_proc;
 pub mod sim_fs;
+pub mod wire_client;
 
 use std::future::Future;
 

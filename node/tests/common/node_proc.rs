@@ -1,0 +1,218 @@
+//! Runs the real `stratum-node` binary for tests: free ports on 127.0.0.1,
+//! a temporary data dir, readiness by handshake, SIGTERM/SIGKILL, restart.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use stratum_wire::auth::ClusterSecret;
+
+use super::wire_client::TestClient;
+
+pub struct TestNode {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub base_port: u16,
+    pub admin_port: u16,
+    pub shards: u16,
+    extra: Vec<String>,
+    pub secret: Option<ClusterSecret>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port with `count` free ports after it (racy by nature: `start`
+/// retries when the node cannot bind).
+fn free_ports(count: u16) -> u16 {
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        if base.checked_add(count).is_some() && (base..base + count).all(port_free) {
+            return base;
+        }
+    }
+}
+
+impl TestNode {
+    /// Starts a node with `shards` shards and extra flags.
+    pub fn start(shards: u16, extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let mut node = Self {
+            child: None,
+            dir: temp.path().to_owned(),
+            base_port: 0,
+            admin_port: 0,
+            shards,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
+            secret: None,
+            _temp: Some(temp),
+        };
+        node.launch();
+        node
+    }
+
+    /// Writes `text` as a file in the node's dir and returns its path.
+    pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stratum-node"));
+        command
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.base_port))
+            .arg("--shards")
+            .arg(self.shards.to_string())
+            .arg("--admin")
+            .arg(format!("127.0.0.1:{}", self.admin_port))
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        command
+    }
+
+    /// (Re)starts the process on fresh ports (retrying if they were taken)
+    /// and waits until every shard completes a handshake.
+    pub fn launch(&mut self) {
+        for attempt in 0..5 {
+            if attempt == 0 && self.base_port != 0 && (self.base_port..self.base_port + self.shards).all(port_free) && port_free(self.admin_port) {
+                // Restart on the same ports when they are still free.
+            } else {
+                let base = free_ports(self.shards + 1);
+                self.base_port = base;
+                self.admin_port = base + self.shards;
+            }
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
+                .unwrap();
+            let child = self.command().stderr(log).spawn().expect("spawn stratum-node");
+            self.child = Some(child);
+            if self.wait_ready(Duration::from_secs(30)) {
+                return;
+            }
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        panic!("stratum-node did not start; log:\n{}", self.log());
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|child| child.try_wait()) {
+                return false;
+            }
+            let all = (0..self.shards).all(|shard| {
+                TestClient::connect(self.addr(shard), self.secret.as_ref()).is_ok()
+            });
+            if all {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn addr(&self, shard: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.base_port + shard))
+    }
+
+    pub fn client(&self, shard: u16) -> TestClient {
+        TestClient::connect(self.addr(shard), self.secret.as_ref()).expect("connect")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn sigterm(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(90))
+            .unwrap_or_else(|| panic!("no exit after SIGTERM; log:\n{}", self.log()))
+    }
+
+    pub fn sigkill(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(30)).expect("exit after SIGKILL");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|child| child.try_wait()), Some(Ok(None)))
+    }
+
+    /// `GET path` on the admin endpoint: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("admin connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Sum of a Prometheus sample over all label sets that contain `filter`.
+    pub fn metric(&self, name: &str, filter: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(filter))
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! A minimal blocking protocol client for tests: it speaks frames over a
+//! std socket and nothing more (no routing, no retries), so tests see
+//! exactly what the node sends.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use stratum_wire::auth::ClusterSecret;
+use stratum_wire::message::{AuthProof, Hello, HelloAck, PeerRole};
+use stratum_wire::{Frame, FrameDecoder, FrameEncoder, FrameLimits, Message};
+
+pub struct TestClient {
+    pub stream: TcpStream,
+    decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    next_id: u64,
+    pub ack: HelloAck,
+}
+
+fn limits() -> FrameLimits {
+    FrameLimits {
+        max_message_len: FrameLimits::DEFAULT_MAX_MESSAGE_LEN,
+        max_payload_len: u32::MAX,
+    }
+}
+
+impl TestClient {
+    /// Connects and completes the handshake (proving `secret` if given).
+    pub fn connect(addr: SocketAddr, secret: Option<&ClusterSecret>) -> Result<Self, String> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|err| format!("connect {addr}: {err}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut client = Self {
+            stream,
+            decoder: FrameDecoder::new(limits()),
+            encoder: FrameEncoder::new(limits()),
+            buf: vec![0; 1 << 16],
+            pos: 0,
+            len: 0,
+            next_id: 1,
+            ack: HelloAck {
+                protocol_version: 0,
+                node_id: 0,
+                shard_id: 0,
+                shard_count: 0,
+                topology_epoch: 0,
+                auth_challenge: None,
+            },
+        };
+        let nonce = [7u8; 32];
+        let hello = Message::Hello(Hello {
+            protocol_version: 1,
+            role: PeerRole::Client,
+            node_id: None,
+            topology_epoch: 0,
+            agent: "stratum-node-tests".into(),
+            auth_nonce: nonce,
+        });
+        let reply = client.call(&hello, &[])?;
+        let Message::HelloAck(ack) = reply.to_message().unwrap() else {
+            return Err(format!("handshake answered with {:?}", reply.to_message()));
+        };
+        client.ack = ack.clone();
+        if let Some(challenge) = ack.auth_challenge {
+            let Some(secret) = secret else {
+                return Ok(client);
+            };
+            let proof = Message::AuthProof(AuthProof {
+                mac: secret.client_proof(&challenge, &nonce),
+            });
+            let reply = client.call(&proof, &[])?;
+            match reply.to_message().unwrap() {
+                Message::AuthOk(ok) => {
+                    if !secret.verify_node(&nonce, &challenge, &ok.mac) {
+                        return Err("node's proof is wrong".into());
+                    }
+                }
+                other => return Err(format!("auth answered with {other:?}")),
+            }
+        }
+        Ok(client)
+    }
+
+    /// Sends one frame; returns its request id.
+    pub fn send(&mut self, message: &Message, payload: &[u8]) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut out = Vec::new();
+        self.encoder.encode(&mut out, id, message, payload).unwrap();
+        self.stream.write_all(&out).unwrap();
+        id
+    }
+
+    /// The next frame from the node; `Err` on close, timeout or a bad frame.
+    pub fn recv(&mut self) -> Result<Frame, String> {
+        loop {
+            if self.pos < self.len {
+                let mut input = &self.buf[self.pos..self.len];
+                let before = input.len();
+                let decoded = self.decoder.decode(&mut input).map_err(|err| err.to_string())?;
+                self.pos += before - input.len();
+                if let Some(frame) = decoded {
+                    return Ok(frame);
+                }
+                continue;
+            }
+            let n = self.stream.read(&mut self.buf).map_err(|err| err.to_string())?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            self.pos = 0;
+            self.len = n;
+        }
+    }
+
+    pub fn call(&mut self, message: &Message, payload: &[u8]) -> Result<Frame, String> {
+        let id = self.send(message, payload);
+        let frame = self.recv()?;
+        if frame.request_id() != id && frame.request_id() != 0 {
+            return Err(format!("reply to {} while waiting for {id}", frame.request_id()));
+        }
+        Ok(frame)
+    }
+}
