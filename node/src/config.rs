@@ -337,22 +337,26 @@ impl NodeConfig {
             }
         }
 
-        let secret = match flags.secret_file.or(file.secret_file) {
-            Some(path) => {
-                let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
-                    what: "secret file",
-                    path: path.clone(),
-                    source,
-                })?;
-                Some(
-                    ClusterSecret::new(&bytes)
-                        .map_err(|err| invalid("secret_file", format!("{}: {err}", path.display())))?,
-                )
-            }
-            None => None,
-        };
+        let secret =
+            match flags.secret_file.or(file.secret_file) {
+                Some(path) => {
+                    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                        what: "secret file",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    Some(ClusterSecret::new(&bytes).map_err(|err| {
+                        invalid("secret_file", format!("{}: {err}", path.display()))
+                    })?)
+                }
+                None => None,
+            };
 
-        let limits = resolve_limits(&flags.max_object_bytes, &flags.max_connections, &file.limits)?;
+        let limits = resolve_limits(
+            &flags.max_object_bytes,
+            &flags.max_connections,
+            &file.limits,
+        )?;
         let store = &file.store;
         let segment_bytes = store
             .segment_bytes
@@ -377,7 +381,10 @@ impl NodeConfig {
             node_id,
             topology,
             admin,
-            log_format: flags.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            log_format: flags
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
             secret,
             limits,
             segment_bytes,
@@ -430,9 +437,15 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 fn available_cores() -> Result<u16, ConfigError> {
-    let cores = std::thread::available_parallelism()
-        .map_err(|err| invalid("shards", format!("cannot count CPUs ({err}); pass --shards")))?;
-    Ok(u16::try_from(cores.get()).unwrap_or(MAX_SHARDS_PER_NODE).min(MAX_SHARDS_PER_NODE))
+    let cores = std::thread::available_parallelism().map_err(|err| {
+        invalid(
+            "shards",
+            format!("cannot count CPUs ({err}); pass --shards"),
+        )
+    })?;
+    Ok(u16::try_from(cores.get())
+        .unwrap_or(MAX_SHARDS_PER_NODE)
+        .min(MAX_SHARDS_PER_NODE))
 }
 
 fn positive(setting: &'static str, value: u64) -> Result<u64, ConfigError> {
@@ -454,11 +467,17 @@ fn resolve_limits(
     if max_object_bytes > u64::from(u32::MAX) {
         return Err(invalid(
             "max_object_bytes",
-            format!("{max_object_bytes} exceeds the wire format's {} byte payload limit", u32::MAX),
+            format!(
+                "{max_object_bytes} exceeds the wire format's {} byte payload limit",
+                u32::MAX
+            ),
         ));
     }
     let secs = |setting, value: Option<u64>, default| -> Result<Duration, ConfigError> {
-        Ok(Duration::from_secs(positive(setting, value.unwrap_or(default))?))
+        Ok(Duration::from_secs(positive(
+            setting,
+            value.unwrap_or(default),
+        )?))
     };
     let limits = Limits {
         max_object_bytes,
@@ -546,13 +565,13 @@ mod tests {
     #[test]
     fn no_configuration_gives_a_single_node_cluster() {
         let config = resolve(&["--shards", "2"]).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7700)));
         assert_eq!(config.shards, 2);
         assert_eq!(config.node_id, 1);
         assert_eq!(config.data_dir, PathBuf::from("stratum-data"));
         assert_eq!(config.topology.nodes().len(), 1);
         assert_eq!(config.topology.nodes()[0].shards, 2);
-        assert_eq!(config.admin, Some("127.0.0.1:7780".parse().unwrap()));
+        assert_eq!(config.admin, Some(SocketAddr::from(([127, 0, 0, 1], 7780))));
         assert!(config.secret.is_none());
         assert!(resolve(&[]).unwrap().shards >= 1);
     }
@@ -580,23 +599,42 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(&path, "[limits]\nidle_timeout_secs = 0\n").unwrap();
         let err = resolve(&["--config", path.to_str().unwrap()]).unwrap_err();
-        assert!(err.to_string().contains("limits.idle_timeout_secs"), "{err}");
+        assert!(
+            err.to_string().contains("limits.idle_timeout_secs"),
+            "{err}"
+        );
 
         std::fs::write(&path, "listne = \"127.0.0.1:1\"\n").unwrap();
         let err = resolve(&["--config", path.to_str().unwrap()]).unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }));
         assert!(err.to_string().contains("listne"), "{err}");
 
-        assert_eq!(setting_of(resolve(&["--listen", "127.0.0.1:0"]).unwrap_err()), "listen");
+        assert_eq!(
+            setting_of(resolve(&["--listen", "127.0.0.1:0"]).unwrap_err()),
+            "listen"
+        );
         assert_eq!(
             setting_of(resolve(&["--listen", "127.0.0.1:65535", "--shards", "2"]).unwrap_err()),
             "listen"
         );
         assert_eq!(
-            setting_of(resolve(&["--listen", "127.0.0.1:7000", "--shards", "2", "--admin", "127.0.0.1:7001"]).unwrap_err()),
+            setting_of(
+                resolve(&[
+                    "--listen",
+                    "127.0.0.1:7000",
+                    "--shards",
+                    "2",
+                    "--admin",
+                    "127.0.0.1:7001"
+                ])
+                .unwrap_err()
+            ),
             "admin"
         );
-        assert_eq!(setting_of(resolve(&["--max-object-bytes", "0"]).unwrap_err()), "max_object_bytes");
+        assert_eq!(
+            setting_of(resolve(&["--max-object-bytes", "0"]).unwrap_err()),
+            "max_object_bytes"
+        );
         assert!(Flags::try_parse_from(["stratum-node", "--shards", "0"]).is_err());
         assert!(Flags::try_parse_from(["stratum-node", "--admin", "nowhere"]).is_err());
     }
@@ -634,7 +672,10 @@ mod tests {
         let err = resolve(&["--secret-file", path.to_str().unwrap()]).unwrap_err();
         assert_eq!(setting_of(err), "secret_file");
         std::fs::write(&path, "a secret that is long enough\n").unwrap();
-        assert!(resolve(&["--secret-file", path.to_str().unwrap()]).unwrap().secret.is_some());
+        assert!(resolve(&["--secret-file", path.to_str().unwrap()])
+            .unwrap()
+            .secret
+            .is_some());
         let missing = dir.path().join("missing");
         assert!(matches!(
             resolve(&["--secret-file", missing.to_str().unwrap()]).unwrap_err(),

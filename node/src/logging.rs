@@ -1,6 +1,8 @@
 //! Log output: `tracing` events as text or JSON lines on stderr, filtered
 //! by `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -10,6 +12,8 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: log files and journald get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_thread_names(true);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = match format {

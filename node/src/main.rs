@@ -63,7 +63,10 @@ fn main() -> ExitCode {
     tracing::info!(listen = %config.listen, last_port, "serving");
 
     let signal = signals.forever().next().unwrap_or(SIGTERM);
-    tracing::info!(signal, "shutting down: draining connections, then checkpointing");
+    tracing::info!(
+        signal,
+        "shutting down: draining connections, then checkpointing"
+    );
     // A second signal means "now": exit without the clean shutdown (every
     // acknowledged write is already durable; the next start replays).
     std::thread::spawn(move || {

@@ -35,22 +35,31 @@ fn every_operation_through_the_real_server() {
 
     // put, then put again (deduplicated)
     let reply = client.call(&put_msg(id, kind), &content).unwrap();
-    let Message::PutAck(ack) = reply.to_message().unwrap() else { panic!("{reply:?}") };
+    let Message::PutAck(ack) = reply.to_message().unwrap() else {
+        panic!("{reply:?}")
+    };
     assert_eq!((ack.id, ack.outcome), (id, PutOutcome::Stored));
     let reply = client.call(&put_msg(id, kind), &content).unwrap();
-    let Message::PutAck(ack) = reply.to_message().unwrap() else { panic!("{reply:?}") };
+    let Message::PutAck(ack) = reply.to_message().unwrap() else {
+        panic!("{reply:?}")
+    };
     assert_eq!(ack.outcome, PutOutcome::AlreadyPresent);
 
     // get
     let reply = client.call(&Message::Get(Get { id }), &[]).unwrap();
-    let Message::GetOk(ok) = reply.to_message().unwrap() else { panic!("{reply:?}") };
+    let Message::GetOk(ok) = reply.to_message().unwrap() else {
+        panic!("{reply:?}")
+    };
     assert_eq!((ok.id, ok.kind), (id, kind));
     assert_eq!(reply.payload(), &content[..]);
     assert!(id.verify(kind, reply.payload()));
 
     // has
     let reply = client.call(&Message::Has(Has { id }), &[]).unwrap();
-    assert!(matches!(reply.to_message().unwrap(), Message::HasResult(HasResult { present: true, .. })));
+    assert!(matches!(
+        reply.to_message().unwrap(),
+        Message::HasResult(HasResult { present: true, .. })
+    ));
 
     // a body that does not hash to its id is refused and not stored
     let (other_id, other_kind, other_content) = object(2, 100);
@@ -58,7 +67,9 @@ fn every_operation_through_the_real_server() {
     wrong[0] ^= 1;
     let reply = client.call(&put_msg(other_id, other_kind), &wrong).unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::HashMismatch));
-    let reply = client.call(&Message::Get(Get { id: other_id }), &[]).unwrap();
+    let reply = client
+        .call(&Message::Get(Get { id: other_id }), &[])
+        .unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::NotFound));
 
     // batch get: found, missing, and an id owned by the other shard
@@ -66,7 +77,9 @@ fn every_operation_through_the_real_server() {
         .map(|seed| object(seed, 500))
         .find(|(id, _, _)| shard_of(id, 2) != owner)
         .unwrap();
-    node.client(1 - owner).call(&put_msg(far_id, far_kind), &far_content).unwrap();
+    node.client(1 - owner)
+        .call(&put_msg(far_id, far_kind), &far_content)
+        .unwrap();
     let ids = vec![id, other_id, far_id];
     let request = client.send(&Message::BatchGet(BatchGet { ids: ids.clone() }), &[]);
     let mut seen = HashMap::new();
@@ -87,22 +100,39 @@ fn every_operation_through_the_real_server() {
     assert_eq!(seen[&far_id], (BatchStatus::Found(far_kind), far_content));
     assert_eq!(seen[&other_id].0, BatchStatus::NotFound);
     // an empty batch is a bad request, not a hang
-    let reply = client.call(&Message::BatchGet(BatchGet { ids: vec![] }), &[]).unwrap();
+    let reply = client
+        .call(&Message::BatchGet(BatchGet { ids: vec![] }), &[])
+        .unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::BadRequest));
 
     // delete, then the object is gone
     let reply = client.call(&Message::Delete(Delete { id }), &[]).unwrap();
-    assert!(matches!(reply.to_message().unwrap(), Message::DeleteAck(DeleteAck { existed: true, .. })));
+    assert!(matches!(
+        reply.to_message().unwrap(),
+        Message::DeleteAck(DeleteAck { existed: true, .. })
+    ));
     let reply = client.call(&Message::Get(Get { id }), &[]).unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::NotFound));
     let reply = client.call(&Message::Delete(Delete { id }), &[]).unwrap();
-    assert!(matches!(reply.to_message().unwrap(), Message::DeleteAck(DeleteAck { existed: false, .. })));
+    assert!(matches!(
+        reply.to_message().unwrap(),
+        Message::DeleteAck(DeleteAck { existed: false, .. })
+    ));
 
     // ping and stats (all shards)
-    let reply = client.call(&Message::Ping(Ping { nonce: 99 }), &[]).unwrap();
-    assert_eq!(reply.to_message().unwrap(), Message::Pong(Pong { nonce: 99 }));
-    let reply = client.call(&Message::Stats(Stats { all_shards: true }), &[]).unwrap();
-    let Message::StatsReply(stats) = reply.to_message().unwrap() else { panic!() };
+    let reply = client
+        .call(&Message::Ping(Ping { nonce: 99 }), &[])
+        .unwrap();
+    assert_eq!(
+        reply.to_message().unwrap(),
+        Message::Pong(Pong { nonce: 99 })
+    );
+    let reply = client
+        .call(&Message::Stats(Stats { all_shards: true }), &[])
+        .unwrap();
+    let Message::StatsReply(stats) = reply.to_message().unwrap() else {
+        panic!()
+    };
     assert_eq!((stats.node_id, stats.shard_count), (1, 2));
     let objects: u64 = stats
         .entries
@@ -111,18 +141,28 @@ fn every_operation_through_the_real_server() {
         .map(|entry| entry.value)
         .sum();
     assert_eq!(objects, 1, "only far_id is left");
-    let shards: std::collections::BTreeSet<u16> = stats.entries.iter().map(|entry| entry.shard_id).collect();
+    let shards: std::collections::BTreeSet<u16> =
+        stats.entries.iter().map(|entry| entry.shard_id).collect();
     assert_eq!(shards.len(), 2);
 
     // a reply kind sent as a request is refused, and the connection lives on
     let reply = client.call(&Message::Pong(Pong { nonce: 1 }), &[]).unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::BadRequest));
     let reply = client.call(&Message::Ping(Ping { nonce: 2 }), &[]).unwrap();
-    assert_eq!(reply.to_message().unwrap(), Message::Pong(Pong { nonce: 2 }));
+    assert_eq!(
+        reply.to_message().unwrap(),
+        Message::Pong(Pong { nonce: 2 })
+    );
 
     // a replicate from a client is refused (nodes only)
     let (rid, rkind, rcontent) = object(50, 10);
-    let replicate = Message::Replicate(Replicate { id: rid, kind: rkind, coordinator: 1, topology_epoch: 1, hinted: false });
+    let replicate = Message::Replicate(Replicate {
+        id: rid,
+        kind: rkind,
+        coordinator: 1,
+        topology_epoch: 1,
+        hinted: false,
+    });
     let reply = client.call(&replicate, &rcontent).unwrap();
     assert_eq!(error_code(&reply), Some(ErrorCode::BadRequest));
 
@@ -138,7 +178,9 @@ fn every_operation_through_the_real_server() {
 #[test]
 fn hundreds_of_requests_in_flight_on_one_connection() {
     let node = TestNode::start(2, &[]);
-    let objects: Vec<_> = (0..600).map(|seed| object(1000 + seed, 200 + seed as usize)).collect();
+    let objects: Vec<_> = (0..600)
+        .map(|seed| object(1000 + seed, 200 + seed as usize))
+        .collect();
     // One connection to shard 0: half the objects belong to shard 1 and are
     // forwarded, which also reorders replies.
     let mut client = node.client(0);
@@ -155,7 +197,9 @@ fn hundreds_of_requests_in_flight_on_one_connection() {
             out_of_order += 1;
         }
         last = frame.request_id();
-        let id = pending.remove(&frame.request_id()).expect("reply to a pending request");
+        let id = pending
+            .remove(&frame.request_id())
+            .expect("reply to a pending request");
         match frame.to_message().unwrap() {
             Message::PutAck(ack) => assert_eq!(ack.id, id),
             other => panic!("{other:?}"),
@@ -169,15 +213,26 @@ fn hundreds_of_requests_in_flight_on_one_connection() {
         let frame = client.recv().unwrap();
         let index = pending.remove(&frame.request_id()).unwrap();
         let (id, kind, content) = &objects[index];
-        let Message::GetOk(ok) = frame.to_message().unwrap() else { panic!() };
+        let Message::GetOk(ok) = frame.to_message().unwrap() else {
+            panic!()
+        };
         assert_eq!((ok.id, ok.kind), (*id, *kind));
         assert_eq!(frame.payload(), &content[..]);
     }
     eprintln!("replies out of order: {out_of_order}");
     // Misrouting is visible: shard 0 forwarded shard 1's objects.
-    let expected = objects.iter().filter(|(id, _, _)| shard_of(id, 2) == 1).count() as f64;
-    assert_eq!(node.metric("stratum_misrouted_requests_total", "shard=\"0\""), 2.0 * expected);
-    assert_eq!(node.metric("stratum_forwarded_requests_total", "shard=\"1\""), 2.0 * expected);
+    let expected = objects
+        .iter()
+        .filter(|(id, _, _)| shard_of(id, 2) == 1)
+        .count() as f64;
+    assert_eq!(
+        node.metric("stratum_misrouted_requests_total", "shard=\"0\""),
+        2.0 * expected
+    );
+    assert_eq!(
+        node.metric("stratum_forwarded_requests_total", "shard=\"1\""),
+        2.0 * expected
+    );
 }
 
 #[test]
@@ -186,7 +241,9 @@ fn direct_routing_forwards_nothing_and_restart_keeps_everything() {
     let objects: Vec<_> = (0..100).map(|seed| object(5000 + seed, 64)).collect();
     let mut clients = [node.client(0), node.client(1)];
     for (id, kind, content) in &objects {
-        let reply = clients[usize::from(shard_of(id, 2))].call(&put_msg(*id, *kind), content).unwrap();
+        let reply = clients[usize::from(shard_of(id, 2))]
+            .call(&put_msg(*id, *kind), content)
+            .unwrap();
         assert!(matches!(reply.to_message().unwrap(), Message::PutAck(_)));
     }
     assert_eq!(node.metric("stratum_misrouted_requests_total", ""), 0.0);
@@ -199,7 +256,9 @@ fn direct_routing_forwards_nothing_and_restart_keeps_everything() {
     let mut client = node.client(1);
     for (id, kind, content) in &objects {
         let reply = client.call(&Message::Get(Get { id: *id }), &[]).unwrap();
-        let Message::GetOk(ok) = reply.to_message().unwrap() else { panic!("{id} lost: {reply:?}") };
+        let Message::GetOk(ok) = reply.to_message().unwrap() else {
+            panic!("{id} lost: {reply:?}")
+        };
         assert_eq!(ok.kind, *kind);
         assert_eq!(reply.payload(), &content[..]);
     }

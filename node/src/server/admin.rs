@@ -83,7 +83,10 @@ fn serve(stream: TcpStream, mesh: &Mesh, node_id: u32) -> std::io::Result<()> {
             let (snapshots, missing) = collect(mesh);
             let mut body = render_prometheus(node_id, &snapshots);
             body.push_str("# HELP stratum_shards_unresponsive Shards that did not answer this scrape.\n# TYPE stratum_shards_unresponsive gauge\n");
-            body.push_str(&format!("stratum_shards_unresponsive{{node=\"{node_id}\"}} {}\n", missing.len()));
+            body.push_str(&format!(
+                "stratum_shards_unresponsive{{node=\"{node_id}\"}} {}\n",
+                missing.len()
+            ));
             respond(stream, 200, "text/plain; version=0.0.4", &body)
         }
         "/health" => {
@@ -95,21 +98,40 @@ fn serve(stream: TcpStream, mesh: &Mesh, node_id: u32) -> std::io::Result<()> {
             for snapshot in &snapshots {
                 match &snapshot.write_mode {
                     WriteMode::Writable => {}
-                    WriteMode::ReadOnly(reason) => problems.push(format!("shard {}: read-only: {reason}", snapshot.shard_id)),
-                    WriteMode::Failed(reason) => problems.push(format!("shard {}: failed: {reason}", snapshot.shard_id)),
+                    WriteMode::ReadOnly(reason) => {
+                        problems.push(format!("shard {}: read-only: {reason}", snapshot.shard_id))
+                    }
+                    WriteMode::Failed(reason) => {
+                        problems.push(format!("shard {}: failed: {reason}", snapshot.shard_id))
+                    }
                 }
             }
             if problems.is_empty() {
-                respond(stream, 200, "text/plain", &format!("ok: {} shards serving\n", snapshots.len()))
+                respond(
+                    stream,
+                    200,
+                    "text/plain",
+                    &format!("ok: {} shards serving\n", snapshots.len()),
+                )
             } else {
                 respond(stream, 503, "text/plain", &(problems.join("\n") + "\n"))
             }
         }
-        _ => respond(stream, 404, "text/plain", "not found: try /metrics or /health\n"),
+        _ => respond(
+            stream,
+            404,
+            "text/plain",
+            "not found: try /metrics or /health\n",
+        ),
     }
 }
 
-fn respond(mut stream: TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+fn respond(
+    mut stream: TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         404 => "Not Found",

@@ -96,7 +96,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
         Ok(peer) => peer,
         Err(HandshakeError::Closed) => return,
         Err(err) => {
-            core.metrics.borrow_mut().connection(ConnEvent::HandshakeFailed);
+            core.metrics
+                .borrow_mut()
+                .connection(ConnEvent::HandshakeFailed);
             tracing::warn!(shard, peer = %peer_addr, error = %err, "handshake failed; closing");
             let _ = stream.shutdown(Shutdown::Both).await;
             return;
@@ -148,7 +150,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
             // The stream is out of sync; say why (request id 0: the frame's
             // own id cannot be trusted) and close.
             let code = match frame_err {
-                stratum_wire::FrameError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+                stratum_wire::FrameError::UnsupportedVersion { .. } => {
+                    ErrorCode::UnsupportedVersion
+                }
                 stratum_wire::FrameError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
                 _ => ErrorCode::BadRequest,
             };
@@ -173,7 +177,10 @@ async fn write_loop(conn: Rc<Conn>, mut stream: TcpStream) {
         conn.outbox.sent(units);
         if let Err(err) = written {
             if err.kind() == std::io::ErrorKind::TimedOut {
-                conn.core.metrics.borrow_mut().connection(ConnEvent::SlowPeer);
+                conn.core
+                    .metrics
+                    .borrow_mut()
+                    .connection(ConnEvent::SlowPeer);
                 tracing::warn!(shard = conn.core.shard_id, peer = %conn.peer_addr, ?timeout, "peer stopped reading replies; closing");
             } else {
                 tracing::debug!(shard = conn.core.shard_id, peer = %conn.peer_addr, error = %err, "write failed; closing");

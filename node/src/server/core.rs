@@ -53,7 +53,9 @@ pub struct Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.core.in_flight.set(self.core.in_flight.get() - 1);
-        self.core.buffered.set(self.core.buffered.get() - self.bytes);
+        self.core
+            .buffered
+            .set(self.core.buffered.get() - self.bytes);
     }
 }
 
@@ -78,7 +80,6 @@ impl Core {
             bytes: body_bytes,
         })
     }
-
 
     /// Resolves once draining has started.
     pub async fn wait_shutdown(&self) {
@@ -155,7 +156,9 @@ pub async fn run(
     let listener = match bind_exclusive(addr) {
         Ok(listener) => listener,
         Err(err) => {
-            let _ = ready.send(Err(format!("shard {shard_id}: cannot listen on {addr}: {err}")));
+            let _ = ready.send(Err(format!(
+                "shard {shard_id}: cannot listen on {addr}: {err}"
+            )));
             return;
         }
     };
@@ -172,7 +175,10 @@ pub async fn run(
         match ShardStore::open(DmaFs::for_dir(&dir), &dir, config.store_config(shard_id)).await {
             Ok(opened) => opened,
             Err(err) => {
-                let _ = ready.send(Err(format!("shard {shard_id}: cannot open store: {}", chain(&err))));
+                let _ = ready.send(Err(format!(
+                    "shard {shard_id}: cannot open store: {}",
+                    chain(&err)
+                )));
                 return;
             }
         };
@@ -181,7 +187,11 @@ pub async fn run(
         %addr,
         objects = store.stats().objects,
         recovery_ms = started.elapsed().as_millis() as u64,
-        report = ?report,
+        checkpoint_entries = report.checkpoint_entries,
+        replayed_records = report.records,
+        torn_tail_bytes = report.torn_tail_bytes,
+        quarantined = report.quarantined.len(),
+        checkpoint_ignored = report.checkpoint_ignored.as_deref().unwrap_or("-"),
         "shard open"
     );
     let core = Rc::new(Core {
@@ -209,25 +219,28 @@ pub async fn run(
     let core = match Rc::try_unwrap(core) {
         Ok(core) => core,
         Err(core) => {
-            tracing::error!(shard = shard_id, refs = Rc::strong_count(&core), "core still referenced at close; skipping the final checkpoint");
+            tracing::error!(
+                shard = shard_id,
+                refs = Rc::strong_count(&core),
+                "core still referenced at close; skipping the final checkpoint"
+            );
             return;
         }
     };
     match core.store.close().await {
         Ok(()) => tracing::info!(shard = shard_id, "shard closed cleanly"),
-        Err(err) => tracing::error!(shard = shard_id, error = %chain(&err), "shard close failed; the next start replays"),
+        Err(err) => {
+            tracing::error!(shard = shard_id, error = %chain(&err), "shard close failed; the next start replays")
+        }
     }
 }
 
 async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
     loop {
-        let accepted = futures_lite::future::or(
-            async { Some(listener.accept().await) },
-            async {
-                core.wait_shutdown().await;
-                None
-            },
-        )
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            core.wait_shutdown().await;
+            None
+        })
         .await;
         let stream = match accepted {
             None => break,
@@ -267,7 +280,11 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
         }
     }
     drop(listener);
-    tracing::info!(shard = core.shard_id, open = core.open_connections.get(), "stopped accepting; draining connections");
+    tracing::info!(
+        shard = core.shard_id,
+        open = core.open_connections.get(),
+        "stopped accepting; draining connections"
+    );
     let _ = core.connections.close().await;
     core.drained.set(true);
 }

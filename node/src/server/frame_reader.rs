@@ -83,14 +83,12 @@ impl FrameReader {
             stream
                 .set_read_timeout(Some(timeout))
                 .map_err(|err| ReadError::Io(io::Error::other(err.to_string())))?;
-            let read = futures_lite::future::or(
-                async { Some(stream.read(&mut self.buf).await) },
-                async {
+            let read =
+                futures_lite::future::or(async { Some(stream.read(&mut self.buf).await) }, async {
                     stop.as_mut().await;
                     None
-                },
-            )
-            .await;
+                })
+                .await;
             let n = match read {
                 None => return Ok(None),
                 Some(Ok(n)) => n,

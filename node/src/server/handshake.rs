@@ -5,8 +5,8 @@
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::auth::random_nonce;
-use stratum_wire::message::{AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole};
 use stratum_wire::frame::PROTOCOL_VERSION;
+use stratum_wire::message::{AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole};
 use stratum_wire::{FrameEncoder, Message, MessageRef};
 
 use super::core::Core;
@@ -53,7 +53,15 @@ pub async fn run(
     let request_id = frame.request_id();
     let MessageRef::Hello(hello) = frame.message() else {
         let got = frame.kind().name();
-        refuse(stream, encoder, request_id, core, ErrorCode::BadRequest, "the first frame must be hello").await;
+        refuse(
+            stream,
+            encoder,
+            request_id,
+            core,
+            ErrorCode::BadRequest,
+            "the first frame must be hello",
+        )
+        .await;
         return Err(HandshakeError::Unexpected {
             expected: "hello",
             got,
@@ -61,7 +69,15 @@ pub async fn run(
     };
     let version = hello.protocol_version.to_native();
     if version < 1 {
-        refuse(stream, encoder, request_id, core, ErrorCode::UnsupportedVersion, "protocol version 0 does not exist").await;
+        refuse(
+            stream,
+            encoder,
+            request_id,
+            core,
+            ErrorCode::UnsupportedVersion,
+            "protocol version 0 does not exist",
+        )
+        .await;
         return Err(HandshakeError::Version(version));
     }
     let role = match hello.role {
@@ -97,14 +113,30 @@ pub async fn run(
     let request_id = frame.request_id();
     let MessageRef::AuthProof(proof) = frame.message() else {
         let got = frame.kind().name();
-        refuse(stream, encoder, request_id, core, ErrorCode::Unauthorized, "this node requires authentication: send auth_proof after hello").await;
+        refuse(
+            stream,
+            encoder,
+            request_id,
+            core,
+            ErrorCode::Unauthorized,
+            "this node requires authentication: send auth_proof after hello",
+        )
+        .await;
         return Err(HandshakeError::Unexpected {
             expected: "auth_proof",
             got,
         });
     };
     if !secret.verify_client(&challenge, &nonce, &proof.mac) {
-        refuse(stream, encoder, request_id, core, ErrorCode::Unauthorized, "authentication failed").await;
+        refuse(
+            stream,
+            encoder,
+            request_id,
+            core,
+            ErrorCode::Unauthorized,
+            "authentication failed",
+        )
+        .await;
         return Err(HandshakeError::BadProof);
     }
     let ok = Message::AuthOk(AuthOk {

@@ -37,7 +37,9 @@ pub async fn run(core: Rc<Core>) {
                         objects_at_checkpoint = writes;
                         tracing::debug!(shard, entries, "index checkpoint written");
                     }
-                    Err(err) => tracing::warn!(shard, error = %chain(&err), "index checkpoint failed"),
+                    Err(err) => {
+                        tracing::warn!(shard, error = %chain(&err), "index checkpoint failed")
+                    }
                 }
             }
         }
@@ -63,9 +65,21 @@ pub async fn run(core: Rc<Core>) {
                     Ok(report) => {
                         let level_findings = report.findings.len();
                         if level_findings > 0 || report.read_errors > 0 {
-                            tracing::error!(shard, records = report.records_checked, findings = level_findings, read_errors = report.read_errors, "scrub found damage; damaged records were unindexed");
+                            tracing::error!(
+                                shard,
+                                records = report.records_checked,
+                                findings = level_findings,
+                                read_errors = report.read_errors,
+                                "scrub found damage; damaged records were unindexed"
+                            );
                         } else {
-                            tracing::info!(shard, records = report.records_checked, bytes = report.bytes_checked, elapsed_ms = report.elapsed.as_millis() as u64, "scrub clean");
+                            tracing::info!(
+                                shard,
+                                records = report.records_checked,
+                                bytes = report.bytes_checked,
+                                elapsed_ms = report.elapsed.as_millis() as u64,
+                                "scrub clean"
+                            );
                         }
                     }
                     Err(err) => tracing::warn!(shard, error = %chain(&err), "scrub failed"),

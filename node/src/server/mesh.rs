@@ -40,9 +40,7 @@ impl Mesh {
     /// Builds the mesh: the senders (cloned into every core) and each core's
     /// receiver (moved into that core).
     pub fn new(cores: u16) -> (Self, Vec<flume::Receiver<CoreMsg>>) {
-        let (senders, receivers) = (0..cores)
-            .map(|_| flume::bounded(INBOX_CAPACITY))
-            .unzip();
+        let (senders, receivers) = (0..cores).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
         (Self { inboxes: senders }, receivers)
     }
 
@@ -65,6 +63,9 @@ impl Mesh {
 
     /// Sends from async code, waiting for room.
     pub async fn send(&self, core: u16, msg: CoreMsg) -> bool {
-        self.inboxes[usize::from(core)].send_async(msg).await.is_ok()
+        self.inboxes[usize::from(core)]
+            .send_async(msg)
+            .await
+            .is_ok()
     }
 }

@@ -214,7 +214,10 @@ impl MetricsSnapshot {
             for outcome in Outcome::ALL {
                 let value = self.metrics.requests(kind, outcome);
                 if value > 0 {
-                    out.push((format!("requests.{}.{}", kind.name(), outcome.name()), value));
+                    out.push((
+                        format!("requests.{}.{}", kind.name(), outcome.name()),
+                        value,
+                    ));
                 }
             }
         }
@@ -250,7 +253,10 @@ impl MetricsSnapshot {
                 ("store.corrupt_reads", s.corrupt_reads),
                 ("store.scrubs", s.scrubs),
                 ("store.scrub_findings", s.scrub_findings),
-                ("store.writable", u64::from(self.write_mode == WriteMode::Writable)),
+                (
+                    "store.writable",
+                    u64::from(self.write_mode == WriteMode::Writable),
+                ),
             ]
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value)),
@@ -264,7 +270,12 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     let mut out = String::with_capacity(16 * 1024);
     let labels = |shard: u16| format!("node=\"{node_id}\",shard=\"{shard}\"");
 
-    header(&mut out, "stratum_requests_total", "counter", "Requests by kind and outcome.");
+    header(
+        &mut out,
+        "stratum_requests_total",
+        "counter",
+        "Requests by kind and outcome.",
+    );
     for snap in snapshots {
         for kind in OpKind::ALL {
             for outcome in Outcome::ALL {
@@ -309,11 +320,20 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
                 "stratum_request_duration_seconds_sum{{{base}}} {}",
                 hist.sum_us as f64 / 1e6
             );
-            let _ = writeln!(out, "stratum_request_duration_seconds_count{{{base}}} {}", hist.count);
+            let _ = writeln!(
+                out,
+                "stratum_request_duration_seconds_count{{{base}}} {}",
+                hist.count
+            );
         }
     }
 
-    header(&mut out, "stratum_connection_events_total", "counter", "Connection events by kind.");
+    header(
+        &mut out,
+        "stratum_connection_events_total",
+        "counter",
+        "Connection events by kind.",
+    );
     for snap in snapshots {
         for event in ConnEvent::ALL {
             let _ = writeln!(
@@ -396,8 +416,10 @@ mod tests {
         assert!(line(&format!("{base},le=\"0.0005\"}}")).ends_with(" 2"));
         assert!(line(&format!("{base},le=\"5\"}}")).ends_with(" 2"));
         assert!(line(&format!("{base},le=\"+Inf\"}}")).ends_with(" 3"));
-        assert!(line("stratum_requests_total{node=\"7\",shard=\"1\",op=\"get\",outcome=\"not_found\"}")
-            .ends_with(" 1"));
+        assert!(line(
+            "stratum_requests_total{node=\"7\",shard=\"1\",op=\"get\",outcome=\"not_found\"}"
+        )
+        .ends_with(" 1"));
         // Every sample line is `name{labels} value`.
         for sample in text.lines().filter(|line| !line.starts_with('#')) {
             let (_, value) = sample.rsplit_once(' ').expect("value");

@@ -61,6 +61,8 @@ pub struct Node {
     config: Arc<NodeConfig>,
     mesh: Mesh,
     executors: Vec<ExecutorJoinHandle<()>>,
+    /// Shards that reported serving (only they are drained and closed).
+    serving: Vec<u16>,
 }
 
 /// The CPUs this process may run on (its affinity mask), in order.
@@ -108,18 +110,25 @@ impl Node {
             }
         }
         drop(ready_tx);
-        let mut started = 0;
-        while failure.is_none() && started < executors.len() {
+        // Every spawned core reports exactly once (serving, or why not).
+        let mut serving = Vec::new();
+        for _ in 0..executors.len() {
             match ready_rx.recv() {
-                Ok(Ok(_shard)) => started += 1,
-                Ok(Err(reason)) => failure = Some(StartError::Core(reason)),
-                Err(_) => failure = Some(StartError::Vanished(started as u16)),
+                Ok(Ok(shard)) => serving.push(shard),
+                Ok(Err(reason)) => {
+                    failure.get_or_insert(StartError::Core(reason));
+                }
+                Err(_) => {
+                    failure.get_or_insert(StartError::Vanished(serving.len() as u16));
+                    break;
+                }
             }
         }
         let node = Self {
             config,
             mesh,
             executors,
+            serving,
         };
         match failure {
             None => Ok(node),
@@ -144,7 +153,7 @@ impl Node {
     pub fn shutdown(self) -> bool {
         let (drained_tx, drained_rx) = flume::unbounded();
         let mut asked = 0;
-        for shard in 0..self.mesh.cores() {
+        for &shard in &self.serving {
             if self.mesh.send_blocking(
                 shard,
                 CoreMsg::Drain {
@@ -166,7 +175,7 @@ impl Node {
                 }
             }
         }
-        for shard in 0..self.mesh.cores() {
+        for &shard in &self.serving {
             self.mesh.send_blocking(shard, CoreMsg::Close);
         }
         for executor in self.executors {

@@ -24,14 +24,32 @@ const BATCH_PARALLELISM: u64 = 16;
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
 enum Request {
-    Put { id: ObjectId, kind: ObjectKind },
-    Replicate { id: ObjectId, kind: ObjectKind },
-    Get { id: ObjectId },
-    Has { id: ObjectId },
-    Delete { id: ObjectId },
-    BatchGet { ids: Vec<ObjectId> },
-    Ping { nonce: u64 },
-    Stats { all_shards: bool },
+    Put {
+        id: ObjectId,
+        kind: ObjectKind,
+    },
+    Replicate {
+        id: ObjectId,
+        kind: ObjectKind,
+    },
+    Get {
+        id: ObjectId,
+    },
+    Has {
+        id: ObjectId,
+    },
+    Delete {
+        id: ObjectId,
+    },
+    BatchGet {
+        ids: Vec<ObjectId>,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Stats {
+        all_shards: bool,
+    },
     /// Well framed, but not something a node answers (a reply kind, a
     /// second hello, ...).
     Unexpected(&'static str),
@@ -50,7 +68,9 @@ impl Request {
             },
             MessageRef::Get(get) => Self::Get { id: get.id.get() },
             MessageRef::Has(has) => Self::Has { id: has.id.get() },
-            MessageRef::Delete(delete) => Self::Delete { id: delete.id.get() },
+            MessageRef::Delete(delete) => Self::Delete {
+                id: delete.id.get(),
+            },
             MessageRef::BatchGet(batch) => Self::BatchGet {
                 ids: batch.ids.iter().map(|id| id.get()).collect(),
             },
@@ -103,27 +123,52 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
     let Some(kind) = request.op_kind() else {
         if let Request::Unexpected(name) = request {
             let _ = conn
-                .error(request_id, &OpError::new(ErrorCode::BadRequest, format!("a node does not accept {name} frames")))
+                .error(
+                    request_id,
+                    &OpError::new(
+                        ErrorCode::BadRequest,
+                        format!("a node does not accept {name} frames"),
+                    ),
+                )
                 .await;
         }
         return;
     };
     let is_data = !matches!(request, Request::Ping { .. } | Request::Stats { .. });
     if is_data && admission.is_none() {
-        let err = OpError::new(ErrorCode::Busy, format!("shard {} is at its in-flight or buffered-bytes limit; retry later", core.shard_id));
+        let err = OpError::new(
+            ErrorCode::Busy,
+            format!(
+                "shard {} is at its in-flight or buffered-bytes limit; retry later",
+                core.shard_id
+            ),
+        );
         let _ = conn.error(request_id, &err).await;
-        core.metrics.borrow_mut().request(kind, Outcome::Busy, started.elapsed());
+        core.metrics
+            .borrow_mut()
+            .request(kind, Outcome::Busy, started.elapsed());
         return;
     }
 
     let outcome = match request {
-        Request::Put { id, kind: object_kind } => {
+        Request::Put {
+            id,
+            kind: object_kind,
+        } => {
             let content = frame.take_payload();
             core.metrics.borrow_mut().bytes_in += content.len() as u64;
-            let op = Op::Put { id, kind: object_kind, content };
+            let op = Op::Put {
+                id,
+                kind: object_kind,
+                content,
+            };
             match core.run_op(&id, op).await {
                 Ok(Done::Put(outcome)) => {
-                    let ack = PutAck { id, outcome, durable_replicas: 1 };
+                    let ack = PutAck {
+                        id,
+                        outcome,
+                        durable_replicas: 1,
+                    };
                     let _ = conn.reply(request_id, &Message::PutAck(ack), &[]).await;
                     Outcome::Ok
                 }
@@ -131,18 +176,30 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 Err(err) => fail(&conn, request_id, err).await,
             }
         }
-        Request::Replicate { id, kind: object_kind } => {
+        Request::Replicate {
+            id,
+            kind: object_kind,
+        } => {
             if conn.peer.role != PeerRole::Node {
-                let err = OpError::new(ErrorCode::BadRequest, "replicate is for nodes; clients send put");
+                let err = OpError::new(
+                    ErrorCode::BadRequest,
+                    "replicate is for nodes; clients send put",
+                );
                 fail(&conn, request_id, err).await
             } else {
                 let content = frame.take_payload();
                 core.metrics.borrow_mut().bytes_in += content.len() as u64;
-                let op = Op::Put { id, kind: object_kind, content };
+                let op = Op::Put {
+                    id,
+                    kind: object_kind,
+                    content,
+                };
                 match core.run_op(&id, op).await {
                     Ok(Done::Put(outcome)) => {
                         let ack = ReplicateAck { id, outcome };
-                        let _ = conn.reply(request_id, &Message::ReplicateAck(ack), &[]).await;
+                        let _ = conn
+                            .reply(request_id, &Message::ReplicateAck(ack), &[])
+                            .await;
                         Outcome::Ok
                     }
                     Ok(_) => unexpected(&conn, request_id).await,
@@ -154,7 +211,10 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             Ok(Done::Get(Some((object_kind, content)))) => {
                 let content = content.as_ref();
                 core.metrics.borrow_mut().bytes_out += content.len() as u64;
-                let ok = GetOk { id, kind: object_kind };
+                let ok = GetOk {
+                    id,
+                    kind: object_kind,
+                };
                 let _ = conn.reply(request_id, &Message::GetOk(ok), content).await;
                 Outcome::Ok
             }
@@ -168,7 +228,13 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         },
         Request::Has { id } => match core.run_op(&id, Op::Has { id }).await {
             Ok(Done::Has(present)) => {
-                let _ = conn.reply(request_id, &Message::HasResult(HasResult { id, present }), &[]).await;
+                let _ = conn
+                    .reply(
+                        request_id,
+                        &Message::HasResult(HasResult { id, present }),
+                        &[],
+                    )
+                    .await;
                 Outcome::Ok
             }
             Ok(_) => unexpected(&conn, request_id).await,
@@ -176,7 +242,13 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         },
         Request::Delete { id } => match core.run_op(&id, Op::Delete { id }).await {
             Ok(Done::Delete(existed)) => {
-                let _ = conn.reply(request_id, &Message::DeleteAck(DeleteAck { id, existed }), &[]).await;
+                let _ = conn
+                    .reply(
+                        request_id,
+                        &Message::DeleteAck(DeleteAck { id, existed }),
+                        &[],
+                    )
+                    .await;
                 Outcome::Ok
             }
             Ok(_) => unexpected(&conn, request_id).await,
@@ -184,7 +256,9 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         },
         Request::BatchGet { ids } => batch_get(&conn, request_id, ids).await,
         Request::Ping { nonce } => {
-            let _ = conn.reply(request_id, &Message::Pong(Pong { nonce }), &[]).await;
+            let _ = conn
+                .reply(request_id, &Message::Pong(Pong { nonce }), &[])
+                .await;
             Outcome::Ok
         }
         Request::Stats { all_shards } => {
@@ -194,7 +268,9 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         Request::Unexpected(_) => return,
     };
     drop(admission);
-    core.metrics.borrow_mut().request(kind, outcome, started.elapsed());
+    core.metrics
+        .borrow_mut()
+        .request(kind, outcome, started.elapsed());
 }
 
 async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
@@ -209,7 +285,10 @@ async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
 /// A store op answered with the wrong kind of result: a bug, reported as
 /// one rather than a panic.
 async fn unexpected(conn: &Conn, request_id: u64) -> Outcome {
-    let err = OpError::new(ErrorCode::Internal, "internal error: mismatched operation result");
+    let err = OpError::new(
+        ErrorCode::Internal,
+        "internal error: mismatched operation result",
+    );
     tracing::error!(shard = conn.core.shard_id, "mismatched operation result");
     let _ = conn.error(request_id, &err).await;
     Outcome::Error
@@ -241,11 +320,17 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
             let payload: &[u8] = content.as_ref().map_or(&[], |content| content.as_ref());
             conn.core.metrics.borrow_mut().bytes_out += payload.len() as u64;
             let item = BatchItem { index, id, status };
-            let _ = conn.reply(request_id, &Message::BatchItem(item), payload).await;
+            let _ = conn
+                .reply(request_id, &Message::BatchItem(item), payload)
+                .await;
             status
         }));
     }
-    let mut end = BatchEnd { found: 0, not_found: 0, failed: 0 };
+    let mut end = BatchEnd {
+        found: 0,
+        not_found: 0,
+        failed: 0,
+    };
     for task in tasks {
         match task.await {
             BatchStatus::Found(_) => end.found += 1,
@@ -253,7 +338,11 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
             BatchStatus::Failed(_) => end.failed += 1,
         }
     }
-    let outcome = if end.failed > 0 { Outcome::Error } else { Outcome::Ok };
+    let outcome = if end.failed > 0 {
+        Outcome::Error
+    } else {
+        Outcome::Ok
+    };
     let _ = conn.reply(request_id, &Message::BatchEnd(end), &[]).await;
     outcome
 }
@@ -275,11 +364,14 @@ async fn stats(conn: &Rc<Conn>, request_id: u64, all_shards: bool) {
     let entries = snapshots
         .iter()
         .flat_map(|snapshot| {
-            snapshot.entries().into_iter().map(|(name, value)| StatEntry {
-                name,
-                shard_id: snapshot.shard_id,
-                value,
-            })
+            snapshot
+                .entries()
+                .into_iter()
+                .map(|(name, value)| StatEntry {
+                    name,
+                    shard_id: snapshot.shard_id,
+                    value,
+                })
         })
         .collect();
     let reply = StatsReply {
@@ -288,5 +380,7 @@ async fn stats(conn: &Rc<Conn>, request_id: u64, all_shards: bool) {
         topology_epoch: core.topology_epoch(),
         entries,
     };
-    let _ = conn.reply(request_id, &Message::StatsReply(reply), &[]).await;
+    let _ = conn
+        .reply(request_id, &Message::StatsReply(reply), &[])
+        .await;
 }

@@ -94,7 +94,11 @@ impl TestNode {
     /// and waits until every shard completes a handshake.
     pub fn launch(&mut self) {
         for attempt in 0..5 {
-            if attempt == 0 && self.base_port != 0 && (self.base_port..self.base_port + self.shards).all(port_free) && port_free(self.admin_port) {
+            if attempt == 0
+                && self.base_port != 0
+                && (self.base_port..self.base_port + self.shards).all(port_free)
+                && port_free(self.admin_port)
+            {
                 // Restart on the same ports when they are still free.
             } else {
                 let base = free_ports(self.shards + 1);
@@ -106,7 +110,11 @@ impl TestNode {
                 .append(true)
                 .open(self.log_path())
                 .unwrap();
-            let child = self.command().stderr(log).spawn().expect("spawn stratum-node");
+            let child = self
+                .command()
+                .stderr(log)
+                .spawn()
+                .expect("spawn stratum-node");
             self.child = Some(child);
             if self.wait_ready(Duration::from_secs(30)) {
                 return;
@@ -125,9 +133,8 @@ impl TestNode {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|child| child.try_wait()) {
                 return false;
             }
-            let all = (0..self.shards).all(|shard| {
-                TestClient::connect(self.addr(shard), self.secret.as_ref()).is_ok()
-            });
+            let all = (0..self.shards)
+                .all(|shard| TestClient::connect(self.addr(shard), self.secret.as_ref()).is_ok());
             if all {
                 return true;
             }
@@ -175,17 +182,23 @@ impl TestNode {
 
     pub fn sigkill(&mut self) {
         self.signal(libc::SIGKILL);
-        self.wait_exit(Duration::from_secs(30)).expect("exit after SIGKILL");
+        self.wait_exit(Duration::from_secs(30))
+            .expect("exit after SIGKILL");
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|child| child.try_wait()), Some(Ok(None)))
+        matches!(
+            self.child.as_mut().map(|child| child.try_wait()),
+            Some(Ok(None))
+        )
     }
 
     /// `GET path` on the admin endpoint: (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("admin connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
@@ -194,7 +207,10 @@ impl TestNode {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 

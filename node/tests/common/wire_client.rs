@@ -33,7 +33,9 @@ impl TestClient {
     pub fn connect(addr: SocketAddr, secret: Option<&ClusterSecret>) -> Result<Self, String> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|err| format!("connect {addr}: {err}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         let mut client = Self {
             stream,
@@ -88,12 +90,17 @@ impl TestClient {
 
     /// Sends one frame; returns its request id.
     pub fn send(&mut self, message: &Message, payload: &[u8]) -> u64 {
+        self.try_send(message, payload).expect("send")
+    }
+
+    /// Sends one frame, or says why the socket refused it.
+    pub fn try_send(&mut self, message: &Message, payload: &[u8]) -> std::io::Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = Vec::new();
         self.encoder.encode(&mut out, id, message, payload).unwrap();
-        self.stream.write_all(&out).unwrap();
-        id
+        self.stream.write_all(&out)?;
+        Ok(id)
     }
 
     /// The next frame from the node; `Err` on close, timeout or a bad frame.
@@ -102,14 +109,20 @@ impl TestClient {
             if self.pos < self.len {
                 let mut input = &self.buf[self.pos..self.len];
                 let before = input.len();
-                let decoded = self.decoder.decode(&mut input).map_err(|err| err.to_string())?;
+                let decoded = self
+                    .decoder
+                    .decode(&mut input)
+                    .map_err(|err| err.to_string())?;
                 self.pos += before - input.len();
                 if let Some(frame) = decoded {
                     return Ok(frame);
                 }
                 continue;
             }
-            let n = self.stream.read(&mut self.buf).map_err(|err| err.to_string())?;
+            let n = self
+                .stream
+                .read(&mut self.buf)
+                .map_err(|err| err.to_string())?;
             if n == 0 {
                 return Err("connection closed".into());
             }
@@ -122,7 +135,10 @@ impl TestClient {
         let id = self.send(message, payload);
         let frame = self.recv()?;
         if frame.request_id() != id && frame.request_id() != 0 {
-            return Err(format!("reply to {} while waiting for {id}", frame.request_id()));
+            return Err(format!(
+                "reply to {} while waiting for {id}",
+                frame.request_id()
+            ));
         }
         Ok(frame)
     }
