@@ -1,0 +1,423 @@
+//! Small durable puts and small gets through the real `stratum-node`, beside
+//! `redis-benchmark` against a `redis-server` started in the same run with
+//! the same value size, client count and durability (AOF with
+//! `appendfsync always`, on the same file system).
+//!
+//! ```text
+//! scripts/install-bench-deps.sh      # redis-server, redis-benchmark
+//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --dir DIR]
+//! ```
+//!
+//! The Stratum side mirrors redis-benchmark: one load thread, `--clients`
+//! requesters, each with one request in flight (no pipelining). Each
+//! requester holds a connection to every shard and sends each request to the
+//! shard that owns the object, as a shard-aware client does. Puts store new
+//! objects (random content, so nothing deduplicates); gets read random
+//! objects from a preloaded set that fits the cache, as Redis GETs read RAM.
+//!
+//! Results are ratios Stratum / Redis from the same run.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stratum_wire::message::{Get, Hello, PeerRole, Put};
+use stratum_wire::placement::shard_of;
+use stratum_wire::{FrameDecoder, FrameEncoder, Message, ObjectId, ObjectKind};
+
+struct Args {
+    size: usize,
+    clients: usize,
+    seconds: u64,
+    shards: u16,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        size: 1024,
+        clients: 50,
+        seconds: 5,
+        shards: 2,
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().expect("flag value");
+        match arg.as_str() {
+            "--size" => args.size = value().parse().expect("--size BYTES"),
+            "--clients" => args.clients = value().parse().expect("--clients N"),
+            "--seconds" => args.seconds = value().parse().expect("--seconds S"),
+            "--shards" => args.shards = value().parse().expect("--shards N"),
+            "--dir" => args.dir = Some(PathBuf::from(value())),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+fn free_port_run(count: u16) -> u16 {
+    loop {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port();
+        drop(probe);
+        if base.checked_add(count).is_some()
+            && (base..base + count).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_node(dir: &Path, port: u16, shards: u16) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_stratum-node"))
+        .arg("--data-dir")
+        .arg(dir.join("stratum"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--shards", &shards.to_string(), "--admin", "off"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start stratum-node");
+    for shard in 0..shards {
+        wait_for_port(port + shard);
+    }
+    Killed(child)
+}
+
+fn start_redis(dir: &Path, port: u16) -> Option<Killed> {
+    let redis_dir = dir.join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+        .arg("--dir")
+        .arg(&redis_dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    wait_for_port(port);
+    Some(Killed(child))
+}
+
+/// requests/s from `redis-benchmark --csv` for one test (SET or GET).
+fn redis_benchmark(port: u16, test: &str, args: &Args) -> f64 {
+    // Enough requests for about `seconds` at the rates this machine reaches.
+    let requests = match test {
+        "set" => 20_000 * args.seconds,
+        _ => 100_000 * args.seconds,
+    };
+    let output = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-q", "--csv"])
+        .args(["-c", &args.clients.to_string(), "-d", &args.size.to_string()])
+        .args(["-n", &requests.to_string(), "-r", "100000", "-t", test])
+        .output()
+        .expect("run redis-benchmark");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "test","rps",...  then  "SET","12345.67",...
+    text.lines()
+        .find(|line| line.to_ascii_lowercase().starts_with(&format!("\"{test}\"")))
+        .and_then(|line| line.split(',').nth(1))
+        .and_then(|rps| rps.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse redis-benchmark output:\n{text}"))
+}
+
+/// One connection to one shard.
+struct Conn {
+    stream: std::net::TcpStream,
+    decoder: FrameDecoder,
+    /// The requester this connection's in-flight request belongs to.
+    waiting: Option<usize>,
+}
+
+/// A redis-benchmark-shaped load loop: one thread, level-triggered epoll
+/// over every connection, each requester with one request in flight. (Not
+/// glommio: a client on io_uring polls would make every reply cost the node
+/// a cross-CPU wakeup of the client's ring, which redis-benchmark's epoll
+/// loop does not; the two servers must be driven the same way.)
+struct Load {
+    epoll: i32,
+    conns: Vec<Conn>,
+    shards: u16,
+    out: Vec<u8>,
+    encoder: FrameEncoder,
+    buf: Vec<u8>,
+    next_id: u64,
+}
+
+impl Load {
+    fn connect(port: u16, shards: u16, clients: usize) -> Self {
+        // SAFETY: plain syscall; the fd is checked and owned by `Load`.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(epoll >= 0, "epoll_create1");
+        let mut load = Self {
+            epoll,
+            conns: Vec::new(),
+            shards,
+            out: Vec::new(),
+            encoder: FrameEncoder::default(),
+            buf: vec![0; 64 << 10],
+            next_id: 1,
+        };
+        for _client in 0..clients {
+            for shard in 0..shards {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port + shard));
+                let stream = std::net::TcpStream::connect(addr).expect("connect");
+                stream.set_nodelay(true).unwrap();
+                let mut conn = Conn {
+                    stream,
+                    decoder: FrameDecoder::default(),
+                    waiting: None,
+                };
+                let hello = Message::Hello(Hello {
+                    protocol_version: 1,
+                    role: PeerRole::Client,
+                    node_id: None,
+                    topology_epoch: 0,
+                    agent: "server-bench".into(),
+                    auth_nonce: [0; 32],
+                });
+                load.out.clear();
+                load.encoder.encode(&mut load.out, 0, &hello, &[]).unwrap();
+                conn.stream.write_all(&load.out).unwrap();
+                loop {
+                    let n = conn.stream.read(&mut load.buf).unwrap();
+                    let mut input = &load.buf[..n];
+                    if conn.decoder.decode(&mut input).unwrap().is_some() {
+                        break;
+                    }
+                }
+                conn.stream.set_nonblocking(true).unwrap();
+                let index = load.conns.len();
+                let mut event = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: index as u64,
+                };
+                // SAFETY: valid epoll fd, valid socket fd, valid event.
+                let rc = unsafe {
+                    libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, conn.stream.as_raw_fd(), &mut event)
+                };
+                assert_eq!(rc, 0, "epoll_ctl");
+                load.conns.push(conn);
+            }
+        }
+        load
+    }
+
+    /// Sends `message` for requester `client` to the shard owning `id`.
+    fn send(&mut self, client: usize, id: &ObjectId, message: &Message, payload: &[u8]) {
+        let conn = client * usize::from(self.shards) + usize::from(shard_of(id, self.shards));
+        self.out.clear();
+        self.encoder
+            .encode_head(&mut self.out, self.next_id, message, payload)
+            .unwrap();
+        self.next_id += 1;
+        self.out.extend_from_slice(payload);
+        let stream = &mut self.conns[conn].stream;
+        let mut sent = 0;
+        while sent < self.out.len() {
+            match stream.write(&self.out[sent..]) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(err) => panic!("send: {err}"),
+            }
+        }
+        self.conns[conn].waiting = Some(client);
+    }
+
+    /// Waits for replies; calls `done(client, ok)` for each.
+    fn poll(&mut self, mut done: impl FnMut(usize, bool)) {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
+        // SAFETY: valid epoll fd and buffer.
+        let ready = unsafe { libc::epoll_wait(self.epoll, events.as_mut_ptr(), 256, 100) };
+        for event in &events[..ready.max(0) as usize] {
+            let conn = &mut self.conns[event.u64 as usize];
+            loop {
+                let n = match conn.stream.read(&mut self.buf) {
+                    Ok(0) => panic!("node closed a connection"),
+                    Ok(n) => n,
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(err) => panic!("recv: {err}"),
+                };
+                let mut input = &self.buf[..n];
+                while !input.is_empty() {
+                    if let Some(frame) = conn.decoder.decode(&mut input).expect("frame") {
+                        let ok = !matches!(frame.kind(), stratum_wire::MessageKind::Error);
+                        let client = conn.waiting.take().expect("a reply to a request");
+                        done(client, ok);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        // SAFETY: closing the epoll fd we created.
+        unsafe { libc::close(self.epoll) };
+    }
+}
+
+/// `count` distinct objects of `size` random bytes, made before timing
+/// starts (redis-benchmark hashes nothing either).
+fn make_objects(count: usize, size: usize, seed: u64) -> Vec<(ObjectId, Vec<u8>)> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    (0..count)
+        .map(|_| {
+            let mut content = vec![0u8; size];
+            fill_random(&mut state, &mut content);
+            (ObjectId::compute(ObjectKind::Blob, &content), content)
+        })
+        .collect()
+}
+
+/// xorshift: cheap random bytes so no two objects share an id.
+fn fill_random(state: &mut u64, out: &mut [u8]) {
+    for chunk in out.chunks_mut(8) {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+/// Closed loop for `seconds`: puts of `fresh` objects (never repeated) or
+/// gets of random `stored` ids. Returns completed ops per second.
+fn stratum_load(args: &Args, port: u16, fresh: &[(ObjectId, Vec<u8>)], stored: &[ObjectId]) -> f64 {
+    let mut load = Load::connect(port, args.shards, args.clients);
+    let puts = !fresh.is_empty();
+    let mut next_fresh = 0;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let (mut completed, mut failed) = (0u64, 0u64);
+    let mut issue = |load: &mut Load, client: usize| -> bool {
+        if puts {
+            let Some((id, content)) = fresh.get(next_fresh) else { return false };
+            next_fresh += 1;
+            let put = Message::Put(Put { id: *id, kind: ObjectKind::Blob });
+            load.send(client, id, &put, content);
+        } else {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let id = stored[(state % stored.len() as u64) as usize];
+            load.send(client, &id, &Message::Get(Get { id }), &[]);
+        }
+        true
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let mut active = 0;
+    for client in 0..args.clients {
+        if issue(&mut load, client) {
+            active += 1;
+        }
+    }
+    let mut finished = Vec::new();
+    while active > 0 {
+        load.poll(|client, ok| finished.push((client, ok)));
+        for (client, ok) in finished.drain(..) {
+            if ok {
+                completed += 1;
+            } else {
+                failed += 1;
+            }
+            if Instant::now() >= deadline || !issue(&mut load, client) {
+                active -= 1;
+            }
+        }
+    }
+    assert!(next_fresh < fresh.len() || !puts, "ran out of fresh objects: raise the pool");
+    assert_eq!(failed, 0, "requests failed during the benchmark");
+    completed as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Stores `objects` (one put at a time per shard is plenty here).
+fn preload(args: &Args, port: u16, objects: &[(ObjectId, Vec<u8>)]) {
+    let mut load = Load::connect(port, args.shards, 1);
+    for (id, content) in objects {
+        load.send(0, id, &Message::Put(Put { id: *id, kind: ObjectKind::Blob }), content);
+        let mut ok = None;
+        while ok.is_none() {
+            load.poll(|_, result| ok = Some(result));
+        }
+        assert_eq!(ok, Some(true), "preload put failed");
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let temp;
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).unwrap();
+            tempfile::tempdir_in(dir).unwrap()
+        }
+        None => {
+            temp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            temp
+        }
+    };
+    let dir = dir.path();
+    println!(
+        "server bench: {} B values, {} clients, 1 request in flight each, {} s per phase, {} shards",
+        args.size, args.clients, args.seconds, args.shards
+    );
+
+    let port = free_port_run(args.shards);
+    let node = start_node(dir, port, args.shards);
+    // Enough fresh objects for twice the puts Redis manages here.
+    let fresh = make_objects(120_000 * args.seconds as usize, args.size, 1);
+    let stratum_puts = stratum_load(&args, port, &fresh, &[]);
+    drop(fresh);
+    let stored = make_objects(10_000, args.size, 2);
+    preload(&args, port, &stored);
+    let ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
+    let stratum_gets = stratum_load(&args, port, &[], &ids);
+    drop(node);
+
+    let redis_port = free_port_run(1);
+    let Some(redis) = start_redis(dir, redis_port) else {
+        println!("stratum puts/s {stratum_puts:.0}, gets/s {stratum_gets:.0}");
+        println!("redis-server not found: run scripts/install-bench-deps.sh for the comparison");
+        return;
+    };
+    let redis_sets = redis_benchmark(redis_port, "set", &args);
+    let redis_gets = redis_benchmark(redis_port, "get", &args);
+    drop(redis);
+
+    let results = RefCell::new(Vec::new());
+    let row = |what: &str, stratum: f64, redis: f64, target: f64| {
+        let ratio = stratum / redis;
+        let verdict = if ratio >= target { "met" } else { "MISSED" };
+        results.borrow_mut().push(format!(
+            "{what:<34} stratum {stratum:>10.0}/s   redis {redis:>10.0}/s   ratio {ratio:>5.2}  (target >= {target:.1}: {verdict})"
+        ));
+    };
+    row("durable puts vs SET (fsync always)", stratum_puts, redis_sets, 1.5);
+    row("gets vs GET", stratum_gets, redis_gets, 1.0);
+    for line in results.borrow().iter() {
+        println!("{line}");
+    }
+}
