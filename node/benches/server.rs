@@ -90,12 +90,25 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// Sum of a Prometheus counter over all shards, from the node's admin port.
+fn node_metric(admin_port: u16, name: &str) -> f64 {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin_port)).expect("admin");
+    write!(stream, "GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 fn start_node(dir: &Path, port: u16, shards: u16) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_stratum-node"))
         .arg("--data-dir")
         .arg(dir.join("stratum"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--shards", &shards.to_string(), "--admin", "off"])
+        .args(["--shards", &shards.to_string()])
+        .args(["--admin", &format!("127.0.0.1:{}", port + shards)])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -385,11 +398,19 @@ fn main() {
         args.size, args.clients, args.seconds, args.shards
     );
 
-    let port = free_port_run(args.shards);
+    let port = free_port_run(args.shards + 1);
+    let admin_port = port + args.shards;
     let node = start_node(dir, port, args.shards);
     // Enough fresh objects for twice the puts Redis manages here.
     let fresh = make_objects(120_000 * args.seconds as usize, args.size, 1);
     let stratum_puts = stratum_load(&args, port, &fresh, &[]);
+    let commits = node_metric(admin_port, "stratum_group_commits_total");
+    let records = node_metric(admin_port, "stratum_group_commit_records_total");
+    println!(
+        "stratum group commits: {commits:.0} ({:.0}/s), mean batch {:.1} records",
+        commits / args.seconds as f64,
+        records / commits.max(1.0)
+    );
     drop(fresh);
     let stored = make_objects(10_000, args.size, 2);
     preload(&args, port, &stored);
