@@ -66,7 +66,8 @@ fn free_port_run(count: u16) -> u16 {
         let base = probe.local_addr().unwrap().port();
         drop(probe);
         if base.checked_add(count).is_some()
-            && (base..base + count).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+            && (base..base + count)
+                .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         {
             return base;
         }
@@ -124,7 +125,14 @@ fn start_redis(dir: &Path, port: u16) -> Option<Killed> {
     std::fs::create_dir_all(&redis_dir).unwrap();
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
         .arg("--dir")
         .arg(&redis_dir)
         .stdout(Stdio::null())
@@ -143,14 +151,22 @@ fn redis_benchmark(port: u16, test: &str, args: &Args) -> f64 {
     };
     let output = Command::new("redis-benchmark")
         .args(["-p", &port.to_string(), "-q", "--csv"])
-        .args(["-c", &args.clients.to_string(), "-d", &args.size.to_string()])
+        .args([
+            "-c",
+            &args.clients.to_string(),
+            "-d",
+            &args.size.to_string(),
+        ])
         .args(["-n", &requests.to_string(), "-r", "100000", "-t", test])
         .output()
         .expect("run redis-benchmark");
     let text = String::from_utf8_lossy(&output.stdout);
     // "test","rps",...  then  "SET","12345.67",...
     text.lines()
-        .find(|line| line.to_ascii_lowercase().starts_with(&format!("\"{test}\"")))
+        .find(|line| {
+            line.to_ascii_lowercase()
+                .starts_with(&format!("\"{test}\""))
+        })
         .and_then(|line| line.split(',').nth(1))
         .and_then(|rps| rps.trim_matches('"').parse().ok())
         .unwrap_or_else(|| panic!("cannot parse redis-benchmark output:\n{text}"))
@@ -229,7 +245,12 @@ impl Load {
                 };
                 // SAFETY: valid epoll fd, valid socket fd, valid event.
                 let rc = unsafe {
-                    libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, conn.stream.as_raw_fd(), &mut event)
+                    libc::epoll_ctl(
+                        epoll,
+                        libc::EPOLL_CTL_ADD,
+                        conn.stream.as_raw_fd(),
+                        &mut event,
+                    )
                 };
                 assert_eq!(rc, 0, "epoll_ctl");
                 load.conns.push(conn);
@@ -252,7 +273,9 @@ impl Load {
         while sent < self.out.len() {
             match stream.write(&self.out[sent..]) {
                 Ok(n) => sent += n,
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::yield_now()
+                }
                 Err(err) => panic!("send: {err}"),
             }
         }
@@ -326,9 +349,14 @@ fn stratum_load(args: &Args, port: u16, fresh: &[(ObjectId, Vec<u8>)], stored: &
     let (mut completed, mut failed) = (0u64, 0u64);
     let mut issue = |load: &mut Load, client: usize| -> bool {
         if puts {
-            let Some((id, content)) = fresh.get(next_fresh) else { return false };
+            let Some((id, content)) = fresh.get(next_fresh) else {
+                return false;
+            };
             next_fresh += 1;
-            let put = Message::Put(Put { id: *id, kind: ObjectKind::Blob });
+            let put = Message::Put(Put {
+                id: *id,
+                kind: ObjectKind::Blob,
+            });
             load.send(client, id, &put, content);
         } else {
             state ^= state << 13;
@@ -361,7 +389,10 @@ fn stratum_load(args: &Args, port: u16, fresh: &[(ObjectId, Vec<u8>)], stored: &
             }
         }
     }
-    assert!(next_fresh < fresh.len() || !puts, "ran out of fresh objects: raise the pool");
+    assert!(
+        next_fresh < fresh.len() || !puts,
+        "ran out of fresh objects: raise the pool"
+    );
     assert_eq!(failed, 0, "requests failed during the benchmark");
     completed as f64 / started.elapsed().as_secs_f64()
 }
@@ -370,7 +401,15 @@ fn stratum_load(args: &Args, port: u16, fresh: &[(ObjectId, Vec<u8>)], stored: &
 fn preload(args: &Args, port: u16, objects: &[(ObjectId, Vec<u8>)]) {
     let mut load = Load::connect(port, args.shards, 1);
     for (id, content) in objects {
-        load.send(0, id, &Message::Put(Put { id: *id, kind: ObjectKind::Blob }), content);
+        load.send(
+            0,
+            id,
+            &Message::Put(Put {
+                id: *id,
+                kind: ObjectKind::Blob,
+            }),
+            content,
+        );
         let mut ok = None;
         while ok.is_none() {
             load.poll(|_, result| ok = Some(result));
@@ -436,7 +475,12 @@ fn main() {
             "{what:<34} stratum {stratum:>10.0}/s   redis {redis:>10.0}/s   ratio {ratio:>5.2}  (target >= {target:.1}: {verdict})"
         ));
     };
-    row("durable puts vs SET (fsync always)", stratum_puts, redis_sets, 1.5);
+    row(
+        "durable puts vs SET (fsync always)",
+        stratum_puts,
+        redis_sets,
+        1.5,
+    );
     row("gets vs GET", stratum_gets, redis_gets, 1.0);
     for line in results.borrow().iter() {
         println!("{line}");

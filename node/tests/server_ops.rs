@@ -263,3 +263,57 @@ fn direct_routing_forwards_nothing_and_restart_keeps_everything() {
         assert_eq!(reply.payload(), &content[..]);
     }
 }
+
+#[test]
+fn the_node_compacts_checkpoints_and_scrubs_on_its_own() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = TestNode::write_file(
+        temp.path(),
+        "node.toml",
+        "[store]\nsegment_bytes = 1048576\n\
+         [maintenance]\ncheckpoint_interval_secs = 1\ncompaction_interval_secs = 1\n\
+         compaction_dead_fraction = 0.5\nscrub_interval_secs = 1\nscrub_bytes_per_sec = 104857600\n",
+    );
+    let node = TestNode::start(
+        1,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--max-object-bytes",
+            "65536",
+        ],
+    );
+    let mut client = node.client(0);
+    // ~3 MiB of objects over several 1 MiB segments, then delete 90% of them.
+    let objects: Vec<_> = (0..300).map(|seed| object(70_000 + seed, 10_000)).collect();
+    for (id, kind, content) in &objects {
+        client.call(&put_msg(*id, *kind), content).unwrap();
+    }
+    let segments_before = node.metric("stratum_store_segments", "");
+    for (id, _, _) in objects.iter().skip(30) {
+        client
+            .call(&Message::Delete(Delete { id: *id }), &[])
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node.metric("stratum_store_segments", "") >= segments_before
+        || node.metric("stratum_scrubs_total", "") < 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction or scrub within 30 s ({segments_before} segments before); log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(node.metric("stratum_scrub_findings_total", ""), 0.0);
+    // What survived compaction is intact.
+    for (id, kind, content) in objects.iter().take(30) {
+        let reply = client.call(&Message::Get(Get { id: *id }), &[]).unwrap();
+        let Message::GetOk(ok) = reply.to_message().unwrap() else {
+            panic!("{id} lost")
+        };
+        assert_eq!((ok.kind, reply.payload()), (*kind, &content[..]));
+    }
+    assert!(node.log().contains("index checkpoint written") || node.log().contains("compaction"));
+}

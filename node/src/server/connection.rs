@@ -59,6 +59,17 @@ impl Conn {
         self.outbox.push(&head, payload).await
     }
 
+    /// Queues a reply frame only if that needs no waiting; `false` when the
+    /// outbox is over budget (or closed) and nothing was queued.
+    pub fn try_reply(&self, request_id: u64, message: &Message, payload: &[u8]) -> bool {
+        let mut head = Vec::with_capacity(128);
+        let encoded = self
+            .encoder
+            .borrow_mut()
+            .encode_head(&mut head, request_id, message, payload);
+        encoded.is_ok() && self.outbox.try_push(&head, payload)
+    }
+
     pub async fn error(&self, request_id: u64, err: &OpError) -> Result<(), Closed> {
         let reply = ErrorReply::new(err.code, err.detail.clone(), self.core.topology_epoch());
         self.reply(request_id, &Message::Error(reply), &[]).await
@@ -123,6 +134,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
             Ok(None) => break None,
             Err(err) => break Some(err),
         };
+        if request::answer_inline(&conn, &frame) {
+            continue;
+        }
         let Ok(permit) = permits.acquire_static_permit(1).await else {
             break None;
         };

@@ -64,6 +64,28 @@ impl Outbox {
         Ok(())
     }
 
+    /// Appends one frame if the budget has room now; `false` otherwise
+    /// (the caller takes the waiting path).
+    pub fn try_push(&self, head: &[u8], payload: &[u8]) -> bool {
+        let units = ((head.len() + payload.len()) as u64).min(OUTBOX_BUDGET);
+        if !matches!(self.budget.try_acquire(units), Ok(true)) {
+            return false;
+        }
+        let mut state = self.state.borrow_mut();
+        if state.closed {
+            drop(state);
+            self.budget.signal(units);
+            return false;
+        }
+        state.queued.extend_from_slice(head);
+        state.queued.extend_from_slice(payload);
+        state.units += units;
+        if let Some(writer) = state.writer.take() {
+            writer.wake();
+        }
+        true
+    }
+
     /// Waits until bytes are queued, then swaps them into `into` (which must
     /// be empty; its capacity is reused). Returns the budget units to give
     /// back with [`Outbox::sent`] once written, or `None` once the outbox is

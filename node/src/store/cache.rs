@@ -52,6 +52,15 @@ impl ObjectCache {
         }
     }
 
+    /// Like [`ObjectCache::get`], but a miss is not counted (the caller
+    /// falls back to a counted `get`).
+    pub fn peek(&mut self, id: &ObjectId) -> Option<(ObjectKind, Rc<[u8]>)> {
+        let entry = self.map.get_mut(id)?;
+        entry.referenced = true;
+        self.hits += 1;
+        Some((entry.kind, Rc::clone(&entry.content)))
+    }
+
     /// Whether an object of `len` bytes may enter. One object may not take
     /// more than an eighth of the cache: a large blob read once must not
     /// flush everything hot.

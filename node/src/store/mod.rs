@@ -353,6 +353,15 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         Ok(None)
     }
 
+    /// The object if it is in the cache (no I/O; a miss is not counted).
+    pub fn get_cached(&self, id: &ObjectId) -> Option<StoredObject> {
+        self.shared
+            .cache
+            .borrow_mut()
+            .peek(id)
+            .map(|(kind, content)| StoredObject { kind, content })
+    }
+
     /// Whether the store holds `id` (confirmed against the record on disk
     /// unless cached).
     pub async fn has(&self, id: &ObjectId) -> Result<bool> {
