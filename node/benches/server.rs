@@ -445,10 +445,14 @@ fn main() {
     let stratum_puts = stratum_load(&args, port, &fresh, &[]);
     let commits = node_metric(admin_port, "stratum_group_commits_total");
     let records = node_metric(admin_port, "stratum_group_commit_records_total");
+    let write_s = node_metric(admin_port, "stratum_group_commit_write_seconds_total");
+    let sync_s = node_metric(admin_port, "stratum_group_commit_sync_seconds_total");
     println!(
-        "stratum group commits: {commits:.0} ({:.0}/s), mean batch {:.1} records",
+        "stratum group commits: {commits:.0} ({:.0}/s), mean batch {:.1} records, mean write {:.0} us, mean fdatasync {:.0} us",
         commits / args.seconds as f64,
-        records / commits.max(1.0)
+        records / commits.max(1.0),
+        write_s * 1e6 / commits.max(1.0),
+        sync_s * 1e6 / commits.max(1.0),
     );
     drop(fresh);
     let stored = make_objects(10_000, args.size, 2);

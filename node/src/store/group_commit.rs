@@ -419,6 +419,7 @@ impl<F: StoreFs> Writer<F> {
         // All chunks in flight at once: one device round trip per batch, not
         // one per chunk.
         let path = self.shared.segment_path(slot);
+        let write_started = std::time::Instant::now();
         let mut writes = Vec::with_capacity(chunks.len());
         for (chunk_offset, buffer) in chunks {
             let file = Rc::clone(&file);
@@ -449,9 +450,11 @@ impl<F: StoreFs> Writer<F> {
         if let Some(failure) = failure {
             return Err(failure);
         }
+        let sync_started = std::time::Instant::now();
         file.fdatasync()
             .await
             .map_err(|err| WriteFailure::sync(&path, err))?;
+        let synced = std::time::Instant::now();
 
         // Durable: publish.
         self.tail = start + padded;
@@ -470,6 +473,8 @@ impl<F: StoreFs> Writer<F> {
         let mut stats = shared.stats.borrow_mut();
         stats.group_commits += 1;
         stats.group_commit_records += planned.len() as u64;
+        stats.group_commit_write_micros += (sync_started - write_started).as_micros() as u64;
+        stats.group_commit_sync_micros += (synced - sync_started).as_micros() as u64;
         if let Some(segment) = segments.get_mut(&slot) {
             segment.end = self.tail;
         }

@@ -162,6 +162,11 @@ pub struct StoreStats {
     pub deletes: u64,
     pub group_commits: u64,
     pub group_commit_records: u64,
+    /// Time group commits spent writing their batch, and in fdatasync
+    /// (microseconds, summed): divided by `group_commits`, the mean cost of
+    /// each step.
+    pub group_commit_write_micros: u64,
+    pub group_commit_sync_micros: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub corrupt_reads: u64,
