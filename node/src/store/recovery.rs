@@ -163,6 +163,7 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
     let mut tail = Tail {
         active: None,
         offset: 0,
+        prepared: 0,
         next_sequence: found.last().map_or(1, |(header, _, _)| header.sequence + 1),
     };
     let count = found.len();
@@ -201,7 +202,15 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
         let end = scan_segment(shared, slot, file, size, from, &mut report).await?;
         let align = file.alignment() as u64;
         if is_newest {
-            if end < size {
+            // Zeros after the last record are space the writer prepared
+            // (see group_commit.rs), not a torn write: keep them.
+            let prepared = end < size
+                && is_zero(file.as_ref(), end, size).await.map_err(|err| {
+                    StoreError::io("reading the segment tail", shared.segment_path(slot), err)
+                })?;
+            if prepared {
+                tail.prepared = size;
+            } else if end < size {
                 let path = shared.segment_path(slot);
                 file.truncate(end)
                     .await
@@ -218,6 +227,7 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
             }
             tail.active = Some(slot);
             tail.offset = resume;
+            tail.prepared = tail.prepared.max(resume);
         }
     }
     report.segments = count;
@@ -469,6 +479,22 @@ impl<'a, File: StoreFile> Scanner<'a, File> {
         }
         Ok(None)
     }
+}
+
+/// Whether every byte of `file` in `from..to` is zero.
+async fn is_zero<File: StoreFile>(file: &File, from: u64, to: u64) -> std::io::Result<bool> {
+    const CHUNK: u64 = 1 << 20;
+    let mut offset = from;
+    while offset < to {
+        let len = CHUNK.min(to - offset) as usize;
+        let bytes = file.read_at(offset, len).await?;
+        let bytes = bytes.as_ref();
+        if bytes.len() < len || bytes.iter().any(|byte| *byte != 0) {
+            return Ok(false);
+        }
+        offset += len as u64;
+    }
+    Ok(true)
 }
 
 /// Replays one segment into the index. Returns the end of its valid data.

@@ -99,6 +99,13 @@ impl SimFs {
             .map_or(0, |file| file.volatile.len())
     }
 
+    /// `len` bytes of the file's current (volatile) contents at `offset`.
+    pub fn read_range(&self, path: &Path, offset: usize, len: usize) -> Vec<u8> {
+        let disk = self.disk.borrow();
+        let bytes = &disk.files.get(path).expect("file").volatile;
+        bytes[offset.min(bytes.len())..(offset + len).min(bytes.len())].to_vec()
+    }
+
     pub fn paths(&self) -> Vec<PathBuf> {
         self.disk.borrow().files.keys().cloned().collect()
     }
