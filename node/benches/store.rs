@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use stratum_node::store::fs::dma::DmaFs;
 use stratum_node::store::fs::{StoreFile, StoreFs, WriteBuf};
+use stratum_node::store::group_commit::{PREPARE_BELOW, PREPARE_STEP};
 use stratum_node::store::record;
 use stratum_node::store::{ShardStore, StoreConfig};
 use stratum_wire::{ObjectId, ObjectKind};
@@ -185,6 +186,10 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
         .collect();
     let started = Instant::now();
     let mut offset = 0u64;
+    // The store's pattern, prepared space included: a small batch writes
+    // into zeros made durable ahead of it, 1 MiB at a time, in the same
+    // write + fdatasync as the batch that runs out.
+    let mut prepared = 0u64;
     while offset < total {
         let mut written = 0;
         while written < batch {
@@ -198,6 +203,17 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
                 .await
                 .expect("raw write");
             written += len;
+        }
+        if batch < PREPARE_BELOW && offset + batch > prepared {
+            let mut zero = offset + batch;
+            prepared = offset + batch + PREPARE_STEP;
+            while zero < prepared {
+                let len = max_io.min(prepared - zero);
+                let mut buf = file.alloc(len as usize);
+                buf.as_mut_bytes().fill(0);
+                file.write_at(buf, zero).await.expect("raw zero write");
+                zero += len;
+            }
         }
         file.fdatasync().await.expect("raw fdatasync");
         offset += batch;

@@ -130,9 +130,9 @@ enum Effect {
 }
 
 /// Batches smaller than this write into prepared (pre-zeroed) space.
-pub(crate) const PREPARE_BELOW: u64 = 256 << 10;
+pub const PREPARE_BELOW: u64 = 256 << 10;
 /// How much zeroed space a small batch adds when it runs out.
-pub(crate) const PREPARE_STEP: u64 = 1 << 20;
+pub const PREPARE_STEP: u64 = 1 << 20;
 
 pub(crate) struct Writer<F: StoreFs> {
     shared: Rc<Shared<F>>,
