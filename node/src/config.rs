@@ -13,6 +13,7 @@ use stratum_wire::auth::ClusterSecret;
 use stratum_wire::placement::topology::MAX_SHARDS_PER_NODE;
 use stratum_wire::{FrameLimits, Topology, TopologyError};
 
+use crate::io_properties::{self, IoProperties};
 use crate::store::StoreConfig;
 
 /// Shard 0's default port; shard `i` listens on `DEFAULT_PORT + i`.
@@ -55,6 +56,10 @@ pub struct Flags {
     /// prove it in the handshake. (Never pass a secret on the command line.)
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Disk measurements from `stratum-tune iotune` [default:
+    /// DATA_DIR/io-properties.toml if present, else safe defaults].
+    #[arg(long, value_name = "FILE")]
+    pub io_properties: Option<PathBuf>,
     /// Largest object accepted, in bytes [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
     pub max_object_bytes: Option<u64>,
@@ -108,6 +113,7 @@ struct FileConfig {
     admin: Option<AdminSetting>,
     log_format: Option<LogFormat>,
     secret_file: Option<PathBuf>,
+    io_properties: Option<PathBuf>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -198,6 +204,13 @@ pub struct NodeConfig {
     pub cache_bytes: u64,
     /// Memory each core's io_uring locks for I/O buffers.
     pub io_memory_bytes: u64,
+    /// Group-commit size (from the I/O properties file, else 1 MiB).
+    pub max_batch_bytes: u64,
+    /// Reads a batch-get keeps in flight (from the I/O properties file,
+    /// else 16).
+    pub read_parallelism: u32,
+    /// The I/O properties file the two settings above came from.
+    pub io_properties: Option<PathBuf>,
     pub maintenance: Maintenance,
 }
 
@@ -370,12 +383,34 @@ impl NodeConfig {
             ));
         }
         let maintenance = resolve_maintenance(&file.maintenance)?;
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        // An explicitly named file must exist; the default one may not.
+        let (io_path, required) = match flags.io_properties.or(file.io_properties) {
+            Some(path) => (path, true),
+            None => (data_dir.join(io_properties::FILE_NAME), false),
+        };
+        let measured = IoProperties::load(&io_path)
+            .map_err(|err| invalid("io_properties", err.to_string()))?;
+        if measured.is_none() && required {
+            return Err(invalid(
+                "io_properties",
+                format!("{} does not exist (run stratum-tune iotune)", io_path.display()),
+            ));
+        }
+        let (max_batch_bytes, read_parallelism, io_properties) = match measured {
+            Some(measured) => (measured.max_batch_bytes, measured.read_parallelism, Some(io_path)),
+            None => (
+                io_properties::DEFAULT_MAX_BATCH_BYTES,
+                io_properties::DEFAULT_READ_PARALLELISM,
+                None,
+            ),
+        };
 
         let config = Self {
-            data_dir: flags
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             listen,
             shards,
             node_id,
@@ -390,6 +425,9 @@ impl NodeConfig {
             segment_bytes,
             cache_bytes,
             io_memory_bytes,
+            max_batch_bytes,
+            read_parallelism,
+            io_properties,
             maintenance,
         };
         // The store checks its own settings (segment size against object
@@ -407,6 +445,7 @@ impl NodeConfig {
         store.segment_bytes = self.segment_bytes;
         store.max_object_bytes = self.limits.max_object_bytes;
         store.cache_bytes = usize::try_from(self.cache_bytes).unwrap_or(usize::MAX);
+        store.max_batch_bytes = usize::try_from(self.max_batch_bytes).unwrap_or(usize::MAX);
         store
     }
 
@@ -662,6 +701,28 @@ mod tests {
             setting_of(resolve(&["--topology", topology, "--shards", "4"]).unwrap_err()),
             "shards"
         );
+    }
+
+    #[test]
+    fn io_properties_size_group_commits_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let config = resolve(&["--data-dir", data]).unwrap();
+        assert_eq!(config.max_batch_bytes, io_properties::DEFAULT_MAX_BATCH_BYTES);
+        assert_eq!(config.io_properties, None);
+        std::fs::write(
+            dir.path().join(io_properties::FILE_NAME),
+            "device = \"vda\"\nlogical_block_size = 512\nmax_io_bytes = 4194304\n\
+             seq_write_bytes_per_sec = 1.0e8\nmax_batch_bytes = 262144\nread_parallelism = 8\n\
+             durable_append = []\nrandom_read = []\n",
+        )
+        .unwrap();
+        let config = resolve(&["--data-dir", data]).unwrap();
+        assert_eq!((config.max_batch_bytes, config.read_parallelism), (262144, 8));
+        assert_eq!(config.store_config(0).max_batch_bytes, 262144);
+        let missing = dir.path().join("nope.toml");
+        let err = resolve(&["--io-properties", missing.to_str().unwrap()]).unwrap_err();
+        assert_eq!(setting_of(err), "io_properties");
     }
 
     #[test]

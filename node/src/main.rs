@@ -40,6 +40,12 @@ fn main() -> ExitCode {
         data_dir = %config.data_dir.display(),
         topology_epoch = config.topology.epoch(),
         auth = config.secret.is_some(),
+        io_properties = %config
+            .io_properties
+            .as_ref()
+            .map_or("defaults (no iotune file)".to_owned(), |path| path.display().to_string()),
+        max_batch_bytes = config.max_batch_bytes,
+        read_parallelism = config.read_parallelism,
         "starting"
     );
     let node = match Node::start(Arc::clone(&config)) {

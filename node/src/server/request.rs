@@ -18,9 +18,6 @@ use super::mesh::CoreMsg;
 use super::metrics::{OpKind, Outcome};
 use super::ops::{Done, Op, OpError};
 
-/// Most reads a batch-get has in flight at once.
-const BATCH_PARALLELISM: u64 = 16;
-
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
 enum Request {
@@ -337,13 +334,16 @@ async fn unexpected(conn: &Conn, request_id: u64) -> Outcome {
 }
 
 /// Streams one `BatchItem` per id as each read completes (up to
-/// `BATCH_PARALLELISM` reads at once), then a `BatchEnd` with the counts.
+/// `read_parallelism` reads at once), then a `BatchEnd` with the counts.
 async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outcome {
     if ids.is_empty() {
         let err = OpError::new(ErrorCode::BadRequest, "batch_get with no ids");
         return fail(conn, request_id, err).await;
     }
-    let slots = Rc::new(glommio::sync::Semaphore::new(BATCH_PARALLELISM));
+    // Reads in flight at once: from the disk's measured properties.
+    let slots = Rc::new(glommio::sync::Semaphore::new(u64::from(
+        conn.core.config.read_parallelism,
+    )));
     let mut tasks = Vec::with_capacity(ids.len());
     for (index, id) in ids.into_iter().enumerate() {
         let Ok(permit) = slots.acquire_static_permit(1).await else {
