@@ -397,11 +397,18 @@ impl NodeConfig {
         if measured.is_none() && required {
             return Err(invalid(
                 "io_properties",
-                format!("{} does not exist (run stratum-tune iotune)", io_path.display()),
+                format!(
+                    "{} does not exist (run stratum-tune iotune)",
+                    io_path.display()
+                ),
             ));
         }
         let (max_batch_bytes, read_parallelism, io_properties) = match measured {
-            Some(measured) => (measured.max_batch_bytes, measured.read_parallelism, Some(io_path)),
+            Some(measured) => (
+                measured.max_batch_bytes,
+                measured.read_parallelism,
+                Some(io_path),
+            ),
             None => (
                 io_properties::DEFAULT_MAX_BATCH_BYTES,
                 io_properties::DEFAULT_READ_PARALLELISM,
@@ -708,7 +715,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap();
         let config = resolve(&["--data-dir", data]).unwrap();
-        assert_eq!(config.max_batch_bytes, io_properties::DEFAULT_MAX_BATCH_BYTES);
+        assert_eq!(
+            config.max_batch_bytes,
+            io_properties::DEFAULT_MAX_BATCH_BYTES
+        );
         assert_eq!(config.io_properties, None);
         std::fs::write(
             dir.path().join(io_properties::FILE_NAME),
@@ -718,7 +728,10 @@ mod tests {
         )
         .unwrap();
         let config = resolve(&["--data-dir", data]).unwrap();
-        assert_eq!((config.max_batch_bytes, config.read_parallelism), (262144, 8));
+        assert_eq!(
+            (config.max_batch_bytes, config.read_parallelism),
+            (262144, 8)
+        );
         assert_eq!(config.store_config(0).max_batch_bytes, 262144);
         let missing = dir.path().join("nope.toml");
         let err = resolve(&["--io-properties", missing.to_str().unwrap()]).unwrap_err();

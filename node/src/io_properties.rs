@@ -103,10 +103,11 @@ impl IoProperties {
                 })
             }
         };
-        let properties: Self = toml::from_str(&text).map_err(|source| IoPropertiesError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        let properties: Self =
+            toml::from_str(&text).map_err(|source| IoPropertiesError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
         let invalid = |reason: &str| IoPropertiesError::Invalid {
             path: path.to_owned(),
             reason: reason.to_owned(),
@@ -155,20 +156,47 @@ mod tests {
     #[test]
     fn recommends_the_smallest_setting_near_the_best() {
         let durable = [
-            DurableAppend { group_bytes: 4096, appends_per_sec: 5000.0 },
-            DurableAppend { group_bytes: 65536, appends_per_sec: 2500.0 },
-            DurableAppend { group_bytes: 1 << 20, appends_per_sec: 200.0 },
-            DurableAppend { group_bytes: 4 << 20, appends_per_sec: 52.0 },
+            DurableAppend {
+                group_bytes: 4096,
+                appends_per_sec: 5000.0,
+            },
+            DurableAppend {
+                group_bytes: 65536,
+                appends_per_sec: 2500.0,
+            },
+            DurableAppend {
+                group_bytes: 1 << 20,
+                appends_per_sec: 200.0,
+            },
+            DurableAppend {
+                group_bytes: 4 << 20,
+                appends_per_sec: 52.0,
+            },
         ];
         let reads = [
-            RandomRead { depth: 1, iops: 5000.0 },
-            RandomRead { depth: 8, iops: 40000.0 },
-            RandomRead { depth: 32, iops: 60000.0 },
-            RandomRead { depth: 128, iops: 62000.0 },
+            RandomRead {
+                depth: 1,
+                iops: 5000.0,
+            },
+            RandomRead {
+                depth: 8,
+                iops: 40000.0,
+            },
+            RandomRead {
+                depth: 32,
+                iops: 60000.0,
+            },
+            RandomRead {
+                depth: 128,
+                iops: 62000.0,
+            },
         ];
         // 1 MiB: 210 MB/s, 4 MiB: 218 MB/s (best) -> 1 MiB is within 90%.
         assert_eq!(IoProperties::recommend(&durable, &reads), (1 << 20, 32));
-        assert_eq!(IoProperties::recommend(&[], &[]), (DEFAULT_MAX_BATCH_BYTES, DEFAULT_READ_PARALLELISM));
+        assert_eq!(
+            IoProperties::recommend(&[], &[]),
+            (DEFAULT_MAX_BATCH_BYTES, DEFAULT_READ_PARALLELISM)
+        );
     }
 
     #[test]
@@ -183,16 +211,28 @@ mod tests {
             seq_write_bytes_per_sec: 2e9,
             max_batch_bytes: 256 << 10,
             read_parallelism: 64,
-            durable_append: vec![DurableAppend { group_bytes: 4096, appends_per_sec: 30000.0 }],
-            random_read: vec![RandomRead { depth: 64, iops: 500000.0 }],
+            durable_append: vec![DurableAppend {
+                group_bytes: 4096,
+                appends_per_sec: 30000.0,
+            }],
+            random_read: vec![RandomRead {
+                depth: 64,
+                iops: 500000.0,
+            }],
         };
         std::fs::write(&path, properties.to_toml()).unwrap();
         assert_eq!(IoProperties::load(&path).unwrap(), Some(properties.clone()));
         let mut bad = properties;
         bad.read_parallelism = 0;
         std::fs::write(&path, bad.to_toml()).unwrap();
-        assert!(matches!(IoProperties::load(&path), Err(IoPropertiesError::Invalid { .. })));
+        assert!(matches!(
+            IoProperties::load(&path),
+            Err(IoPropertiesError::Invalid { .. })
+        ));
         std::fs::write(&path, "device = 3\n").unwrap();
-        assert!(matches!(IoProperties::load(&path), Err(IoPropertiesError::Parse { .. })));
+        assert!(matches!(
+            IoProperties::load(&path),
+            Err(IoPropertiesError::Parse { .. })
+        ));
     }
 }
