@@ -3,8 +3,8 @@
 //! derives the I/O properties the node sizes itself from.
 //!
 //! Three measurements, within a time budget:
-//! 1. sequential write bandwidth (the largest writes the device takes, one
-//!    after another, then one fdatasync);
+//! 1. sequential write bandwidth (the largest writes the device takes, two
+//!    in flight, then one fdatasync);
 //! 2. durable appends per second at several group-commit sizes (write +
 //!    fdatasync per group, with the node's prepared-space rule for small
 //!    groups);
@@ -29,6 +29,8 @@ pub const READ_DEPTHS: [u32; 4] = [1, 4, 16, 64];
 const READ_SIZE: u64 = 4096;
 /// Most the sequential phase writes.
 const SEQ_LIMIT: u64 = 1 << 30;
+/// Sequential writes in flight at once.
+pub const SEQ_DEPTH: usize = 2;
 /// Least the read file holds, so reads are not all in one device cache line.
 const READ_FILE_MIN: u64 = 64 << 20;
 
@@ -71,6 +73,29 @@ impl Rng {
             let value = self.next().to_le_bytes();
             chunk.copy_from_slice(&value[..chunk.len()]);
         }
+    }
+}
+
+/// Random bytes made once, copied into each write buffer at a moving
+/// offset: every write carries different bytes, and generating them does not
+/// slow the measurement down (a memcpy, not a random-number loop).
+struct Pattern {
+    bytes: Vec<u8>,
+    turn: usize,
+}
+
+impl Pattern {
+    const SLACK: usize = 64 << 10;
+
+    fn new(max_write: usize) -> Self {
+        let mut bytes = vec![0u8; max_write + Self::SLACK];
+        Rng(0x5851_F42D_4C95_7F2D).fill(&mut bytes);
+        Self { bytes, turn: 0 }
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        self.turn = (self.turn + 4104) % Self::SLACK;
+        out.copy_from_slice(&self.bytes[self.turn..self.turn + out.len()]);
     }
 }
 
@@ -146,7 +171,7 @@ async fn measure(
         "sequential write: {:.0} MB/s ({} MiB in {} KiB writes)",
         seq / 1e6,
         written >> 20,
-        max_io >> 10
+        max_io.min(4 << 20) >> 10
     ));
 
     let mut durable = Vec::new();
@@ -179,22 +204,36 @@ async fn measure(
 /// Largest-size writes back to back for `slice` (and at least
 /// `READ_FILE_MIN`, which the read phase needs), then one fdatasync.
 async fn sequential(fs: &DmaFs, path: &Path, slice: Duration) -> Result<(f64, u64), IotuneError> {
-    let file = fs.open(path, true).await.map_err(io("creating", path))?;
-    let chunk = fs.max_io().min(1 << 20) as u64;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let file = Rc::new(fs.open(path, true).await.map_err(io("creating", path))?);
+    // The device's largest I/O (max_sectors_kb), at most 4 MiB, two in
+    // flight so the device never waits for the next buffer to be filled.
+    let chunk = fs.max_io().min(4 << 20) as u64;
+    let mut pattern = Pattern::new(chunk as usize);
     let started = Instant::now();
     let mut offset = 0u64;
+    let mut in_flight = std::collections::VecDeque::new();
     while offset < SEQ_LIMIT && (started.elapsed() < slice || offset < READ_FILE_MIN) {
         let mut buf = file.alloc(chunk as usize);
-        rng.fill(buf.as_mut_bytes());
-        file.write_at(buf, offset)
-            .await
-            .map_err(io("writing", path))?;
+        pattern.fill(buf.as_mut_bytes());
+        let writer = Rc::clone(&file);
+        in_flight.push_back(glommio::spawn_local(async move {
+            writer.write_at(buf, offset).await
+        }));
         offset += chunk;
+        if in_flight.len() >= SEQ_DEPTH {
+            if let Some(write) = in_flight.pop_front() {
+                write.await.map_err(io("writing", path))?;
+            }
+        }
+    }
+    for write in in_flight {
+        write.await.map_err(io("writing", path))?;
     }
     file.fdatasync().await.map_err(io("syncing", path))?;
     let rate = offset as f64 / started.elapsed().as_secs_f64();
-    file.close().await.map_err(io("closing", path))?;
+    if let Ok(file) = Rc::try_unwrap(file) {
+        file.close().await.map_err(io("closing", path))?;
+    }
     Ok((rate, offset))
 }
 
@@ -209,7 +248,7 @@ async fn durable_appends(
     let align = file.alignment() as u64;
     let group = group.div_ceil(align) * align;
     let max_io = (fs.max_io() as u64 / align).max(1) * align;
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut pattern = Pattern::new(max_io.min(group) as usize);
     let started = Instant::now();
     let (mut offset, mut prepared, mut cycles) = (0u64, 0u64, 0u64);
     while started.elapsed() < slice {
@@ -217,7 +256,7 @@ async fn durable_appends(
         while done < group {
             let len = max_io.min(group - done);
             let mut buf = file.alloc(len as usize);
-            rng.fill(buf.as_mut_bytes());
+            pattern.fill(buf.as_mut_bytes());
             file.write_at(buf, offset + done)
                 .await
                 .map_err(io("writing", path))?;
