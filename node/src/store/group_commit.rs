@@ -39,7 +39,7 @@ use super::fs::{StoreFile, StoreFs, WriteBuf};
 use super::index::{key_of, Location, MAX_SEGMENT_SLOTS};
 use super::record::{RecordHeader, HEADER_LEN};
 use super::segment::{self, SegmentHeader};
-use super::{PutOutcome, Segment, Shared, WriteMode};
+use super::{Found, PutOutcome, Segment, Shared, WriteMode};
 
 pub(crate) enum Op {
     Put {
@@ -119,6 +119,9 @@ struct Planned {
 
 enum Effect {
     Insert,
+    /// A put over a damaged record of the same object: the index moves to
+    /// the new, good copy.
+    Replace(Location),
     /// Remove the live record found on disk.
     RemoveExisting(Location),
     /// Remove the record of an earlier put in this batch (by plan index).
@@ -198,26 +201,29 @@ impl<F: StoreFs> Writer<F> {
                     replies.push((done, result.map(Reply::Relocated)));
                 }
                 Op::Put { id, kind, content } => {
-                    let present = match touched.get(&id) {
-                        Some(state) => state.is_some(),
-                        None => match self.shared.find(&id).await {
-                            Ok(found) => found.is_some(),
+                    let effect = match touched.get(&id) {
+                        Some(Some(_)) => None,
+                        Some(None) => Some(Effect::Insert),
+                        None => match self.shared.find_verified(&id).await {
+                            Ok(Found::Intact(_)) => None,
+                            Ok(Found::Damaged(old)) => Some(Effect::Replace(old)),
+                            Ok(Found::Absent) => Some(Effect::Insert),
                             Err(err) => {
                                 replies.push((done, Err(err)));
                                 continue;
                             }
                         },
                     };
-                    if present {
+                    let Some(effect) = effect else {
                         self.shared.stats.borrow_mut().puts_deduplicated += 1;
                         replies.push((done, Ok(Reply::Put(PutOutcome::AlreadyPresent))));
                         continue;
-                    }
+                    };
                     touched.insert(id, Some(planned.len()));
                     planned.push(Planned {
                         header: RecordHeader::object(id, kind, &content),
                         content: Some(content),
-                        effect: Effect::Insert,
+                        effect,
                         offset: 0,
                     });
                     replies.push((done, Ok(Reply::Put(PutOutcome::Stored))));
@@ -541,6 +547,29 @@ impl<F: StoreFs> Writer<F> {
                     }
                     cache.remove(&id);
                     stats.deletes += 1;
+                }
+                Effect::Replace(old) => {
+                    if !index.replace(key, old, *location) {
+                        index.insert(key, *location);
+                    } else if let Some(segment) = segments.get_mut(&old.segment) {
+                        segment.live_bytes -= u64::from(old.len);
+                    }
+                    if let Some(segment) = segments.get_mut(&slot) {
+                        segment.live_bytes += u64::from(location.len);
+                    }
+                    stats.puts_stored += 1;
+                    tracing::warn!(
+                        shard = shared.config.shard_id,
+                        id = %id,
+                        damaged_segment = old.segment,
+                        damaged_offset = old.offset,
+                        "a put replaced a damaged copy"
+                    );
+                    if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
+                        if cache.admits(content.len()) {
+                            cache.insert(id, kind, Rc::from(content));
+                        }
+                    }
                 }
                 Effect::Relocate(from) => {
                     if index.replace(key, from, *location) {

@@ -185,6 +185,16 @@ pub(crate) struct Segment<File> {
     pub(crate) live_bytes: u64,
 }
 
+/// What a verified lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    Intact(Location),
+    /// The index points at a record of this object (or an unreadable one
+    /// under its key) that fails its checks.
+    Damaged(Location),
+    Absent,
+}
+
 /// State shared by the store handle and its writer task.
 pub(crate) struct Shared<F: StoreFs> {
     pub(crate) fs: F,
@@ -289,7 +299,9 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         if !id.verify(kind, &content) {
             return Err(StoreError::HashMismatch { id });
         }
-        if self.shared.find(&id).await?.is_some() {
+        // Deduplicate only against an intact copy: a damaged one is replaced
+        // by this put (read repair heals through put).
+        if let Found::Intact(_) = self.shared.find_verified(&id).await? {
             self.shared.stats.borrow_mut().puts_deduplicated += 1;
             return Ok(PutOutcome::AlreadyPresent);
         }
@@ -347,12 +359,19 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         for location in candidates {
             // One read of the whole record; a record of another object that
             // shares the 64-bit key is skipped.
-            if let Some(object) = self.shared.read_object(id, location).await? {
-                self.shared
-                    .cache
-                    .borrow_mut()
-                    .insert(*id, object.kind, Rc::clone(&object.content));
-                return Ok(Some(object));
+            match self.shared.read_object(id, location).await {
+                Ok(Some(object)) => {
+                    self.shared.cache.borrow_mut().insert(
+                        *id,
+                        object.kind,
+                        Rc::clone(&object.content),
+                    );
+                    return Ok(Some(object));
+                }
+                Ok(None) => {}
+                // Damage is reported, never served; a re-put of the object
+                // replaces the damaged record (see `find_verified`).
+                Err(err) => return Err(err),
             }
         }
         Ok(None)
@@ -525,6 +544,28 @@ impl<F: StoreFs> Shared<F> {
             }
         }
         Ok(None)
+    }
+
+    /// Looks `id` up and verifies the whole record (CRC-32 and SHA-256),
+    /// for put deduplication: a put must not be acknowledged as "already
+    /// present" against a copy that can no longer be read back.
+    pub(crate) async fn find_verified(&self, id: &ObjectId) -> Result<Found> {
+        let candidates: Vec<Location> = self.index.borrow().candidates(key_of(id)).collect();
+        for location in candidates {
+            let bytes = self.read_bytes(location, location.len as usize).await?;
+            let bytes = bytes.as_ref();
+            match record::check_object(bytes) {
+                Ok((header, _, _)) if header.id == *id => return Ok(Found::Intact(location)),
+                Ok(_) => continue, // another object sharing the 64-bit key
+                Err(_) => match RecordHeader::parse(bytes) {
+                    // A damaged record of another object: not ours to judge.
+                    Ok(header) if header.id != *id => continue,
+                    // Ours, or too damaged to say whose: replace it.
+                    _ => return Ok(Found::Damaged(location)),
+                },
+            }
+        }
+        Ok(Found::Absent)
     }
 
     /// One aligned read of the whole record, then every check. `None` if

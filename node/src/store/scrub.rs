@@ -55,6 +55,44 @@ async fn check<F: StoreFs>(
     })
 }
 
+/// Reads the record at `location` again and, if it is still damaged on the
+/// media, removes its index entry (and any cached copy) so the object can be
+/// stored again. Returns whether it did. Damage that looks like an I/O
+/// anomaly rather than bad media (a short read, or an intact record of
+/// another object: a misdirected read or a stale index entry) is never acted
+/// on: unindexing a good record would lose it.
+pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
+    shared: &Shared<F>,
+    key: u64,
+    location: Location,
+    id: Option<ObjectId>,
+) -> bool {
+    let media_damage = match check(shared, key, location).await {
+        Ok(Err((
+            _,
+            Corruption::ShortRead { .. } | Corruption::WrongObject { .. } | Corruption::KeyMismatch,
+        ))) => false,
+        Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    };
+    if !media_damage || !shared.index.borrow_mut().remove(key, location) {
+        return false;
+    }
+    if let Some(segment) = shared.segments.borrow_mut().get_mut(&location.segment) {
+        segment.live_bytes = segment.live_bytes.saturating_sub(u64::from(location.len));
+    }
+    if let Some(id) = id {
+        shared.cache.borrow_mut().remove(&id);
+    }
+    tracing::error!(
+        segment = location.segment,
+        offset = location.offset,
+        id = ?id,
+        "damaged record unindexed; a re-put of the object stores a good copy"
+    );
+    true
+}
+
 /// Scrubs every record live when the scrub starts, reading at most
 /// `bytes_per_second`.
 pub(crate) async fn scrub<F: StoreFs>(
@@ -79,17 +117,7 @@ pub(crate) async fn scrub<F: StoreFs>(
         match check(shared, key, location).await {
             Ok(Ok(_)) => {}
             Ok(Err((id, corruption))) => {
-                // Confirm with a second read before acting on it.
-                let confirmed = matches!(check(shared, key, location).await, Ok(Err(_)));
-                if confirmed && shared.index.borrow_mut().remove(key, location) {
-                    if let Some(segment) = shared.segments.borrow_mut().get_mut(&location.segment) {
-                        segment.live_bytes =
-                            segment.live_bytes.saturating_sub(u64::from(location.len));
-                    }
-                    if let Some(id) = id {
-                        shared.cache.borrow_mut().remove(&id);
-                    }
-                }
+                let confirmed = unindex_if_confirmed(shared, key, location, id).await;
                 tracing::error!(
                     segment = location.segment,
                     offset = location.offset,
