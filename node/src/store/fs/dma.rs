@@ -60,6 +60,20 @@ fn libc_minor(dev: u64) -> u64 {
     ((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)
 }
 
+/// write, fdatasync, rename into place, fsync the directory.
+fn write_atomic_blocking(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// glommio DMA file system for one shard.
 #[derive(Debug, Clone)]
 pub struct DmaFs {
@@ -237,16 +251,13 @@ impl StoreFs for DmaFs {
     }
 
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let tmp = path.with_extension("tmp");
-        {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(contents)?;
-            file.sync_data()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        // Checkpoints run to tens of megabytes: write and sync them on
+        // glommio's blocking-thread pool, so the shard's core keeps serving
+        // requests meanwhile.
+        let (path, contents) = (path.to_owned(), contents.to_vec());
+        glommio::executor()
+            .spawn_blocking(move || write_atomic_blocking(&path, &contents))
+            .await
     }
 
     async fn exists(&self, path: &Path) -> io::Result<bool> {
