@@ -5,8 +5,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::node_proc::TestNode;
 use common::object;
+use stratum_testkit::TestNode;
 use stratum_wire::message::*;
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Message, ObjectId};

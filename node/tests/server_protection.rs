@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::node_proc::TestNode;
 use common::object;
-use common::wire_client::TestClient;
+use stratum_testkit::TestClient;
+use stratum_testkit::TestNode;
 use stratum_wire::auth::ClusterSecret;
 use stratum_wire::message::*;
 use stratum_wire::{FrameEncoder, Message};

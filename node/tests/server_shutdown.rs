@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::node_proc::TestNode;
 use common::object;
+use stratum_testkit::TestNode;
 use stratum_wire::message::*;
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Message, ObjectId, ObjectKind};
@@ -28,7 +28,7 @@ fn start_writers(
             let addr0 = node.addr(0);
             let (acked, stop) = (Arc::clone(acked), Arc::clone(stop));
             std::thread::spawn(move || {
-                let Ok(mut client) = common::wire_client::TestClient::connect(addr0, None) else {
+                let Ok(mut client) = stratum_testkit::TestClient::connect(addr0, None) else {
                     return;
                 };
                 let mut in_flight = std::collections::HashMap::new();

@@ -157,6 +157,12 @@ catalogue! {
     Stats(Stats) = 42, "stats", payload: false;
     StatsReply(StatsReply) = 43, "stats_reply", payload: false;
     Error(ErrorReply) = 50, "error", payload: false;
+    // Appended in protocol version 1 before its first release; catalogue
+    // order is the fixture's order, so new kinds always go last.
+    GetTopology(GetTopology) = 44, "get_topology", payload: false;
+    TopologyReply(TopologyReply) = 45, "topology_reply", payload: false;
+    ListIds(ListIds) = 46, "list_ids", payload: false;
+    IdList(IdList) = 47, "id_list", payload: false;
 }
 
 impl MessageKind {

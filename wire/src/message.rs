@@ -243,6 +243,55 @@ pub struct StatsReply {
     pub entries: Vec<StatEntry>,
 }
 
+/// Ask a node for the topology it routes by (a client that was given only a
+/// seed address, or that saw a newer epoch, learns the cluster this way).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct GetTopology {
+    /// The asker's epoch (0: none), for the node's logs.
+    pub known_epoch: u64,
+}
+
+/// One node of a [`TopologyReply`] (the topology file's `[[node]]`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct TopologyNode {
+    pub id: u32,
+    /// `host:port` of the node's shard 0.
+    pub address: String,
+    pub shards: u16,
+}
+
+/// The node's topology; the receiver validates it like a topology file.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct TopologyReply {
+    pub epoch: u64,
+    pub replication_factor: u8,
+    pub write_quorum: u8,
+    pub nodes: Vec<TopologyNode>,
+}
+
+/// List the ids the answering shard holds, in pages (for `export-git` and
+/// verification tools). Ids come in ascending order of their index key;
+/// `after` is the previous page's `next`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ListIds {
+    pub after: Option<u64>,
+    /// Most ids wanted; the node may send fewer (it caps pages) or slightly
+    /// more (a page never splits ids that share a key).
+    pub max_ids: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct IdList {
+    pub ids: Vec<ObjectId>,
+    /// Cursor for the next page; `None` when this was the last.
+    pub next: Option<u64>,
+}
+
 /// Why a request failed. Numbers are stable across versions.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]

@@ -157,6 +157,34 @@ fn samples() -> Vec<(Message, Vec<u8>)> {
             }),
             vec![],
         ),
+        (Message::GetTopology(GetTopology { known_epoch: 3 }), vec![]),
+        (
+            Message::TopologyReply(TopologyReply {
+                epoch: 4,
+                replication_factor: 3,
+                write_quorum: 2,
+                nodes: vec![TopologyNode {
+                    id: 1,
+                    address: "10.0.0.1:7700".into(),
+                    shards: 8,
+                }],
+            }),
+            vec![],
+        ),
+        (
+            Message::ListIds(ListIds {
+                after: Some(0x0102_0304_0506_0708),
+                max_ids: 1024,
+            }),
+            vec![],
+        ),
+        (
+            Message::IdList(IdList {
+                ids: vec![id(9), id(10)],
+                next: None,
+            }),
+            vec![],
+        ),
     ]
 }
 

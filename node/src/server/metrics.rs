@@ -20,10 +20,12 @@ pub enum OpKind {
     BatchGet,
     Stats,
     Ping,
+    Topology,
+    List,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 7] = [
+    pub const ALL: [OpKind; 9] = [
         Self::Put,
         Self::Get,
         Self::Has,
@@ -31,6 +33,8 @@ impl OpKind {
         Self::BatchGet,
         Self::Stats,
         Self::Ping,
+        Self::Topology,
+        Self::List,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +46,8 @@ impl OpKind {
             Self::BatchGet => "batch_get",
             Self::Stats => "stats",
             Self::Ping => "ping",
+            Self::Topology => "topology",
+            Self::List => "list",
         }
     }
 }

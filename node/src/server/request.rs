@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use stratum_wire::message::{
-    BatchEnd, BatchItem, BatchStatus, DeleteAck, ErrorCode, GetOk, HasResult, PeerRole, Pong,
-    PutAck, ReplicateAck, StatEntry, StatsReply,
+    BatchEnd, BatchItem, BatchStatus, DeleteAck, ErrorCode, GetOk, HasResult, IdList, PeerRole,
+    Pong, PutAck, ReplicateAck, StatEntry, StatsReply, TopologyNode, TopologyReply,
 };
 use stratum_wire::{Frame, Message, MessageRef, ObjectId, ObjectKind};
 
@@ -47,6 +47,11 @@ enum Request {
     Stats {
         all_shards: bool,
     },
+    GetTopology,
+    ListIds {
+        after: Option<u64>,
+        max_ids: u32,
+    },
     /// Well framed, but not something a node answers (a reply kind, a
     /// second hello, ...).
     Unexpected(&'static str),
@@ -77,6 +82,11 @@ impl Request {
             MessageRef::Stats(stats) => Self::Stats {
                 all_shards: stats.all_shards,
             },
+            MessageRef::GetTopology(_) => Self::GetTopology,
+            MessageRef::ListIds(list) => Self::ListIds {
+                after: list.after.as_ref().map(|after| after.to_native()),
+                max_ids: list.max_ids.to_native(),
+            },
             other => Self::Unexpected(other.kind().name()),
         }
     }
@@ -90,6 +100,8 @@ impl Request {
             Self::BatchGet { .. } => OpKind::BatchGet,
             Self::Ping { .. } => OpKind::Ping,
             Self::Stats { .. } => OpKind::Stats,
+            Self::GetTopology => OpKind::Topology,
+            Self::ListIds { .. } => OpKind::List,
             Self::Unexpected(_) => return None,
         })
     }
@@ -173,7 +185,10 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         }
         return;
     };
-    let is_data = !matches!(request, Request::Ping { .. } | Request::Stats { .. });
+    let is_data = !matches!(
+        request,
+        Request::Ping { .. } | Request::Stats { .. } | Request::GetTopology
+    );
     if is_data && admission.is_none() {
         let err = OpError::new(
             ErrorCode::Busy,
@@ -304,6 +319,28 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             stats(&conn, request_id, all_shards).await;
             Outcome::Ok
         }
+        Request::GetTopology => {
+            let _ = conn
+                .reply(
+                    request_id,
+                    &Message::TopologyReply(topology_reply(&core)),
+                    &[],
+                )
+                .await;
+            Outcome::Ok
+        }
+        Request::ListIds { after, max_ids } => {
+            let max_ids = (max_ids as usize).min(MAX_LIST_PAGE);
+            match core.store.list_ids(after, max_ids).await {
+                Ok((ids, next)) => {
+                    let _ = conn
+                        .reply(request_id, &Message::IdList(IdList { ids, next }), &[])
+                        .await;
+                    Outcome::Ok
+                }
+                Err(err) => fail(&conn, request_id, OpError::from(err)).await,
+            }
+        }
         Request::Unexpected(_) => return,
     };
     drop(admission);
@@ -387,6 +424,28 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
     };
     let _ = conn.reply(request_id, &Message::BatchEnd(end), &[]).await;
     outcome
+}
+
+/// Most ids in one `IdList` page: 16 Ki ids are 512 KiB of archive, half
+/// the default frame message limit.
+const MAX_LIST_PAGE: usize = 16 << 10;
+
+fn topology_reply(core: &super::core::Core) -> TopologyReply {
+    let topology = &core.config.topology;
+    TopologyReply {
+        epoch: topology.epoch(),
+        replication_factor: topology.replication_factor(),
+        write_quorum: topology.write_quorum(),
+        nodes: topology
+            .nodes()
+            .iter()
+            .map(|node| TopologyNode {
+                id: node.id,
+                address: node.address.clone(),
+                shards: node.shards,
+            })
+            .collect(),
+    }
 }
 
 async fn stats(conn: &Rc<Conn>, request_id: u64, all_shards: bool) {

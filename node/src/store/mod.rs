@@ -414,6 +414,57 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         Ok(ids)
     }
 
+    /// One page of stored ids in ascending index-key order: those whose key
+    /// is above `after`, at least `max_ids` of them when that many remain
+    /// (a page never splits ids sharing a key, so a page may hold a few
+    /// more). Returns the page and the cursor for the next one (`None` at
+    /// the end). Scans the whole index per page (O(objects), a few ms per
+    /// million) and reads one record header per id returned.
+    pub async fn list_ids(
+        &self,
+        after: Option<u64>,
+        max_ids: usize,
+    ) -> Result<(Vec<ObjectId>, Option<u64>)> {
+        let max_ids = max_ids.max(1);
+        let mut page: Vec<(u64, Location)> = self
+            .shared
+            .index
+            .borrow()
+            .iter()
+            .filter(|(key, _)| after.is_none_or(|after| *key > after))
+            .collect();
+        let more = page.len() > max_ids;
+        if more {
+            // O(n) selection of the smallest keys, then the ids that share
+            // the page's last key.
+            let (_, nth, _) = page.select_nth_unstable_by_key(max_ids - 1, |(key, _)| *key);
+            let last_key = nth.0;
+            let mut end = max_ids;
+            for index in max_ids..page.len() {
+                if page[index].0 == last_key {
+                    page.swap(end, index);
+                    end += 1;
+                }
+            }
+            page.truncate(end);
+        }
+        page.sort_unstable_by_key(|(key, location)| (*key, location.pack()));
+        let next = if more {
+            page.last().map(|(key, _)| *key)
+        } else {
+            None
+        };
+        let mut ids = Vec::with_capacity(page.len());
+        for (_, location) in page {
+            // A record that fails its header checks is left to reads and
+            // scrub to report; a listing only names what it can read.
+            if let Ok(header) = self.shared.read_header(location).await {
+                ids.push(header.id);
+            }
+        }
+        Ok((ids, next))
+    }
+
     /// Rewrites every closed segment whose dead fraction is at least
     /// `min_dead_fraction` (0.0..=1.0), then removes it. Safe against a crash
     /// at any point: see `compaction.rs`.

@@ -1,9 +1,9 @@
 //! Helpers for store tests: run a future on a glommio executor, make objects.
 #![allow(dead_code)]
 
-pub mod node_proc;
 pub mod sim_fs;
-pub mod wire_client;
+
+pub use stratum_testkit::object;
 
 use std::future::Future;
 
@@ -70,19 +70,4 @@ where
         .expect("spawn executor")
         .join()
         .expect("executor thread")
-}
-
-/// A deterministic object of `len` bytes.
-pub fn object(seed: u64, len: usize) -> (ObjectId, ObjectKind, Vec<u8>) {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let content: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let kind = ObjectKind::ALL[(seed % 4) as usize];
-    (ObjectId::compute(kind, &content), kind, content)
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use stratum_wire::auth::ClusterSecret;
 
-use super::wire_client::TestClient;
+use crate::wire_client::TestClient;
 
 pub struct TestNode {
     child: Option<Child>,
@@ -37,6 +37,30 @@ fn free_ports(count: u16) -> u16 {
             return base;
         }
     }
+}
+
+/// The `stratum-node` binary the tests run: `$STRATUM_NODE_BIN`, else the
+/// one cargo built next to the running test (`target/<profile>/`), which
+/// `cargo test --workspace` always builds because the node's own tests need
+/// it.
+pub fn node_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("STRATUM_NODE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/stratum-node
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("stratum-node"))
+        .expect("test binary lives under target/<profile>/deps");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p stratum-node` (or the whole suite, \
+         `cargo test --workspace`), or set STRATUM_NODE_BIN",
+        path.display()
+    );
+    path
 }
 
 impl TestNode {
@@ -73,7 +97,7 @@ impl TestNode {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stratum-node"));
+        let mut command = Command::new(node_binary());
         command
             .arg("--data-dir")
             .arg(self.dir.join("data"))

@@ -1,0 +1,586 @@
+//! One connection to one shard of one node, owned by one I/O thread.
+//!
+//! Life: `Idle` → `Connecting` → `Handshaking` → `Ready`, and on a failed
+//! connect or handshake → `Backoff` (requests fail at once until it ends,
+//! so a dead peer costs one connect attempt per backoff period, not one per
+//! request). A connection that breaks while `Ready` fails the requests in
+//! flight and reconnects at once if more are waiting.
+//!
+//! Many requests are in flight at a time (bounded); answers are matched by
+//! request id, in whatever order the node sends them.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use stratum_wire::auth::{random_nonce, ClusterSecret};
+use stratum_wire::frame::PROTOCOL_VERSION;
+use stratum_wire::message::{AuthProof, Hello, PeerRole};
+use stratum_wire::{
+    Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
+};
+
+use super::{Event, Outgoing, PeerInfo};
+use crate::error::{AttemptError, Peer};
+
+/// Most bytes queued for the socket at a time; further requests wait in
+/// `queued` (unencoded into the socket buffer) until it drains.
+const OUT_LIMIT: usize = 8 << 20;
+
+/// What every connection of a thread is configured with.
+#[derive(Clone)]
+pub(super) struct Settings {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub reconnect_backoff: Duration,
+    pub max_reconnect_backoff: Duration,
+    pub max_in_flight: usize,
+    pub max_queued: usize,
+    pub secret: Option<ClusterSecret>,
+    pub agent: String,
+    pub limits: FrameLimits,
+}
+
+enum State {
+    Idle,
+    Connecting {
+        deadline: Instant,
+    },
+    Handshaking {
+        deadline: Instant,
+        step: HandshakeStep,
+    },
+    Ready,
+    Backoff {
+        until: Instant,
+        error: AttemptError,
+    },
+}
+
+enum HandshakeStep {
+    AwaitHelloAck {
+        hello_id: u64,
+        nonce: [u8; 32],
+    },
+    AwaitAuthOk {
+        proof_id: u64,
+        nonce: [u8; 32],
+        challenge: [u8; 32],
+    },
+}
+
+struct Pending {
+    reply: flume::Sender<Event>,
+    streaming: bool,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+pub(super) struct Connection {
+    pub peer: Peer,
+    token: Token,
+    state: State,
+    stream: Option<TcpStream>,
+    interest: Option<Interest>,
+    decoder: FrameDecoder,
+    encoder: FrameEncoder,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    queued: VecDeque<Outgoing>,
+    in_flight: HashMap<u64, Pending>,
+    info: Option<PeerInfo>,
+    /// Consecutive failed connects (sets the backoff).
+    failures: u32,
+    /// When the peer last sent us a byte (dead-connection detection).
+    last_heard: Instant,
+    /// Handshake frames take ids from this private counter's high range so
+    /// they never collide with the pool's request ids.
+    next_control_id: u64,
+}
+
+impl Connection {
+    pub fn new(peer: Peer, token: Token, settings: &Settings) -> Self {
+        Self {
+            peer,
+            token,
+            state: State::Idle,
+            stream: None,
+            interest: None,
+            decoder: FrameDecoder::new(settings.limits),
+            encoder: FrameEncoder::new(settings.limits),
+            out: VecDeque::new(),
+            out_bytes: 0,
+            queued: VecDeque::new(),
+            in_flight: HashMap::new(),
+            info: None,
+            failures: 0,
+            last_heard: Instant::now(),
+            next_control_id: u64::MAX / 2,
+        }
+    }
+
+    /// Whether the loop must wake up for this connection's timers.
+    pub fn has_timers(&self) -> bool {
+        !self.in_flight.is_empty()
+            || matches!(
+                self.state,
+                State::Connecting { .. } | State::Handshaking { .. }
+            )
+    }
+
+    pub fn submit(&mut self, registry: &Registry, outgoing: Outgoing, settings: &Settings) {
+        let now = Instant::now();
+        if let State::Backoff { until, error } = &self.state {
+            if now < *until {
+                let _ = outgoing.reply.send(Event::Failed {
+                    request_id: outgoing.request_id,
+                    error: error.clone(),
+                });
+                return;
+            }
+            self.state = State::Idle;
+        }
+        if self.queued.len() >= settings.max_queued {
+            let _ = outgoing.reply.send(Event::Failed {
+                request_id: outgoing.request_id,
+                error: AttemptError::Overloaded,
+            });
+            return;
+        }
+        self.queued.push_back(outgoing);
+        match self.state {
+            State::Idle => self.connect(registry, settings),
+            State::Ready => self.pump(registry, settings),
+            _ => {}
+        }
+    }
+
+    fn connect(&mut self, registry: &Registry, settings: &Settings) {
+        let address = match self
+            .peer
+            .address
+            .to_socket_addrs()
+            .map(|mut addrs| addrs.next())
+        {
+            Ok(Some(address)) => address,
+            Ok(None) => {
+                let err = std::io::Error::new(ErrorKind::NotFound, "address resolves to nothing");
+                return self.fail_connect(registry, connect_error(err), settings);
+            }
+            Err(err) => return self.fail_connect(registry, connect_error(err), settings),
+        };
+        let mut stream = match TcpStream::connect(address) {
+            Ok(stream) => stream,
+            Err(err) => return self.fail_connect(registry, connect_error(err), settings),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(err) = registry.register(&mut stream, self.token, interest) {
+            return self.fail_connect(registry, connect_error(err), settings);
+        }
+        tracing::debug!(peer = %self.peer, "connecting");
+        self.stream = Some(stream);
+        self.interest = Some(interest);
+        self.decoder = FrameDecoder::new(settings.limits);
+        self.state = State::Connecting {
+            deadline: Instant::now() + settings.connect_timeout,
+        };
+    }
+
+    /// Socket readiness.
+    pub fn on_ready(&mut self, registry: &Registry, settings: &Settings, scratch: &mut [u8]) {
+        if let State::Connecting { deadline } = self.state {
+            let Some(stream) = self.stream.as_ref() else {
+                return;
+            };
+            match stream.take_error() {
+                Ok(Some(err)) | Err(err) => {
+                    return self.fail_connect(registry, connect_error(err), settings)
+                }
+                Ok(None) => {}
+            }
+            match stream.peer_addr() {
+                Ok(_) => {}
+                Err(err) if err.kind() == ErrorKind::NotConnected => return,
+                Err(err) => return self.fail_connect(registry, connect_error(err), settings),
+            }
+            let _ = stream.set_nodelay(true);
+            let nonce = match random_nonce() {
+                Ok(nonce) => nonce,
+                Err(err) => return self.fail_connect(registry, connect_error(err), settings),
+            };
+            let hello = Message::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                role: PeerRole::Client,
+                node_id: None,
+                topology_epoch: 0,
+                agent: settings.agent.clone(),
+                auth_nonce: nonce,
+            });
+            let hello_id = self.control_frame(&hello);
+            self.state = State::Handshaking {
+                deadline,
+                step: HandshakeStep::AwaitHelloAck { hello_id, nonce },
+            };
+        }
+        self.read(registry, settings, scratch);
+        self.flush(registry, settings);
+    }
+
+    fn read(&mut self, registry: &Registry, settings: &Settings, scratch: &mut [u8]) {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let n = match stream.read(scratch) {
+                Ok(0) => return self.lost(registry, "closed by the node".into(), settings),
+                Ok(n) => n,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return self.lost(registry, err.to_string(), settings),
+            };
+            self.last_heard = Instant::now();
+            let mut input = &scratch[..n];
+            while !input.is_empty() {
+                match self.decoder.decode(&mut input) {
+                    Ok(Some(frame)) => {
+                        self.on_frame(registry, frame, settings);
+                        if self.stream.is_none() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        let error = AttemptError::protocol(&err);
+                        tracing::warn!(peer = %self.peer, error = %err, "bad frame from node; closing");
+                        return self.fail_all(registry, error);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, registry: &Registry, frame: Frame, settings: &Settings) {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Handshaking { deadline, step } => {
+                self.on_handshake_frame(registry, frame, deadline, step, settings)
+            }
+            State::Ready => {
+                self.state = State::Ready;
+                self.on_answer(frame);
+                self.pump(registry, settings);
+            }
+            other => self.state = other,
+        }
+    }
+
+    fn on_handshake_frame(
+        &mut self,
+        registry: &Registry,
+        frame: Frame,
+        deadline: Instant,
+        step: HandshakeStep,
+        settings: &Settings,
+    ) {
+        if let MessageRef::Error(err) = frame.message() {
+            let reason = format!("{:?}: {}", err.code, err.detail);
+            return self.fail_connect(registry, AttemptError::Handshake(reason), settings);
+        }
+        match (step, frame.message()) {
+            (HandshakeStep::AwaitHelloAck { hello_id, nonce }, MessageRef::HelloAck(ack))
+                if frame.request_id() == hello_id =>
+            {
+                self.info = Some(PeerInfo {
+                    node_id: ack.node_id.to_native(),
+                    shard_id: ack.shard_id.to_native(),
+                    shard_count: ack.shard_count.to_native(),
+                    topology_epoch: ack.topology_epoch.to_native(),
+                });
+                let Some(challenge) = ack.auth_challenge.as_ref().copied() else {
+                    return self.ready(registry, settings);
+                };
+                let Some(secret) = settings.secret.as_ref() else {
+                    let reason = "the node requires the cluster secret and none is configured";
+                    return self.fail_connect(
+                        registry,
+                        AttemptError::Handshake(reason.into()),
+                        settings,
+                    );
+                };
+                let proof = Message::AuthProof(AuthProof {
+                    mac: secret.client_proof(&challenge, &nonce),
+                });
+                let proof_id = self.control_frame(&proof);
+                self.state = State::Handshaking {
+                    deadline,
+                    step: HandshakeStep::AwaitAuthOk {
+                        proof_id,
+                        nonce,
+                        challenge,
+                    },
+                };
+            }
+            (
+                HandshakeStep::AwaitAuthOk {
+                    proof_id,
+                    nonce,
+                    challenge,
+                },
+                MessageRef::AuthOk(ok),
+            ) if frame.request_id() == proof_id => {
+                let proven = settings
+                    .secret
+                    .as_ref()
+                    .is_some_and(|secret| secret.verify_node(&nonce, &challenge, &ok.mac));
+                if !proven {
+                    let reason = "the node could not prove the cluster secret";
+                    return self.fail_connect(
+                        registry,
+                        AttemptError::Handshake(reason.into()),
+                        settings,
+                    );
+                }
+                self.ready(registry, settings);
+            }
+            (_, other) => {
+                let reason = format!("{} during the handshake", other.kind().name());
+                self.fail_connect(registry, AttemptError::Handshake(reason), settings)
+            }
+        }
+    }
+
+    fn ready(&mut self, registry: &Registry, settings: &Settings) {
+        tracing::debug!(peer = %self.peer, info = ?self.info, "connected");
+        self.state = State::Ready;
+        self.failures = 0;
+        self.pump(registry, settings);
+    }
+
+    fn on_answer(&mut self, frame: Frame) {
+        let request_id = frame.request_id();
+        let Some(pending) = self.in_flight.get(&request_id) else {
+            // Its request timed out already; the late answer is dropped.
+            return;
+        };
+        let last = !pending.streaming
+            || matches!(frame.kind(), MessageKind::BatchEnd | MessageKind::Error);
+        let Some(peer) = self.info else {
+            return;
+        };
+        let delivered = pending.reply.send(Event::Frame { frame, peer }).is_ok();
+        if last || !delivered {
+            self.in_flight.remove(&request_id);
+        } else if let Some(pending) = self.in_flight.get_mut(&request_id) {
+            // A stream that is still producing is not timing out.
+            pending.deadline = Instant::now() + pending.timeout;
+        }
+    }
+
+    /// Moves queued requests into flight while there is room.
+    fn pump(&mut self, registry: &Registry, settings: &Settings) {
+        let now = Instant::now();
+        while self.in_flight.len() < settings.max_in_flight && self.out_bytes < OUT_LIMIT {
+            let Some(outgoing) = self.queued.pop_front() else {
+                break;
+            };
+            if outgoing.reply.is_disconnected() {
+                continue; // the caller gave up
+            }
+            self.out_bytes += outgoing.head.len() + outgoing.payload.len();
+            self.out.push_back(Bytes::from(outgoing.head));
+            if !outgoing.payload.is_empty() {
+                self.out.push_back(outgoing.payload);
+            }
+            self.in_flight.insert(
+                outgoing.request_id,
+                Pending {
+                    reply: outgoing.reply,
+                    streaming: outgoing.streaming,
+                    deadline: now + outgoing.timeout,
+                    timeout: outgoing.timeout,
+                },
+            );
+        }
+        self.flush(registry, settings);
+    }
+
+    /// Encodes a handshake frame straight into the output queue.
+    fn control_frame(&mut self, message: &Message) -> u64 {
+        self.next_control_id += 1;
+        let mut head = Vec::new();
+        if let Err(err) = self
+            .encoder
+            .encode(&mut head, self.next_control_id, message, &[])
+        {
+            // Our own small messages always encode; if not, the handshake
+            // times out and reports it.
+            tracing::error!(error = %err, "cannot encode a handshake frame");
+        }
+        self.out_bytes += head.len();
+        self.out.push_back(Bytes::from(head));
+        self.next_control_id
+    }
+
+    fn flush(&mut self, registry: &Registry, settings: &Settings) {
+        if matches!(self.state, State::Connecting { .. }) {
+            return;
+        }
+        while !self.out.is_empty() {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let slices: Vec<IoSlice<'_>> =
+                self.out.iter().take(64).map(|b| IoSlice::new(b)).collect();
+            match stream.write_vectored(&slices) {
+                Ok(0) => return self.lost(registry, "socket accepts no bytes".into(), settings),
+                Ok(mut n) => {
+                    self.out_bytes -= n;
+                    while n > 0 {
+                        let Some(front) = self.out.front_mut() else {
+                            break;
+                        };
+                        if n >= front.len() {
+                            n -= front.len();
+                            self.out.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return self.lost(registry, err.to_string(), settings),
+            }
+        }
+        let wanted = if self.out.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if self.interest != Some(wanted) {
+            if let Some(stream) = self.stream.as_mut() {
+                if let Err(err) = registry.reregister(stream, self.token, wanted) {
+                    return self.lost(registry, err.to_string(), settings);
+                }
+                self.interest = Some(wanted);
+            }
+        }
+    }
+
+    /// Expires requests and connects that ran out of time; closes a
+    /// connection whose peer has gone silent with requests pending.
+    pub fn check_timers(&mut self, registry: &Registry, settings: &Settings, now: Instant) {
+        match &self.state {
+            State::Connecting { deadline } | State::Handshaking { deadline, .. }
+                if now >= *deadline =>
+            {
+                let err = AttemptError::Timeout(settings.connect_timeout);
+                return self.fail_connect(registry, err, settings);
+            }
+            _ => {}
+        }
+        let mut expired = false;
+        self.in_flight.retain(|request_id, pending| {
+            if now < pending.deadline {
+                return true;
+            }
+            let _ = pending.reply.send(Event::Failed {
+                request_id: *request_id,
+                error: AttemptError::Timeout(pending.timeout),
+            });
+            expired = true;
+            false
+        });
+        if expired && now.duration_since(self.last_heard) >= settings.request_timeout {
+            let reason = format!(
+                "no bytes from the node for {:?} with requests pending",
+                now.duration_since(self.last_heard)
+            );
+            tracing::warn!(peer = %self.peer, "{reason}; closing the connection");
+            self.lost(registry, reason, settings);
+        }
+    }
+
+    fn close(&mut self, registry: &Registry) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = registry.deregister(&mut stream);
+        }
+        self.interest = None;
+        self.out.clear();
+        self.out_bytes = 0;
+    }
+
+    /// A connect or handshake failed: everything waiting fails with `error`,
+    /// and the peer is left alone for the backoff period.
+    fn fail_connect(&mut self, registry: &Registry, error: AttemptError, settings: &Settings) {
+        tracing::debug!(peer = %self.peer, %error, "connect failed");
+        self.close(registry);
+        self.failures = self.failures.saturating_add(1);
+        let backoff = settings
+            .reconnect_backoff
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(settings.max_reconnect_backoff);
+        self.fail_waiting(&error);
+        self.state = State::Backoff {
+            until: Instant::now() + backoff,
+            error,
+        };
+    }
+
+    /// An established connection broke: requests in flight fail (the node
+    /// may have carried them out); waiting ones get a fresh connection.
+    fn lost(&mut self, registry: &Registry, reason: String, settings: &Settings) {
+        tracing::debug!(peer = %self.peer, %reason, "connection lost");
+        self.close(registry);
+        let error = AttemptError::ConnectionLost(reason);
+        for (request_id, pending) in self.in_flight.drain() {
+            let _ = pending.reply.send(Event::Failed {
+                request_id,
+                error: error.clone(),
+            });
+        }
+        self.state = State::Idle;
+        if !self.queued.is_empty() {
+            self.connect(registry, settings);
+        }
+    }
+
+    /// The stream is unusable (protocol violation): fail everything.
+    fn fail_all(&mut self, registry: &Registry, error: AttemptError) {
+        self.close(registry);
+        self.fail_waiting(&error);
+        self.state = State::Idle;
+    }
+
+    fn fail_waiting(&mut self, error: &AttemptError) {
+        for (request_id, pending) in self.in_flight.drain() {
+            let _ = pending.reply.send(Event::Failed {
+                request_id,
+                error: error.clone(),
+            });
+        }
+        for outgoing in self.queued.drain(..) {
+            let _ = outgoing.reply.send(Event::Failed {
+                request_id: outgoing.request_id,
+                error: error.clone(),
+            });
+        }
+    }
+
+    /// The client is shutting down.
+    pub fn shutdown(&mut self, registry: &Registry) {
+        self.close(registry);
+        self.fail_waiting(&AttemptError::Closed);
+    }
+}
+
+fn connect_error(err: std::io::Error) -> AttemptError {
+    AttemptError::Connect {
+        source: Arc::new(err),
+    }
+}

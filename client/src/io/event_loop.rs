@@ -1,0 +1,115 @@
+//! One I/O thread's loop: take requests from the channel, drive sockets,
+//! expire timers. Everything it touches is its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use stratum_wire::FrameLimits;
+
+use super::connection::Connection;
+pub(super) use super::connection::Settings;
+use super::Command;
+use crate::config::ClientConfig;
+use crate::error::Peer;
+
+pub(super) const WAKER: Token = Token(usize::MAX);
+
+/// How often timers are checked while anything is pending: the resolution
+/// of request and connect timeouts.
+const TICK: Duration = Duration::from_millis(10);
+
+impl Settings {
+    pub fn from_config(config: &ClientConfig) -> Self {
+        Self {
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            reconnect_backoff: config.reconnect_backoff,
+            max_reconnect_backoff: config.max_reconnect_backoff,
+            max_in_flight: config.max_in_flight_per_connection,
+            max_queued: config.max_queued_per_connection,
+            secret: config.secret.clone(),
+            agent: config.agent.clone(),
+            limits: FrameLimits {
+                max_message_len: FrameLimits::DEFAULT_MAX_MESSAGE_LEN,
+                max_payload_len: config.max_object_size,
+            },
+        }
+    }
+}
+
+pub(super) fn run(
+    mut poll: Poll,
+    inbox: flume::Receiver<Command>,
+    sleeping: Arc<AtomicBool>,
+    settings: Settings,
+) {
+    let mut connections: Vec<Connection> = Vec::new();
+    let mut by_peer: HashMap<Peer, usize> = HashMap::new();
+    let mut events = Events::with_capacity(256);
+    let mut scratch = vec![0u8; 256 << 10];
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        loop {
+            match inbox.try_recv() {
+                Ok(Command::Send(outgoing)) => {
+                    let index = *by_peer.entry(outgoing.peer.clone()).or_insert_with(|| {
+                        let index = connections.len();
+                        connections.push(Connection::new(
+                            outgoing.peer.clone(),
+                            Token(index),
+                            &settings,
+                        ));
+                        index
+                    });
+                    connections[index].submit(poll.registry(), outgoing, &settings);
+                }
+                Ok(Command::Shutdown) | Err(flume::TryRecvError::Disconnected) => {
+                    for connection in &mut connections {
+                        connection.shutdown(poll.registry());
+                    }
+                    return;
+                }
+                Err(flume::TryRecvError::Empty) => break,
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            for connection in &mut connections {
+                connection.check_timers(poll.registry(), &settings, now);
+            }
+            next_tick = now + TICK;
+        }
+        let timeout = connections
+            .iter()
+            .any(Connection::has_timers)
+            .then(|| next_tick.saturating_duration_since(now));
+        sleeping.store(true, Ordering::SeqCst);
+        let timeout = if inbox.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let polled = poll.poll(&mut events, timeout);
+        sleeping.store(false, Ordering::SeqCst);
+        if let Err(err) = polled {
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!(error = %err, "I/O thread cannot poll; stopping it");
+                for connection in &mut connections {
+                    connection.shutdown(poll.registry());
+                }
+                return;
+            }
+        }
+        for event in &events {
+            if event.token() == WAKER {
+                continue;
+            }
+            if let Some(connection) = connections.get_mut(event.token().0) {
+                connection.on_ready(poll.registry(), &settings, &mut scratch);
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The client's I/O threads.
+//!
+//! Thread-per-core on the client side too: each I/O thread runs one mio
+//! event loop and owns the connections of the peers hashed to it; nothing
+//! about a connection is shared. Callers (any thread, any executor) hand a
+//! request to the owning thread over a flume channel and wait on a flume
+//! channel for the answer, so the client never needs the caller's runtime.
+//!
+//! - [`event_loop`]: the per-thread loop (poll, timers, commands).
+//! - [`connection`]: one connection's life: connect, handshake, pipelined
+//!   requests, timeouts, failure.
+
+mod connection;
+mod event_loop;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stratum_wire::Frame;
+
+use crate::config::ClientConfig;
+use crate::error::{AttemptError, Peer};
+
+/// What the node told us about itself in the handshake; travels with every
+/// answer so the caller sees topology changes as they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub node_id: u32,
+    pub shard_id: u16,
+    pub shard_count: u16,
+    pub topology_epoch: u64,
+}
+
+/// One answer frame, or why there is none.
+pub(crate) enum Event {
+    Frame {
+        frame: Frame,
+        peer: PeerInfo,
+    },
+    Failed {
+        request_id: u64,
+        error: AttemptError,
+    },
+}
+
+/// A request on its way to an I/O thread: an encoded frame head, the payload
+/// sent right after it (shared, so a retry does not copy the object), and
+/// where answers go.
+pub(crate) struct Outgoing {
+    pub peer: Peer,
+    pub request_id: u64,
+    pub head: Vec<u8>,
+    pub payload: Bytes,
+    /// A batch-get: many answer frames until `BatchEnd` (or an error).
+    pub streaming: bool,
+    pub timeout: Duration,
+    pub reply: flume::Sender<Event>,
+}
+
+enum Command {
+    Send(Outgoing),
+    Shutdown,
+}
+
+struct IoThread {
+    commands: flume::Sender<Command>,
+    /// Set by the loop just before it blocks in poll: only then does a
+    /// sender pay for a wake-up syscall.
+    sleeping: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// The I/O threads of one client.
+pub(crate) struct IoPool {
+    threads: Vec<IoThread>,
+    next_request_id: AtomicU64,
+}
+
+impl IoPool {
+    pub fn start(config: &ClientConfig) -> std::io::Result<Self> {
+        let mut threads = Vec::with_capacity(config.io_threads);
+        for index in 0..config.io_threads {
+            let poll = mio::Poll::new()?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
+            let sleeping = Arc::new(AtomicBool::new(false));
+            let (commands, inbox) = flume::unbounded();
+            let settings = event_loop::Settings::from_config(config);
+            let loop_sleeping = Arc::clone(&sleeping);
+            let join = std::thread::Builder::new()
+                .name(format!("stratum-io-{index}"))
+                .spawn(move || event_loop::run(poll, inbox, loop_sleeping, settings))?;
+            threads.push(IoThread {
+                commands,
+                sleeping,
+                waker,
+                join: Some(join),
+            });
+        }
+        Ok(Self {
+            threads,
+            next_request_id: AtomicU64::new(1),
+        })
+    }
+
+    /// A fresh request id (unique across this client's connections).
+    pub fn request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands `outgoing` to the thread that owns its peer's connection.
+    pub fn send(&self, outgoing: Outgoing) {
+        // Fixed seeds: a peer always maps to the same thread (no need for
+        // DoS resistance: peers come from the topology).
+        let hash = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&outgoing.peer);
+        let thread = &self.threads[(hash % self.threads.len() as u64) as usize];
+        if let Err(flume::SendError(Command::Send(outgoing))) =
+            thread.commands.send(Command::Send(outgoing))
+        {
+            let _ = outgoing.reply.send(Event::Failed {
+                request_id: outgoing.request_id,
+                error: AttemptError::Closed,
+            });
+            return;
+        }
+        if thread.sleeping.swap(false, Ordering::SeqCst) {
+            if let Err(err) = thread.waker.wake() {
+                tracing::error!(error = %err, "cannot wake an I/O thread");
+            }
+        }
+    }
+}
+
+impl Drop for IoPool {
+    fn drop(&mut self) {
+        for thread in &self.threads {
+            let _ = thread.commands.send(Command::Shutdown);
+            let _ = thread.waker.wake();
+        }
+        for thread in &mut self.threads {
+            if let Some(join) = thread.join.take() {
+                let _ = join.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Test helpers shared by the integration tests of every Stratum crate.
+//!
+//! - [`node_proc`]: runs the real `stratum-node` binary on 127.0.0.1.
+//! - [`wire_client`]: a minimal blocking protocol client that shows exactly
+//!   what a node sends.
+//! - [`object`]: deterministic test objects.
+//!
+//! Lives in its own crate so node, client and bench tests share one copy.
+
+pub mod node_proc;
+pub mod wire_client;
+
+use stratum_wire::{ObjectId, ObjectKind};
+
+pub use node_proc::TestNode;
+pub use wire_client::TestClient;
+
+/// A deterministic object of `len` bytes: (id, kind, content).
+pub fn object(seed: u64, len: usize) -> (ObjectId, ObjectKind, Vec<u8>) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let content: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let kind = ObjectKind::ALL[(seed % 4) as usize];
+    (ObjectId::compute(kind, &content), kind, content)
+}
