@@ -64,6 +64,40 @@ pub fn node_binary() -> PathBuf {
 }
 
 impl TestNode {
+    /// A node with its ports and directory chosen but not started yet (so
+    /// a topology naming its address can be written first); `launch` starts
+    /// it.
+    pub fn prepare(shards: u16, extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let base = free_ports(shards + 1);
+        Self {
+            child: None,
+            dir: temp.path().to_owned(),
+            base_port: base,
+            admin_port: base + shards,
+            shards,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
+            secret: None,
+            _temp: Some(temp),
+        }
+    }
+
+    /// Adds command-line flags for the next launch.
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.extra.extend(args.iter().map(|arg| arg.to_string()));
+    }
+
+    /// `127.0.0.1:port` of shard 0, as a topology names the node.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.base_port)
+    }
+
+    /// Stops the process with SIGSTOP (a node that hangs: connections stay
+    /// open, nothing is answered) or resumes it with SIGCONT.
+    pub fn pause(&self, paused: bool) {
+        self.signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
+    }
+
     /// Starts a node with `shards` shards and extra flags.
     pub fn start(shards: u16, extra: &[&str]) -> Self {
         let temp = tempfile::tempdir().unwrap();
