@@ -155,7 +155,9 @@ impl Connection {
         self.queued.push_back(outgoing);
         match self.state {
             State::Idle => self.connect(registry, settings),
-            State::Ready => self.pump(registry, settings),
+            // Onto the output queue only: the loop flushes once after taking
+            // every waiting command, so a burst of requests costs one write.
+            State::Ready => self.pump(settings),
             _ => {}
         }
     }
@@ -272,7 +274,7 @@ impl Connection {
             State::Ready => {
                 self.state = State::Ready;
                 self.on_answer(frame);
-                self.pump(registry, settings);
+                self.pump(settings);
             }
             other => self.state = other,
         }
@@ -301,7 +303,7 @@ impl Connection {
                     topology_epoch: ack.topology_epoch.to_native(),
                 });
                 let Some(challenge) = ack.auth_challenge.as_ref().copied() else {
-                    return self.ready(registry, settings);
+                    return self.ready(settings);
                 };
                 let Some(secret) = settings.secret.as_ref() else {
                     let reason = "the node requires the cluster secret and none is configured";
@@ -344,7 +346,7 @@ impl Connection {
                         settings,
                     );
                 }
-                self.ready(registry, settings);
+                self.ready(settings);
             }
             (_, other) => {
                 let reason = format!("{} during the handshake", other.kind().name());
@@ -353,11 +355,11 @@ impl Connection {
         }
     }
 
-    fn ready(&mut self, registry: &Registry, settings: &Settings) {
+    fn ready(&mut self, settings: &Settings) {
         tracing::debug!(peer = %self.peer, info = ?self.info, "connected");
         self.state = State::Ready;
         self.failures = 0;
-        self.pump(registry, settings);
+        self.pump(settings);
     }
 
     fn on_answer(&mut self, frame: Frame) {
@@ -380,8 +382,9 @@ impl Connection {
         }
     }
 
-    /// Moves queued requests into flight while there is room.
-    fn pump(&mut self, registry: &Registry, settings: &Settings) {
+    /// Moves queued requests into flight (onto the output queue) while
+    /// there is room; the caller flushes.
+    fn pump(&mut self, settings: &Settings) {
         let now = Instant::now();
         while self.in_flight.len() < settings.max_in_flight && self.out_bytes < OUT_LIMIT {
             let Some(outgoing) = self.queued.pop_front() else {
@@ -405,7 +408,6 @@ impl Connection {
                 },
             );
         }
-        self.flush(registry, settings);
     }
 
     /// Encodes a handshake frame straight into the output queue.
@@ -425,7 +427,8 @@ impl Connection {
         self.next_control_id
     }
 
-    fn flush(&mut self, registry: &Registry, settings: &Settings) {
+    /// Writes as much queued output as the socket takes.
+    pub fn flush(&mut self, registry: &Registry, settings: &Settings) {
         if matches!(self.state, State::Connecting { .. }) {
             return;
         }

@@ -51,6 +51,7 @@ pub(super) fn run(
     let mut events = Events::with_capacity(256);
     let mut scratch = vec![0u8; 256 << 10];
     let mut next_tick = Instant::now() + TICK;
+    let mut dirty: Vec<usize> = Vec::new();
     loop {
         loop {
             match inbox.try_recv() {
@@ -65,6 +66,7 @@ pub(super) fn run(
                         index
                     });
                     connections[index].submit(poll.registry(), outgoing, &settings);
+                    dirty.push(index);
                 }
                 Ok(Command::Shutdown) | Err(flume::TryRecvError::Disconnected) => {
                     for connection in &mut connections {
@@ -74,6 +76,11 @@ pub(super) fn run(
                 }
                 Err(flume::TryRecvError::Empty) => break,
             }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        for index in dirty.drain(..) {
+            connections[index].flush(poll.registry(), &settings);
         }
         let now = Instant::now();
         if now >= next_tick {

@@ -152,6 +152,34 @@ pub fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|nonce| Message::Ping(Ping { nonce })),
         any::<u64>().prop_map(|nonce| Message::Pong(Pong { nonce })),
         any::<bool>().prop_map(|all_shards| Message::Stats(Stats { all_shards })),
+        any::<u64>().prop_map(|known_epoch| Message::GetTopology(GetTopology { known_epoch })),
+        (
+            any::<u64>(),
+            any::<u8>(),
+            any::<u8>(),
+            vec(
+                (any::<u32>(), text(), any::<u16>()).prop_map(|(id, address, shards)| {
+                    TopologyNode {
+                        id,
+                        address,
+                        shards,
+                    }
+                }),
+                0..4
+            )
+        )
+            .prop_map(|(epoch, replication_factor, write_quorum, nodes)| {
+                Message::TopologyReply(TopologyReply {
+                    epoch,
+                    replication_factor,
+                    write_quorum,
+                    nodes,
+                })
+            }),
+        (proptest::option::of(any::<u64>()), any::<u32>())
+            .prop_map(|(after, max_ids)| Message::ListIds(ListIds { after, max_ids })),
+        (vec(object_id(), 0..16), proptest::option::of(any::<u64>()))
+            .prop_map(|(ids, next)| Message::IdList(IdList { ids, next })),
         (
             any::<u32>(),
             any::<u16>(),
