@@ -94,8 +94,37 @@ impl TestNode {
 
     /// Stops the process with SIGSTOP (a node that hangs: connections stay
     /// open, nothing is answered) or resumes it with SIGCONT.
+    /// Returns once every thread of the process is stopped (or running),
+    /// as /proc reports it: kill(2) only queues the signal.
     pub fn pause(&self, paused: bool) {
         self.signal(if paused { libc::SIGSTOP } else { libc::SIGCONT });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.all_threads_stopped() == paused {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!(
+            "stratum-node did not {} in 10 s",
+            if paused { "stop" } else { "resume" }
+        );
+    }
+
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return false;
+        };
+        tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    // "pid (comm) S ...": the state follows the last ')'.
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.trim_start().chars().next()
+                })
+                .is_some_and(|state| state == 'T' || state == 't')
+        })
     }
 
     /// Starts a node with `shards` shards and extra flags.
