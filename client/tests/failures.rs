@@ -15,10 +15,11 @@ use stratum_testkit::{TestClient, TestNode};
 use stratum_wire::message::Put;
 use stratum_wire::{FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind};
 
-/// Stores an object directly on one node (nodes do not replicate yet, so
-/// tests place replicas themselves).
+/// Stores an object on exactly one node: speaking as a peer node, the put
+/// is applied there and not replicated, so tests decide which replica holds
+/// what.
 fn place(node: &TestNode, shard: u16, kind: ObjectKind, content: &[u8]) {
-    let mut raw = node.client(shard);
+    let mut raw = node.node_client(shard);
     let id = ObjectId::compute(kind, content);
     let reply = raw
         .call(&Message::Put(Put { id, kind }), content)

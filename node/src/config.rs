@@ -120,6 +120,36 @@ struct FileConfig {
     store: FileStore,
     #[serde(default)]
     maintenance: FileMaintenance,
+    #[serde(default)]
+    replication: FileReplication,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReplication {
+    request_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    ping_interval_ms: Option<u64>,
+    hint_replay_per_sec: Option<u64>,
+    max_queued_hint_bytes: Option<u64>,
+}
+
+/// How a core talks to the other nodes' cores (see `replication`).
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// A replica that has not answered a replicate (or any request) within
+    /// this long counts as failed for that write; a hint is written.
+    pub request_timeout: Duration,
+    /// Connect plus handshake must finish within this long.
+    pub connect_timeout: Duration,
+    /// Idle peer connections are pinged this often; one that misses a pong
+    /// for two intervals is closed (a hung peer is noticed without traffic).
+    pub ping_interval: Duration,
+    /// Most hints replayed per second per core once a peer is back.
+    pub hint_replay_per_sec: u64,
+    /// Hints waiting to be written per core; past it new hints are dropped
+    /// (and counted): the write already has its quorum.
+    pub max_queued_hint_bytes: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +226,9 @@ pub struct NodeConfig {
     pub shards: u16,
     pub node_id: u32,
     pub topology: Topology,
+    /// The file `topology` came from (re-read on SIGHUP); `None` for the
+    /// implicit single-node topology.
+    pub topology_path: Option<PathBuf>,
     pub admin: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub secret: Option<ClusterSecret>,
@@ -212,6 +245,7 @@ pub struct NodeConfig {
     /// The I/O properties file the two settings above came from.
     pub io_properties: Option<PathBuf>,
     pub maintenance: Maintenance,
+    pub replication: Replication,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -383,6 +417,7 @@ impl NodeConfig {
             ));
         }
         let maintenance = resolve_maintenance(&file.maintenance)?;
+        let replication = resolve_replication(&file.replication)?;
         let data_dir = flags
             .data_dir
             .or(file.data_dir)
@@ -422,6 +457,7 @@ impl NodeConfig {
             shards,
             node_id,
             topology,
+            topology_path,
             admin,
             log_format: flags
                 .log_format
@@ -436,6 +472,7 @@ impl NodeConfig {
             read_parallelism,
             io_properties,
             maintenance,
+            replication,
         };
         // The store checks its own settings (segment size against object
         // size, ...): ask it now, before any core starts.
@@ -499,6 +536,36 @@ fn positive(setting: &'static str, value: u64) -> Result<u64, ConfigError> {
         return Err(invalid(setting, "must be positive"));
     }
     Ok(value)
+}
+
+fn resolve_replication(file: &FileReplication) -> Result<Replication, ConfigError> {
+    let millis = |setting, value: Option<u64>, default| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(positive(
+            setting,
+            value.unwrap_or(default),
+        )?))
+    };
+    Ok(Replication {
+        request_timeout: millis(
+            "replication.request_timeout_ms",
+            file.request_timeout_ms,
+            5_000,
+        )?,
+        connect_timeout: millis(
+            "replication.connect_timeout_ms",
+            file.connect_timeout_ms,
+            1_000,
+        )?,
+        ping_interval: millis("replication.ping_interval_ms", file.ping_interval_ms, 1_000)?,
+        hint_replay_per_sec: positive(
+            "replication.hint_replay_per_sec",
+            file.hint_replay_per_sec.unwrap_or(2_000),
+        )?,
+        max_queued_hint_bytes: positive(
+            "replication.max_queued_hint_bytes",
+            file.max_queued_hint_bytes.unwrap_or(64 << 20),
+        )?,
+    })
 }
 
 fn resolve_limits(

@@ -2,15 +2,16 @@
 //!
 //! - [`store`]: the shard store one core owns.
 //! - [`server`]: the thread-per-core server around the stores.
+//! - [`replication`]: the quorum coordinator on every core, peer links,
+//!   hinted handoff and read repair.
 //! - [`config`]: settings (defaults, TOML file, flags) and their validation.
 //! - [`logging`]: `tracing` output.
 //! - [`io_properties`]: the disk measurements `stratum-tune iotune` leaves
 //!   for the node.
-//!
-//! Replication between nodes comes with issue 8.
 
 pub mod config;
 pub mod io_properties;
 pub mod logging;
+pub mod replication;
 pub mod server;
 pub mod store;

@@ -1,5 +1,7 @@
 //! `stratum-node`: serves this node's shards until SIGTERM or SIGINT, then
-//! drains, makes everything durable, checkpoints and exits 0.
+//! drains, makes everything durable, checkpoints and exits 0. SIGHUP
+//! re-reads the topology file (a higher epoch is rolled out to every core;
+//! an invalid file is refused with a logged reason and changes nothing).
 //!
 //! Exit status: 0 after a clean shutdown; 1 when it could not start or did
 //! not stop cleanly; 2 for an invalid command line; 78 (EX_CONFIG) for an
@@ -9,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use stratum_node::config::{Flags, NodeConfig};
 use stratum_node::server::{admin, Node};
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
     stratum_node::logging::init(config.log_format);
     // Registered before any core starts, so a signal during startup is not
     // lost (it is acted on once startup finishes).
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(signals) => signals,
         Err(err) => {
             tracing::error!(error = %err, "cannot install signal handlers");
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
         read_parallelism = config.read_parallelism,
         "starting"
     );
-    let node = match Node::start(Arc::clone(&config)) {
+    let mut node = match Node::start(Arc::clone(&config)) {
         Ok(node) => node,
         Err(err) => {
             tracing::error!(error = %stratum_node::server::error_chain(&err), "cannot start");
@@ -68,7 +70,21 @@ fn main() -> ExitCode {
     let last_port = u32::from(config.listen.port()) + u32::from(config.shards) - 1;
     tracing::info!(listen = %config.listen, last_port, "serving");
 
-    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    let mut signal = SIGTERM;
+    for received in signals.forever() {
+        if received != SIGHUP {
+            signal = received;
+            break;
+        }
+        match node.reload_topology() {
+            Ok(Some(epoch)) => tracing::info!(epoch, "topology reloaded"),
+            Ok(None) => tracing::info!("topology file unchanged"),
+            Err(err) => tracing::error!(
+                error = %stratum_node::server::error_chain(&err),
+                "topology reload refused; keeping the current one"
+            ),
+        }
+    }
     tracing::info!(
         signal,
         "shutting down: draining connections, then checkpointing"
@@ -76,7 +92,7 @@ fn main() -> ExitCode {
     // A second signal means "now": exit without the clean shutdown (every
     // acknowledged write is already durable; the next start replays).
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        if let Some(signal) = signals.forever().find(|signal| *signal != SIGHUP) {
             eprintln!("stratum-node: signal {signal} during shutdown; exiting at once");
             std::process::exit(130);
         }

@@ -238,6 +238,18 @@ impl TestNode {
         TestClient::connect(self.addr(shard), self.secret.as_ref()).expect("connect")
     }
 
+    /// A connection that speaks as a peer node: writes land on this node
+    /// only and reads never trigger read repair.
+    pub fn node_client(&self, shard: u16) -> TestClient {
+        TestClient::connect_as_node(self.addr(shard), self.secret.as_ref(), u32::MAX)
+            .expect("connect")
+    }
+
+    /// Sends SIGHUP (the node re-reads its topology file).
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }

@@ -31,6 +31,26 @@ fn limits() -> FrameLimits {
 impl TestClient {
     /// Connects and completes the handshake (proving `secret` if given).
     pub fn connect(addr: SocketAddr, secret: Option<&ClusterSecret>) -> Result<Self, String> {
+        Self::connect_as(addr, secret, PeerRole::Client, None)
+    }
+
+    /// Connects as node `node_id` would: the node then applies writes
+    /// locally only (no coordination) and never repairs on a read, which is
+    /// how tests place or inspect exactly one replica.
+    pub fn connect_as_node(
+        addr: SocketAddr,
+        secret: Option<&ClusterSecret>,
+        node_id: u32,
+    ) -> Result<Self, String> {
+        Self::connect_as(addr, secret, PeerRole::Node, Some(node_id))
+    }
+
+    fn connect_as(
+        addr: SocketAddr,
+        secret: Option<&ClusterSecret>,
+        role: PeerRole,
+        node_id: Option<u32>,
+    ) -> Result<Self, String> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|err| format!("connect {addr}: {err}"))?;
         stream
@@ -57,8 +77,8 @@ impl TestClient {
         let nonce = [7u8; 32];
         let hello = Message::Hello(Hello {
             protocol_version: 1,
-            role: PeerRole::Client,
-            node_id: None,
+            role,
+            node_id,
             topology_epoch: 0,
             agent: "stratum-node-tests".into(),
             auth_nonce: nonce,

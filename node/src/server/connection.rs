@@ -71,7 +71,8 @@ impl Conn {
     }
 
     pub async fn error(&self, request_id: u64, err: &OpError) -> Result<(), Closed> {
-        let reply = ErrorReply::new(err.code, err.detail.clone(), self.core.topology_epoch());
+        let mut reply = ErrorReply::new(err.code, err.detail.clone(), self.core.topology_epoch());
+        reply.replicas = err.replicas.clone();
         self.reply(request_id, &Message::Error(reply), &[]).await
     }
 }

@@ -20,6 +20,8 @@ use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
 use super::ops::{self, Content, Done, Op, OpError};
 use super::{connection, maintenance};
 use crate::config::NodeConfig;
+use crate::replication::handoff::{self, Handoff};
+use crate::replication::Replicator;
 use crate::store::fs::dma::DmaFs;
 use crate::store::{ShardStore, StoreError};
 
@@ -32,6 +34,8 @@ pub struct Core {
     pub store: ShardStore<DmaFs>,
     pub mesh: Mesh,
     pub metrics: RefCell<ShardMetrics>,
+    /// Peer links, quorum counts, hints, the placement this core routes by.
+    pub replication: Replicator,
     in_flight: Cell<u32>,
     buffered: Cell<u64>,
     /// Closed when draining starts: every `wait_shutdown` then returns. (A
@@ -61,7 +65,7 @@ impl Drop for Admission {
 
 impl Core {
     pub fn topology_epoch(&self) -> u64 {
-        self.config.topology.epoch()
+        self.replication.settings.epoch.get()
     }
 
     /// Admits a request carrying `body_bytes` if the shard is under both its
@@ -127,6 +131,11 @@ impl Core {
             metrics,
             store: self.store.stats(),
             write_mode: self.store.write_mode(),
+            replication: self.replication.stats.borrow().clone(),
+            peers: self.replication.peer_snapshots(),
+            hints_pending: self.replication.handoff.pending(),
+            epoch_mismatches: self.replication.settings.epoch_mismatches.get(),
+            topology_epoch: self.topology_epoch(),
             in_flight: u64::from(self.in_flight.get()),
             buffered_bytes: self.buffered.get(),
         }
@@ -182,6 +191,18 @@ pub async fn run(
                 return;
             }
         };
+    let hints_dir = dir.join("hints");
+    let handoff =
+        match Handoff::open(hints_dir.clone(), config.replication.max_queued_hint_bytes).await {
+            Ok(handoff) => handoff,
+            Err(err) => {
+                let _ = ready.send(Err(format!(
+                    "shard {shard_id}: cannot open hints in {}: {err}",
+                    hints_dir.display()
+                )));
+                return;
+            }
+        };
     tracing::info!(
         shard = shard_id,
         %addr,
@@ -199,6 +220,7 @@ pub async fn run(
         store,
         mesh,
         metrics: RefCell::new(ShardMetrics::default()),
+        replication: Replicator::new(&config, handoff),
         in_flight: Cell::new(0),
         buffered: Cell::new(0),
         shutdown: Semaphore::new(0),
@@ -209,13 +231,21 @@ pub async fn run(
     });
     let inbox_task = glommio::spawn_local(serve_inbox(Rc::clone(&core), inbox));
     let upkeep = glommio::spawn_local(maintenance::run(Rc::clone(&core)));
+    let hint_writer = glommio::spawn_local(handoff::write_loop(Rc::clone(&core)));
+    let hint_replay = glommio::spawn_local(handoff::replay_loop(Rc::clone(&core)));
     let _ = ready.send(Ok(shard_id));
-    accept_loop(&core, listener).await;
+    accept_loop(&core, listener, hint_replay).await;
 
     // Drained: the inbox task ends on `Close`, after which nothing else will
     // touch the store.
     inbox_task.await;
     upkeep.cancel().await;
+    hint_writer.cancel().await;
+    core.replication
+        .handoff
+        .flush_queued(&core.replication.stats)
+        .await;
+    core.replication.close_links();
     let core = match Rc::try_unwrap(core) {
         Ok(core) => core,
         Err(core) => {
@@ -235,7 +265,7 @@ pub async fn run(
     }
 }
 
-async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
+async fn accept_loop(core: &Rc<Core>, listener: TcpListener, hint_replay: glommio::Task<()>) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             core.wait_shutdown().await;
@@ -286,6 +316,10 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
         "stopped accepting; draining connections"
     );
     let _ = core.connections.close().await;
+    // Replica writes still running for answered clients, and repairs, end
+    // within their request timeout; hint replay stops here.
+    hint_replay.cancel().await;
+    let _ = core.replication.background.close().await;
     core.drained.set(true);
 }
 
@@ -304,6 +338,13 @@ async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
             }
             CoreMsg::Metrics { reply } => {
                 let _ = reply.send(core.snapshot());
+            }
+            CoreMsg::Topology { topology, done } => {
+                let epoch = topology.epoch();
+                core.replication
+                    .set_placement(stratum_wire::placement::Placement::new(topology));
+                tracing::info!(shard = core.shard_id, epoch, "routing by a new topology");
+                let _ = done.send(core.shard_id);
             }
             CoreMsg::Drain { drained } => {
                 core.shutdown.close();

@@ -84,6 +84,20 @@ pub async fn run(
         stratum_wire::message::ArchivedPeerRole::Client => PeerRole::Client,
         stratum_wire::message::ArchivedPeerRole::Node => PeerRole::Node,
     };
+    let theirs = hello.topology_epoch.to_native();
+    if role == PeerRole::Node && theirs != core.topology_epoch() {
+        let settings = &core.replication.settings;
+        settings
+            .epoch_mismatches
+            .set(settings.epoch_mismatches.get() + 1);
+        tracing::warn!(
+            shard = core.shard_id,
+            peer_node = hello.node_id.as_ref().map(|id| id.to_native()),
+            ours = core.topology_epoch(),
+            theirs,
+            "a peer node routes by another topology epoch: roll the same topology file out to every node"
+        );
+    }
     let peer = Peer {
         role,
         agent: hello.agent.as_str().chars().take(128).collect(),

@@ -3,6 +3,8 @@
 //! shared and nothing is locked. (glommio wakes a task woken from another
 //! thread on its own executor.)
 
+use stratum_wire::placement::Topology;
+
 use super::metrics::MetricsSnapshot;
 use super::ops::{Done, Op, OpError};
 
@@ -16,6 +18,12 @@ pub enum CoreMsg {
     /// A snapshot of this core's metrics (admin endpoint, `stats`).
     Metrics {
         reply: flume::Sender<MetricsSnapshot>,
+    },
+    /// Route by this (already validated) topology from now on; say so on
+    /// `done`.
+    Topology {
+        topology: Topology,
+        done: flume::Sender<u16>,
     },
     /// Shutdown, phase 1: stop accepting, drain connections, then say so on
     /// `drained`. Forwarded ops are still served (other cores are draining

@@ -8,6 +8,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::replication::peer_link::PeerSnapshot;
+use crate::replication::ReplicationStats;
 use crate::store::{StoreStats, WriteMode};
 
 /// Request kinds with their own counters.
@@ -210,6 +212,13 @@ pub struct MetricsSnapshot {
     pub write_mode: WriteMode,
     pub in_flight: u64,
     pub buffered_bytes: u64,
+    pub replication: ReplicationStats,
+    /// This core's links to other nodes' cores.
+    pub peers: Vec<PeerSnapshot>,
+    pub hints_pending: u64,
+    /// Peer handshakes that found another topology epoch.
+    pub epoch_mismatches: u64,
+    pub topology_epoch: u64,
 }
 
 impl MetricsSnapshot {
@@ -264,6 +273,32 @@ impl MetricsSnapshot {
                 ("store.corrupt_reads", s.corrupt_reads),
                 ("store.scrubs", s.scrubs),
                 ("store.scrub_findings", s.scrub_findings),
+                ("topology_epoch", self.topology_epoch),
+                ("replication.quorum_acked", self.replication.quorum_acked),
+                (
+                    "replication.quorum_partial",
+                    self.replication.quorum_partial,
+                ),
+                (
+                    "replication.quorum_unavailable",
+                    self.replication.quorum_unavailable,
+                ),
+                ("replication.hints_queued", self.replication.hints_queued),
+                ("replication.hints_dropped", self.replication.hints_dropped),
+                (
+                    "replication.hints_replayed",
+                    self.replication.hints_replayed,
+                ),
+                ("replication.hints_pending", self.hints_pending),
+                ("replication.read_repairs", self.replication.read_repairs),
+                (
+                    "replication.read_repair_failures",
+                    self.replication.read_repair_failures,
+                ),
+                (
+                    "replication.epoch_mismatches",
+                    self.epoch_mismatches + self.replication.replicate_epoch_mismatches,
+                ),
                 (
                     "store.writable",
                     u64::from(self.write_mode == WriteMode::Writable),
@@ -391,7 +426,177 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
             let _ = writeln!(out, "{name}{{{}}} {}", labels(snap.shard_id), get(snap));
         }
     }
+    render_replication(&mut out, node_id, snapshots);
     out
+}
+
+/// Quorum outcomes, hints, read repair, and one series per peer link.
+fn render_replication(out: &mut String, node_id: u32, snapshots: &[MetricsSnapshot]) {
+    let labels = |shard: u16| format!("node=\"{node_id}\",shard=\"{shard}\"");
+    type Getter = fn(&MetricsSnapshot) -> f64;
+    let simple: [(&str, &str, &str, Getter); 9] = [
+        (
+            "stratum_topology_epoch",
+            "gauge",
+            "The topology epoch this core routes by.",
+            |s| s.topology_epoch as f64,
+        ),
+        (
+            "stratum_quorum_acked_total",
+            "counter",
+            "Client writes acknowledged at the write quorum.",
+            |s| s.replication.quorum_acked as f64,
+        ),
+        (
+            "stratum_quorum_partial_total",
+            "counter",
+            "Acknowledged writes that some replica missed (a hint was queued).",
+            |s| s.replication.quorum_partial as f64,
+        ),
+        (
+            "stratum_quorum_unavailable_total",
+            "counter",
+            "Client writes refused: fewer than the write quorum reachable or durable.",
+            |s| s.replication.quorum_unavailable as f64,
+        ),
+        (
+            "stratum_hints_pending",
+            "gauge",
+            "Hints waiting to be replayed to their replica.",
+            |s| s.hints_pending as f64,
+        ),
+        (
+            "stratum_hints_replayed_total",
+            "counter",
+            "Hints delivered to their replica.",
+            |s| s.replication.hints_replayed as f64,
+        ),
+        (
+            "stratum_hints_dropped_total",
+            "counter",
+            "Hints not kept (queue full or write failed).",
+            |s| s.replication.hints_dropped as f64,
+        ),
+        (
+            "stratum_read_repairs_total",
+            "counter",
+            "Missing objects copied from another replica after a client read.",
+            |s| s.replication.read_repairs as f64,
+        ),
+        (
+            "stratum_peer_epoch_mismatches_total",
+            "counter",
+            "Peer handshakes and replicate requests on another topology epoch.",
+            |s| (s.epoch_mismatches + s.replication.replicate_epoch_mismatches) as f64,
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        header(out, name, kind, help);
+        for snap in snapshots {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(snap.shard_id), get(snap));
+        }
+    }
+    let peer = |snap: &MetricsSnapshot, p: &PeerSnapshot| {
+        format!(
+            "{},peer_node=\"{}\",peer_shard=\"{}\"",
+            labels(snap.shard_id),
+            p.node_id,
+            p.shard
+        )
+    };
+    header(
+        out,
+        "stratum_peer_link_state",
+        "gauge",
+        "Link to a peer core: 0 idle, 1 up, 2 down (backing off).",
+    );
+    for snap in snapshots {
+        for p in &snap.peers {
+            let _ = writeln!(
+                out,
+                "stratum_peer_link_state{{{}}} {}",
+                peer(snap, p),
+                p.state as u8
+            );
+        }
+    }
+    header(
+        out,
+        "stratum_peer_requests_total",
+        "counter",
+        "Requests to a peer core by result.",
+    );
+    for snap in snapshots {
+        for p in &snap.peers {
+            for (result, value) in [
+                ("ok", p.stats.requests_ok),
+                ("error", p.stats.errors),
+                ("timeout", p.stats.timeouts),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "stratum_peer_requests_total{{{},result=\"{result}\"}} {value}",
+                    peer(snap, p)
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "stratum_peer_connects_total",
+        "counter",
+        "Connects to a peer core by result.",
+    );
+    for snap in snapshots {
+        for p in &snap.peers {
+            for (result, value) in [
+                ("ok", p.stats.connects),
+                ("failed", p.stats.connect_failures),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "stratum_peer_connects_total{{{},result=\"{result}\"}} {value}",
+                    peer(snap, p)
+                );
+            }
+        }
+    }
+    header(
+        out,
+        "stratum_peer_request_duration_seconds",
+        "histogram",
+        "Round trips of requests to a peer core.",
+    );
+    for snap in snapshots {
+        for p in &snap.peers {
+            let base = peer(snap, p);
+            let hist = &p.stats.latency;
+            let mut cumulative = 0;
+            for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets.iter()) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "stratum_peer_request_duration_seconds_bucket{{{base},le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                out,
+                "stratum_peer_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {}",
+                hist.count
+            );
+            let _ = writeln!(
+                out,
+                "stratum_peer_request_duration_seconds_sum{{{base}}} {}",
+                hist.sum_us as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "stratum_peer_request_duration_seconds_count{{{base}}} {}",
+                hist.count
+            );
+        }
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -402,6 +607,18 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer_with_latencies() -> PeerSnapshot {
+        let mut stats = crate::replication::peer_link::PeerStats::default();
+        stats.latency.record(Duration::from_micros(80));
+        stats.latency.record(Duration::from_secs(2));
+        PeerSnapshot {
+            node_id: 2,
+            shard: 0,
+            state: crate::replication::peer_link::LinkState::Up,
+            stats,
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_in_the_rendering() {
@@ -416,6 +633,11 @@ mod tests {
             write_mode: WriteMode::Writable,
             in_flight: 0,
             buffered_bytes: 0,
+            replication: ReplicationStats::default(),
+            peers: vec![peer_with_latencies()],
+            hints_pending: 3,
+            epoch_mismatches: 0,
+            topology_epoch: 2,
         };
         let text = render_prometheus(7, &[snap]);
         let line = |needle: &str| {
@@ -429,6 +651,14 @@ mod tests {
         assert!(line(&format!("{base},le=\"0.0005\"}}")).ends_with(" 2"));
         assert!(line(&format!("{base},le=\"5\"}}")).ends_with(" 2"));
         assert!(line(&format!("{base},le=\"+Inf\"}}")).ends_with(" 3"));
+        let peer = "stratum_peer_request_duration_seconds_bucket{node=\"7\",shard=\"1\",peer_node=\"2\",peer_shard=\"0\"";
+        assert!(line(&format!("{peer},le=\"0.0001\"}}")).ends_with(" 1"));
+        assert!(line(&format!("{peer},le=\"+Inf\"}}")).ends_with(" 2"));
+        assert!(line(
+            "stratum_peer_link_state{node=\"7\",shard=\"1\",peer_node=\"2\",peer_shard=\"0\"}"
+        )
+        .ends_with(" 1"));
+        assert!(line("stratum_hints_pending{node=\"7\",shard=\"1\"}").ends_with(" 3"));
         assert!(line(
             "stratum_requests_total{node=\"7\",shard=\"1\",op=\"get\",outcome=\"not_found\"}"
         )

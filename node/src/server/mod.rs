@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use stratum_wire::placement::{Topology, TopologyError};
 
 use crate::config::NodeConfig;
 use mesh::{CoreMsg, Mesh};
@@ -56,9 +57,29 @@ pub enum StartError {
     Vanished(u16),
 }
 
+/// Why a topology reload was refused (the node keeps its current one).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this node was started without --topology; there is no file to reload")]
+    NoFile,
+    #[error("topology {path}")]
+    Load {
+        path: std::path::PathBuf,
+        #[source]
+        source: TopologyError,
+    },
+    #[error("topology {path} refused: {reason}")]
+    Refused {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
 /// A running node.
 pub struct Node {
     config: Arc<NodeConfig>,
+    /// The topology every core routes by.
+    topology: Topology,
     mesh: Mesh,
     executors: Vec<ExecutorJoinHandle<()>>,
     /// Shards that reported serving (only they are drained and closed).
@@ -125,6 +146,7 @@ impl Node {
             }
         }
         let node = Self {
+            topology: config.topology.clone(),
             config,
             mesh,
             executors,
@@ -145,6 +167,79 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// Re-reads the topology file and, if it is a valid successor of the
+    /// current one, makes every core route by it. Returns the new epoch, or
+    /// `None` when the file is unchanged.
+    ///
+    /// A successor has a higher epoch and keeps this node's id, address and
+    /// shard count (those need a restart).
+    pub fn reload_topology(&mut self) -> Result<Option<u64>, ReloadError> {
+        let path = self
+            .config
+            .topology_path
+            .clone()
+            .ok_or(ReloadError::NoFile)?;
+        let new = Topology::load(&path).map_err(|source| ReloadError::Load {
+            path: path.clone(),
+            source,
+        })?;
+        if new == self.topology {
+            return Ok(None);
+        }
+        let refuse = |reason: String| ReloadError::Refused {
+            path: path.clone(),
+            reason,
+        };
+        let me = self.config.node_id;
+        let current = self.topology.nodes().iter().find(|node| node.id == me);
+        let Some(mine) = new.nodes().iter().find(|node| node.id == me) else {
+            return Err(refuse(format!("node {me} (this node) is not in it")));
+        };
+        if mine.shards != self.config.shards {
+            return Err(refuse(format!(
+                "it gives node {me} {} shards; this node runs {} (changing that needs a restart)",
+                mine.shards, self.config.shards
+            )));
+        }
+        if let Some(current) = current {
+            if current.address != mine.address {
+                return Err(refuse(format!(
+                    "it moves node {me} from {} to {} (changing that needs a restart)",
+                    current.address, mine.address
+                )));
+            }
+        }
+        if new.epoch() <= self.topology.epoch() {
+            return Err(refuse(format!(
+                "its epoch {} is not above the current {}; a changed topology needs a higher epoch",
+                new.epoch(),
+                self.topology.epoch()
+            )));
+        }
+        let (done_tx, done_rx) = flume::unbounded();
+        for &shard in &self.serving {
+            self.mesh.send_blocking(
+                shard,
+                CoreMsg::Topology {
+                    topology: new.clone(),
+                    done: done_tx.clone(),
+                },
+            );
+        }
+        drop(done_tx);
+        let confirmed = done_rx.iter().count();
+        if confirmed != self.serving.len() {
+            tracing::error!(
+                confirmed,
+                shards = self.serving.len(),
+                "not every shard took the new topology"
+            );
+        }
+        let epoch = new.epoch();
+        self.topology = new;
+        Ok(Some(epoch))
     }
 
     /// Drains every core (stop accepting, finish in-flight requests), then

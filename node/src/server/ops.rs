@@ -5,7 +5,7 @@
 //! another core's object can forward the op and get the result back by
 //! message (see `mesh.rs`).
 
-use stratum_wire::message::{ErrorCode, PutOutcome as WirePutOutcome};
+use stratum_wire::message::{ErrorCode, PutOutcome as WirePutOutcome, ReplicaFailure};
 use stratum_wire::{ObjectId, ObjectKind};
 
 use crate::store::fs::StoreFs;
@@ -88,6 +88,8 @@ impl Done<Vec<u8>> {
 pub struct OpError {
     pub code: ErrorCode,
     pub detail: String,
+    /// What each replica answered (for `Unavailable` from a coordinator).
+    pub replicas: Vec<ReplicaFailure>,
 }
 
 impl OpError {
@@ -95,6 +97,7 @@ impl OpError {
         Self {
             code,
             detail: detail.into(),
+            replicas: Vec::new(),
         }
     }
 }
@@ -115,10 +118,7 @@ impl From<StoreError> for OpError {
         };
         // Keep the whole cause chain in the detail: the client's operator
         // needs "which file, which errno", not just "internal".
-        Self {
-            code,
-            detail: super::error_chain(&err),
-        }
+        Self::new(code, super::error_chain(&err))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use stratum_wire::message::{
     BatchEnd, BatchItem, BatchStatus, DeleteAck, ErrorCode, GetOk, HasResult, IdList, PeerRole,
-    Pong, PutAck, ReplicateAck, StatEntry, StatsReply, TopologyNode, TopologyReply,
+    Pong, PutAck, PutOutcome, ReplicateAck, StatEntry, StatsReply, TopologyNode, TopologyReply,
 };
 use stratum_wire::{Frame, Message, MessageRef, ObjectId, ObjectKind};
 
@@ -17,6 +17,8 @@ use super::core::Admission;
 use super::mesh::CoreMsg;
 use super::metrics::{OpKind, Outcome};
 use super::ops::{Done, Op, OpError};
+use crate::replication::quorum::{self, Write};
+use crate::replication::read_repair;
 
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
@@ -28,6 +30,7 @@ enum Request {
     Replicate {
         id: ObjectId,
         kind: ObjectKind,
+        epoch: u64,
     },
     Get {
         id: ObjectId,
@@ -67,6 +70,7 @@ impl Request {
             MessageRef::Replicate(replicate) => Self::Replicate {
                 id: replicate.id.get(),
                 kind: replicate.kind.into(),
+                epoch: replicate.topology_epoch.to_native(),
             },
             MessageRef::Get(get) => Self::Get { id: get.id.get() },
             MessageRef::Has(has) => Self::Has { id: has.id.get() },
@@ -211,29 +215,44 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         } => {
             let content = frame.take_payload();
             core.metrics.borrow_mut().bytes_in += content.len() as u64;
-            let op = Op::Put {
+            // Clients' writes are coordinated across the replicas; a node
+            // sending put (rather than replicate) writes here only.
+            let write = Write::Put {
                 id,
                 kind: object_kind,
                 content,
             };
-            match core.run_op(&id, op).await {
-                Ok(Done::Put(outcome)) => {
+            match coordinated(&conn, write).await {
+                Ok(acked) => {
                     let ack = PutAck {
                         id,
-                        outcome,
-                        durable_replicas: 1,
+                        outcome: if acked.changed {
+                            PutOutcome::Stored
+                        } else {
+                            PutOutcome::AlreadyPresent
+                        },
+                        durable_replicas: acked.replicas,
                     };
                     let _ = conn.reply(request_id, &Message::PutAck(ack), &[]).await;
                     Outcome::Ok
                 }
-                Ok(_) => unexpected(&conn, request_id).await,
                 Err(err) => fail(&conn, request_id, err).await,
             }
         }
         Request::Replicate {
             id,
             kind: object_kind,
+            epoch,
         } => {
+            if epoch != core.topology_epoch() {
+                // Stored anyway (an extra copy never hurts), but counted and
+                // logged: the cluster is mid-rollout or misconfigured.
+                core.replication
+                    .stats
+                    .borrow_mut()
+                    .replicate_epoch_mismatches += 1;
+                tracing::debug!(shard = core.shard_id, %id, theirs = epoch, ours = core.topology_epoch(), "replicate from another topology epoch");
+            }
             if conn.peer.role != PeerRole::Node {
                 let err = OpError::new(
                     ErrorCode::BadRequest,
@@ -275,6 +294,9 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             Ok(Done::Get(None)) => {
                 let err = OpError::new(ErrorCode::NotFound, format!("{id} is not stored here"));
                 let _ = conn.error(request_id, &err).await;
+                if conn.peer.role == PeerRole::Client {
+                    read_repair::maybe_repair(&core, id);
+                }
                 Outcome::NotFound
             }
             Ok(_) => unexpected(&conn, request_id).await,
@@ -294,18 +316,15 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             Ok(_) => unexpected(&conn, request_id).await,
             Err(err) => fail(&conn, request_id, err).await,
         },
-        Request::Delete { id } => match core.run_op(&id, Op::Delete { id }).await {
-            Ok(Done::Delete(existed)) => {
-                let _ = conn
-                    .reply(
-                        request_id,
-                        &Message::DeleteAck(DeleteAck { id, existed }),
-                        &[],
-                    )
-                    .await;
+        Request::Delete { id } => match coordinated(&conn, Write::Delete { id }).await {
+            Ok(acked) => {
+                let ack = DeleteAck {
+                    id,
+                    existed: acked.changed,
+                };
+                let _ = conn.reply(request_id, &Message::DeleteAck(ack), &[]).await;
                 Outcome::Ok
             }
-            Ok(_) => unexpected(&conn, request_id).await,
             Err(err) => fail(&conn, request_id, err).await,
         },
         Request::BatchGet { ids } => batch_get(&conn, request_id, ids).await,
@@ -347,6 +366,33 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
     core.metrics
         .borrow_mut()
         .request(kind, outcome, started.elapsed());
+}
+
+/// A write from a client is coordinated across the replica set; from a
+/// node (a coordinator elsewhere), it is applied here only.
+async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError> {
+    let core = &conn.core;
+    if conn.peer.role == PeerRole::Client {
+        return quorum::coordinate(core, write).await;
+    }
+    let (id, op) = match write {
+        Write::Put { id, kind, content } => (id, Op::Put { id, kind, content }),
+        Write::Delete { id } => (id, Op::Delete { id }),
+    };
+    match core.run_op(&id, op).await? {
+        Done::Put(outcome) => Ok(quorum::Acked {
+            replicas: 1,
+            changed: outcome == PutOutcome::Stored,
+        }),
+        Done::Delete(existed) => Ok(quorum::Acked {
+            replicas: 1,
+            changed: existed,
+        }),
+        _ => Err(OpError::new(
+            ErrorCode::Internal,
+            "internal error: mismatched operation result",
+        )),
+    }
 }
 
 async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
@@ -431,7 +477,8 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
 const MAX_LIST_PAGE: usize = 16 << 10;
 
 fn topology_reply(core: &super::core::Core) -> TopologyReply {
-    let topology = &core.config.topology;
+    let placement = core.replication.placement();
+    let topology = placement.topology();
     TopologyReply {
         epoch: topology.epoch(),
         replication_factor: topology.replication_factor(),

@@ -1,0 +1,189 @@
+//! Opening a link: TCP connect to a peer's shard, then the handshake as a
+//! node (`Hello { role: Node }`, and the mutual proof of the cluster secret
+//! when there is one). The answer must come from the node and shard the
+//! topology names at that address; anything else is refused.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+use std::time::Duration;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use stratum_wire::auth::{random_nonce, ClusterSecret};
+use stratum_wire::frame::PROTOCOL_VERSION;
+use stratum_wire::message::{AuthProof, Hello, PeerRole};
+use stratum_wire::{FrameEncoder, FrameLimits, Message, MessageRef};
+
+use crate::server::frame_reader::FrameReader;
+
+/// What every link of a core shares.
+#[derive(Debug)]
+pub struct LinkSettings {
+    /// This node's id, sent in `Hello`.
+    pub node_id: u32,
+    pub secret: Option<ClusterSecret>,
+    pub frame_limits: FrameLimits,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub ping_interval: Duration,
+    /// The epoch this core routes by, sent in `Hello` and compared with the
+    /// peer's (updated on a topology reload).
+    pub epoch: std::cell::Cell<u64>,
+    /// Handshakes that found the peer on another epoch.
+    pub epoch_mismatches: std::cell::Cell<u64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DialError {
+    #[error("{address} is not a socket address")]
+    Address { address: String },
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("connect and handshake took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("socket error: {0}")]
+    Io(String),
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    #[error("the peer at this address is node {got_node} shard {got_shard}, not node {node} shard {shard} as the topology says")]
+    WrongPeer {
+        node: u32,
+        shard: u16,
+        got_node: u32,
+        got_shard: u16,
+    },
+}
+
+/// A second glommio stream on a duplicate of `stream`'s socket (the link's
+/// reader and writer each own one).
+pub fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
+    // SAFETY: the descriptor is open for as long as `stream` lives, which
+    // spans this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let owned = borrowed.try_clone_to_owned()?;
+    // SAFETY: `owned` is a fresh descriptor of a connected TCP socket we own;
+    // ownership moves into the new stream.
+    Ok(unsafe { TcpStream::from_raw_fd(owned.into_raw_fd()) })
+}
+
+/// Connects and completes the handshake; returns the stream and the reader
+/// (which may already hold bytes after the handshake).
+pub async fn dial(
+    address: &str,
+    node: u32,
+    shard: u16,
+    settings: &LinkSettings,
+) -> Result<(TcpStream, FrameReader), DialError> {
+    let addr: std::net::SocketAddr = address.parse().map_err(|_| DialError::Address {
+        address: address.to_owned(),
+    })?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|err| DialError::Connect(err.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    // Idle: pings keep a healthy link busier than this.
+    let idle = settings.ping_interval * 4;
+    let mut reader = FrameReader::new(settings.frame_limits, idle, settings.request_timeout);
+    let mut encoder = FrameEncoder::new(settings.frame_limits);
+    let nonce = random_nonce().map_err(|err| DialError::Io(err.to_string()))?;
+    let hello = Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role: PeerRole::Node,
+        node_id: Some(settings.node_id),
+        topology_epoch: settings.epoch.get(),
+        agent: concat!("stratum-node/", env!("CARGO_PKG_VERSION")).to_owned(),
+        auth_nonce: nonce,
+    });
+    send(&mut stream, &mut encoder, &hello).await?;
+    let frame = reader
+        .next_frame(&mut stream, std::future::pending())
+        .await
+        .map_err(|err| DialError::Handshake(err.to_string()))?
+        .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
+    let challenge = match frame.message() {
+        MessageRef::HelloAck(ack) => {
+            let (got_node, got_shard) = (ack.node_id.to_native(), ack.shard_id.to_native());
+            if (got_node, got_shard) != (node, shard) {
+                return Err(DialError::WrongPeer {
+                    node,
+                    shard,
+                    got_node,
+                    got_shard,
+                });
+            }
+            let theirs = ack.topology_epoch.to_native();
+            if theirs != settings.epoch.get() {
+                settings
+                    .epoch_mismatches
+                    .set(settings.epoch_mismatches.get() + 1);
+                tracing::warn!(
+                    peer = node,
+                    shard,
+                    ours = settings.epoch.get(),
+                    theirs,
+                    "peer routes by another topology epoch: roll the same topology file out to every node"
+                );
+            }
+            ack.auth_challenge.as_ref().copied()
+        }
+        MessageRef::Error(err) => {
+            return Err(DialError::Handshake(format!(
+                "refused: {}",
+                err.detail.as_str()
+            )))
+        }
+        other => {
+            return Err(DialError::Handshake(format!(
+                "expected hello_ack, got {}",
+                other.kind().name()
+            )))
+        }
+    };
+    let Some(challenge) = challenge else {
+        return Ok((stream, reader));
+    };
+    let Some(secret) = &settings.secret else {
+        return Err(DialError::Handshake(
+            "the peer requires a cluster secret and this node has none".into(),
+        ));
+    };
+    let proof = Message::AuthProof(AuthProof {
+        mac: secret.client_proof(&challenge, &nonce),
+    });
+    send(&mut stream, &mut encoder, &proof).await?;
+    let frame = reader
+        .next_frame(&mut stream, std::future::pending())
+        .await
+        .map_err(|err| DialError::Handshake(err.to_string()))?
+        .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
+    match frame.message() {
+        MessageRef::AuthOk(ok) if secret.verify_node(&nonce, &challenge, &ok.mac) => {
+            Ok((stream, reader))
+        }
+        MessageRef::AuthOk(_) => Err(DialError::Handshake(
+            "the peer's proof is wrong: it holds another cluster secret".into(),
+        )),
+        MessageRef::Error(err) => Err(DialError::Handshake(format!(
+            "refused: {}",
+            err.detail.as_str()
+        ))),
+        other => Err(DialError::Handshake(format!(
+            "expected auth_ok, got {}",
+            other.kind().name()
+        ))),
+    }
+}
+
+async fn send(
+    stream: &mut TcpStream,
+    encoder: &mut FrameEncoder,
+    message: &Message,
+) -> Result<(), DialError> {
+    let mut out = Vec::new();
+    encoder
+        .encode(&mut out, 0, message, &[])
+        .map_err(|err| DialError::Io(err.to_string()))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|err| DialError::Io(err.to_string()))
+}

@@ -1,0 +1,308 @@
+//! Hinted handoff: writes a replica missed are queued here, made durable in
+//! this core's hint files (`hint_log`), and replayed to the replica once it
+//! answers again, at a bounded rate.
+//!
+//! Memory is bounded: at most `max_queued_hint_bytes` wait to be written;
+//! past that a hint is dropped and counted (the write it belongs to already
+//! has its quorum; read repair can still heal that replica). Appends and the
+//! truncation of a fully replayed file are serialized by one lock, so a hint
+//! queued during a replay is never truncated away unreplayed. A replay that
+//! stops halfway (peer gone again, crash) starts again from the last record
+//! acknowledged in memory, or from the file's start after a restart:
+//! replaying a put or a delete twice is harmless.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::sync::Semaphore;
+use stratum_wire::placement::shard_of;
+
+use super::hint_log::{self, Hint, HintOp};
+use super::{quorum, ReplicationStats};
+use crate::server::core::Core;
+
+/// How often each core looks for hints to replay.
+const REPLAY_TICK: Duration = Duration::from_millis(500);
+/// Bytes read from a hint file at a time during replay.
+const REPLAY_PAGE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct FileState {
+    /// Durable length.
+    len: u64,
+    /// Offset up to which every record was replayed (acknowledged).
+    replayed: u64,
+    records: u64,
+    replayed_records: u64,
+}
+
+pub struct Handoff {
+    dir: PathBuf,
+    queue_tx: flume::Sender<(u32, Vec<u8>)>,
+    queue_rx: flume::Receiver<(u32, Vec<u8>)>,
+    queued_bytes: Cell<u64>,
+    max_queued: u64,
+    files: RefCell<BTreeMap<u32, FileState>>,
+    /// Appends vs. truncation of a replayed file.
+    file_lock: Semaphore,
+}
+
+impl Handoff {
+    /// Opens the hint files in `dir` (cutting damaged tails, see
+    /// `hint_log::open`).
+    pub async fn open(dir: PathBuf, max_queued: u64) -> io::Result<Self> {
+        let scan_dir = dir.clone();
+        let found = glommio::executor()
+            .spawn_blocking(move || hint_log::open(&scan_dir))
+            .await?;
+        let mut files = BTreeMap::new();
+        for file in found {
+            if file.cut_bytes > 0 {
+                tracing::warn!(dir = %dir.display(), node = file.node, cut_bytes = file.cut_bytes, "hint file had a damaged tail; cut it off");
+            }
+            if file.records > 0 {
+                tracing::info!(node = file.node, hints = file.records, "hints to replay");
+            }
+            files.insert(
+                file.node,
+                FileState {
+                    len: file.len,
+                    records: file.records,
+                    ..FileState::default()
+                },
+            );
+        }
+        let (queue_tx, queue_rx) = flume::unbounded();
+        Ok(Self {
+            dir,
+            queue_tx,
+            queue_rx,
+            queued_bytes: Cell::new(0),
+            max_queued,
+            files: RefCell::new(files),
+            file_lock: Semaphore::new(1),
+        })
+    }
+
+    /// Queues a hint for `node` (written by [`write_loop`]); drops it when
+    /// the queue is full.
+    pub fn queue(&self, stats: &RefCell<ReplicationStats>, node: u32, hint: &Hint) {
+        let record = hint.encode();
+        let len = record.len() as u64;
+        if self.queued_bytes.get() + len > self.max_queued {
+            stats.borrow_mut().hints_dropped += 1;
+            tracing::warn!(node, id = %hint.id, queued = self.queued_bytes.get(), "hint queue full; dropping a hint (the write has its quorum)");
+            return;
+        }
+        self.queued_bytes.set(self.queued_bytes.get() + len);
+        stats.borrow_mut().hints_queued += 1;
+        let _ = self.queue_tx.send((node, record));
+    }
+
+    /// Hints not yet replayed (queued or in files).
+    pub fn pending(&self) -> u64 {
+        let in_files: u64 = self
+            .files
+            .borrow()
+            .values()
+            .map(|file| file.records - file.replayed_records)
+            .sum();
+        in_files + self.queue_rx.len() as u64
+    }
+
+    /// Writes `first` and everything queued after it, one fdatasync per
+    /// target file.
+    async fn flush(&self, stats: &RefCell<ReplicationStats>, first: Option<(u32, Vec<u8>)>) {
+        let mut by_node: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+        for (node, record) in first.into_iter().chain(self.queue_rx.try_iter()) {
+            self.queued_bytes
+                .set(self.queued_bytes.get() - record.len() as u64);
+            by_node.entry(node).or_default().push(record);
+        }
+        if by_node.is_empty() {
+            return;
+        }
+        let Ok(_lock) = self.file_lock.acquire_permit(1).await else {
+            return;
+        };
+        for (node, records) in by_node {
+            let count = records.len() as u64;
+            let dir = self.dir.clone();
+            let appended = glommio::executor()
+                .spawn_blocking(move || hint_log::append(&dir, node, &records))
+                .await;
+            match appended {
+                Ok(len) => {
+                    let mut files = self.files.borrow_mut();
+                    let file = files.entry(node).or_default();
+                    file.len = len;
+                    file.records += count;
+                }
+                Err(err) => {
+                    stats.borrow_mut().hints_dropped += count;
+                    tracing::error!(node, hints = count, dir = %self.dir.display(), error = %err, "cannot write hints; they are lost (their writes have their quorum)");
+                }
+            }
+        }
+    }
+
+    /// Writes whatever is queued (the core is closing).
+    pub async fn flush_queued(&self, stats: &RefCell<ReplicationStats>) {
+        self.flush(stats, None).await;
+    }
+}
+
+/// Writes queued hints as they come.
+pub async fn write_loop(core: Rc<Core>) {
+    let handoff = &core.replication.handoff;
+    while let Ok(first) = handoff.queue_rx.recv_async().await {
+        handoff.flush(&core.replication.stats, Some(first)).await;
+    }
+}
+
+/// Replays hints to their nodes, forever (cancelled at shutdown).
+pub async fn replay_loop(core: Rc<Core>) {
+    let mut pacer = Pacer::new(core.config.replication.hint_replay_per_sec);
+    loop {
+        glommio::timer::sleep(REPLAY_TICK).await;
+        let nodes: Vec<u32> = core
+            .replication
+            .handoff
+            .files
+            .borrow()
+            .iter()
+            .filter(|(_, file)| file.replayed < file.len)
+            .map(|(node, _)| *node)
+            .collect();
+        for node in nodes {
+            replay_node(&core, node, &mut pacer).await;
+        }
+    }
+}
+
+/// Replays `node`'s file until it is done or the node fails again.
+async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
+    let handoff = &core.replication.handoff;
+    let path = hint_log::path_of(&handoff.dir, node);
+    let placement = core.replication.placement();
+    let Some(shards) = placement.node(node).map(|spec| spec.shards) else {
+        // The node left the topology: its hints stay on disk for an operator.
+        return;
+    };
+    let epoch = placement.topology().epoch();
+    drop(placement);
+    let me = core.config.node_id;
+    loop {
+        let Some(state) = handoff.files.borrow().get(&node).copied() else {
+            return;
+        };
+        if state.replayed >= state.len {
+            break;
+        }
+        let read_path = path.clone();
+        let page = glommio::executor()
+            .spawn_blocking(move || {
+                hint_log::read_from(&read_path, state.replayed, REPLAY_PAGE_BYTES)
+            })
+            .await;
+        let page = match page {
+            Ok(page) if !page.is_empty() => page,
+            Ok(_) => {
+                tracing::error!(
+                    node,
+                    offset = state.replayed,
+                    "hint file ends early; skipping the rest"
+                );
+                if let Some(file) = handoff.files.borrow_mut().get_mut(&node) {
+                    file.replayed = file.len;
+                    file.replayed_records = file.records;
+                }
+                break;
+            }
+            Err(err) => {
+                tracing::error!(node, error = %err, "cannot read hints; retrying later");
+                return;
+            }
+        };
+        for (hint, after) in page {
+            let Some(link) = core.replication.link(node, shard_of(&hint.id, shards)) else {
+                return;
+            };
+            let put = match hint.op {
+                HintOp::Put { kind, content } => Some((kind, Rc::new(content))),
+                HintOp::Delete => None,
+            };
+            if let Err(err) = quorum::remote(&link, me, epoch, hint.id, put.as_ref(), true).await {
+                tracing::debug!(node, error = %err, "hint replay paused: the peer is not taking writes");
+                return;
+            }
+            if let Some(file) = handoff.files.borrow_mut().get_mut(&node) {
+                file.replayed = after;
+                file.replayed_records += 1;
+            }
+            core.replication.stats.borrow_mut().hints_replayed += 1;
+            pacer.pace().await;
+        }
+    }
+    // Everything replayed: empty the file unless a hint was appended since.
+    let Ok(_lock) = handoff.file_lock.acquire_permit(1).await else {
+        return;
+    };
+    let done = handoff
+        .files
+        .borrow()
+        .get(&node)
+        .is_some_and(|file| file.replayed >= file.len);
+    if !done {
+        return;
+    }
+    let truncated = glommio::executor()
+        .spawn_blocking(move || hint_log::truncate(&path))
+        .await;
+    match truncated {
+        Ok(()) => {
+            handoff
+                .files
+                .borrow_mut()
+                .insert(node, FileState::default());
+            tracing::info!(node, "hinted handoff complete");
+        }
+        Err(err) => tracing::error!(node, error = %err, "cannot empty a replayed hint file"),
+    }
+}
+
+/// At most `per_sec` replays per second, in 100 ms windows.
+struct Pacer {
+    per_window: u64,
+    window_start: Instant,
+    in_window: u64,
+}
+
+impl Pacer {
+    const WINDOW: Duration = Duration::from_millis(100);
+
+    fn new(per_sec: u64) -> Self {
+        Self {
+            per_window: (per_sec / 10).max(1),
+            window_start: Instant::now(),
+            in_window: 0,
+        }
+    }
+
+    async fn pace(&mut self) {
+        self.in_window += 1;
+        if self.in_window < self.per_window {
+            return;
+        }
+        let elapsed = self.window_start.elapsed();
+        if elapsed < Self::WINDOW {
+            glommio::timer::sleep(Self::WINDOW - elapsed).await;
+        }
+        self.window_start = Instant::now();
+        self.in_window = 0;
+    }
+}

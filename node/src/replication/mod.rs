@@ -1,0 +1,169 @@
+//! Replication: every core coordinates the writes for the objects it owns.
+//!
+//! - [`quorum`]: a client's put or delete → local write plus replicate to
+//!   the other replicas in parallel; acknowledged at the write quorum.
+//! - [`peer_link`]: one core's connection to one core of another node.
+//! - [`dial`]: connect and handshake as a node.
+//! - [`hint_log`]: the on-disk format of hints (writes a replica missed).
+//! - [`handoff`]: queues hints durably and replays them once the peer is
+//!   back.
+//! - [`read_repair`]: a replica that lacks an object a client asked for
+//!   copies it from another replica.
+//!
+//! Everything here is owned by one core (`Rc`, `RefCell`); a core's links
+//! are its own and no other thread touches them.
+
+pub mod dial;
+pub mod handoff;
+pub mod hint_log;
+pub mod peer_link;
+pub mod quorum;
+pub mod read_repair;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::sync::Gate;
+use stratum_wire::placement::Placement;
+use stratum_wire::ObjectId;
+
+use crate::config::NodeConfig;
+use dial::LinkSettings;
+use handoff::Handoff;
+use peer_link::{PeerLink, PeerSnapshot};
+
+/// `fut`'s output, or `None` if `limit` passes first.
+pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
+
+/// What replication counts on one core.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicationStats {
+    /// Client writes acknowledged at the write quorum.
+    pub quorum_acked: u64,
+    /// ... of which some replica failed (a hint was queued for it).
+    pub quorum_partial: u64,
+    /// Client writes refused `Unavailable`: fewer than the quorum
+    /// reachable, or fewer durable acknowledgements than the quorum.
+    pub quorum_unavailable: u64,
+    pub hints_queued: u64,
+    /// Hints not kept: the queue was full, or writing them failed.
+    pub hints_dropped: u64,
+    pub hints_replayed: u64,
+    pub read_repairs: u64,
+    pub read_repair_failures: u64,
+    /// Replicate requests from a coordinator on another topology epoch.
+    pub replicate_epoch_mismatches: u64,
+}
+
+/// One core's replication state.
+pub struct Replicator {
+    pub settings: Rc<LinkSettings>,
+    links: RefCell<HashMap<(u32, u16), Rc<PeerLink>>>,
+    pub handoff: Handoff,
+    /// Ids being repaired now (one repair per id at a time).
+    repairing: RefCell<HashSet<ObjectId>>,
+    pub stats: RefCell<ReplicationStats>,
+    /// Replica writes and repairs still running after their client was
+    /// answered; shutdown waits for them.
+    pub background: Gate,
+    /// The placement this core routes by (swapped on a topology reload).
+    placement: RefCell<Rc<Placement>>,
+}
+
+impl Replicator {
+    pub fn new(config: &NodeConfig, handoff: Handoff) -> Self {
+        let settings = LinkSettings {
+            node_id: config.node_id,
+            secret: config.secret.clone(),
+            frame_limits: config.frame_limits(),
+            connect_timeout: config.replication.connect_timeout,
+            request_timeout: config.replication.request_timeout,
+            ping_interval: config.replication.ping_interval,
+            epoch: Cell::new(config.topology.epoch()),
+            epoch_mismatches: Cell::new(0),
+        };
+        Self {
+            settings: Rc::new(settings),
+            links: RefCell::new(HashMap::new()),
+            handoff,
+            repairing: RefCell::new(HashSet::new()),
+            stats: RefCell::new(ReplicationStats::default()),
+            background: Gate::new(),
+            placement: RefCell::new(Rc::new(Placement::new(config.topology.clone()))),
+        }
+    }
+
+    pub fn placement(&self) -> Rc<Placement> {
+        Rc::clone(&self.placement.borrow())
+    }
+
+    /// Routes by `placement` from now on. Links to nodes that left, or whose
+    /// address changed, are closed.
+    pub fn set_placement(&self, placement: Placement) {
+        let epoch = placement.topology().epoch();
+        self.links.borrow_mut().retain(|(node, shard), link| {
+            let keep = placement
+                .node(*node)
+                .and_then(|spec| spec.shard_address(*shard))
+                .is_some_and(|address| address == link.address);
+            if !keep {
+                link.close();
+            }
+            keep
+        });
+        self.settings.epoch.set(epoch);
+        *self.placement.borrow_mut() = Rc::new(placement);
+    }
+
+    /// The link to `node`'s shard `shard` (created on first use), or `None`
+    /// if the topology does not name that node.
+    pub fn link(&self, node: u32, shard: u16) -> Option<Rc<PeerLink>> {
+        if let Some(link) = self.links.borrow().get(&(node, shard)) {
+            return Some(Rc::clone(link));
+        }
+        let address = self.placement().node(node)?.shard_address(shard)?;
+        let link = PeerLink::new(node, shard, address, Rc::clone(&self.settings));
+        self.links
+            .borrow_mut()
+            .insert((node, shard), Rc::clone(&link));
+        Some(link)
+    }
+
+    pub fn peer_snapshots(&self) -> Vec<PeerSnapshot> {
+        let mut peers: Vec<PeerSnapshot> = self
+            .links
+            .borrow()
+            .values()
+            .map(|link| link.snapshot())
+            .collect();
+        peers.sort_by_key(|peer| (peer.node_id, peer.shard));
+        peers
+    }
+
+    /// Closes every link (the core is stopping).
+    pub fn close_links(&self) {
+        for link in self.links.borrow().values() {
+            link.close();
+        }
+    }
+
+    /// Marks `id` as being repaired; `false` if it already is, or if too
+    /// many repairs run already.
+    fn start_repair(&self, id: ObjectId) -> bool {
+        let mut repairing = self.repairing.borrow_mut();
+        repairing.len() < read_repair::MAX_CONCURRENT && repairing.insert(id)
+    }
+
+    fn end_repair(&self, id: &ObjectId) {
+        self.repairing.borrow_mut().remove(id);
+    }
+}

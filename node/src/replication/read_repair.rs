@@ -1,0 +1,90 @@
+//! Read repair: a client asked this node (a replica) for an object it does
+//! not hold. The client is answered "not found" at once (it fails over to
+//! the next replica itself); in the background this core asks the other
+//! replicas for the object, checks it against its id and stores it.
+//!
+//! Only client reads trigger it (a node's own reads of a peer never do, so
+//! two replicas lacking an object cannot ping-pong), at most
+//! [`MAX_CONCURRENT`] per core, one per id.
+
+use std::rc::Rc;
+
+use stratum_wire::message::{Get, MessageRef};
+use stratum_wire::{Message, ObjectId, ObjectKind};
+
+use super::peer_link::LinkError;
+use crate::server::core::Core;
+use crate::server::ops::Op;
+
+/// Repairs one core runs at once; misses past it are not repaired.
+pub const MAX_CONCURRENT: usize = 32;
+
+/// Starts a repair of `id` if this node is one of its replicas and others
+/// exist.
+pub fn maybe_repair(core: &Rc<Core>, id: ObjectId) {
+    let placement = core.replication.placement();
+    let me = core.config.node_id;
+    if placement.replica_node_ids(&id).len() < 2 || !placement.is_replica(me, &id) {
+        return;
+    }
+    if !core.replication.start_repair(id) {
+        return;
+    }
+    let task_core = Rc::clone(core);
+    let spawned = core.replication.background.spawn(async move {
+        repair(&task_core, id).await;
+        task_core.replication.end_repair(&id);
+    });
+    match spawned {
+        Ok(handle) => {
+            handle.detach();
+        }
+        Err(_) => core.replication.end_repair(&id),
+    }
+}
+
+async fn repair(core: &Rc<Core>, id: ObjectId) {
+    let me = core.config.node_id;
+    let replicas: Vec<(u32, u16)> = core
+        .replication
+        .placement()
+        .replicas(&id)
+        .filter(|replica| replica.node.id != me)
+        .map(|replica| (replica.node.id, replica.shard))
+        .collect();
+    for (node, shard) in replicas {
+        let Some(link) = core.replication.link(node, shard) else {
+            continue;
+        };
+        let mut frame = match link.call(&Message::Get(Get { id }), &[]).await {
+            Ok(frame) => frame,
+            Err(LinkError::Node { .. }) => continue,
+            Err(err) => {
+                tracing::debug!(%id, node, error = %err, "read repair: replica unreachable");
+                continue;
+            }
+        };
+        let kind = match frame.message() {
+            MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
+            _ => continue,
+        };
+        let content = frame.take_payload();
+        if !id.verify(kind, &content) {
+            tracing::warn!(%id, node, "read repair: the replica's copy does not match its id");
+            continue;
+        }
+        let stored = core.run_op(&id, Op::Put { id, kind, content }).await;
+        let mut stats = core.replication.stats.borrow_mut();
+        match stored {
+            Ok(_) => {
+                stats.read_repairs += 1;
+                tracing::info!(%id, from = node, "read repair: copied a missing object");
+            }
+            Err(err) => {
+                stats.read_repair_failures += 1;
+                tracing::warn!(%id, code = ?err.code, detail = %err.detail, "read repair: cannot store the copy");
+            }
+        }
+        return;
+    }
+}

@@ -1,0 +1,447 @@
+//! Replication across real `stratum-node` processes on 127.0.0.1: quorum
+//! writes with nodes killed, stopped or missing, hinted handoff, read
+//! repair, coordination by a node outside the replica set, topology reload.
+//!
+//! Every node runs one shard, and the tests of this file run one at a time
+//! (each io_uring executor locks memory against the 8 MiB memlock limit).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use stratum_testkit::{object, TestClient, TestNode};
+use stratum_wire::message::*;
+use stratum_wire::placement::{Placement, Topology};
+use stratum_wire::{Message, ObjectId, ObjectKind};
+
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+struct Cluster {
+    nodes: Vec<TestNode>,
+    topology: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn topology_text(epoch: u64, rf: u8, w: u8, nodes: &[(u32, String, u16)]) -> String {
+    let mut text = format!("epoch = {epoch}\nreplication_factor = {rf}\nwrite_quorum = {w}\n");
+    for (id, address, shards) in nodes {
+        text.push_str(&format!(
+            "\n[[node]]\nid = {id}\naddress = \"{address}\"\nshards = {shards}\n"
+        ));
+    }
+    text
+}
+
+impl Cluster {
+    /// `count` one-shard nodes, replication factor `rf`, write quorum `w`,
+    /// with short replication timeouts (`request_timeout_ms` as given).
+    fn start(count: u32, rf: u8, w: u8, request_timeout_ms: u64, secret: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = dir.path().join("topology.toml");
+        let config = TestNode::write_file(
+            dir.path(),
+            "node.toml",
+            &format!(
+                "[replication]\nrequest_timeout_ms = {request_timeout_ms}\nconnect_timeout_ms = 500\nping_interval_ms = 300\nhint_replay_per_sec = 5000\n"
+            ),
+        );
+        let secret_file = TestNode::write_file(
+            dir.path(),
+            "secret",
+            "a cluster secret for the replication tests\n",
+        );
+        let mut nodes: Vec<TestNode> = (1..=count)
+            .map(|id| {
+                let mut args = vec![
+                    "--topology".to_owned(),
+                    topology.to_str().unwrap().to_owned(),
+                    "--node-id".to_owned(),
+                    id.to_string(),
+                    "--config".to_owned(),
+                    config.to_str().unwrap().to_owned(),
+                ];
+                if secret {
+                    args.push("--secret-file".into());
+                    args.push(secret_file.to_str().unwrap().into());
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let mut node = TestNode::prepare(1, &args);
+                if secret {
+                    node.secret = Some(
+                        stratum_wire::auth::ClusterSecret::new(
+                            &std::fs::read(&secret_file).unwrap(),
+                        )
+                        .unwrap(),
+                    );
+                }
+                node
+            })
+            .collect();
+        let specs: Vec<(u32, String, u16)> = nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| (index as u32 + 1, node.address(), 1))
+            .collect();
+        std::fs::write(&topology, topology_text(1, rf, w, &specs)).unwrap();
+        for node in &mut nodes {
+            node.launch();
+        }
+        Self {
+            nodes,
+            topology,
+            dir,
+        }
+    }
+
+    fn node(&mut self, id: u32) -> &mut TestNode {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn placement(&self) -> Placement {
+        Placement::new(Topology::load(&self.topology).unwrap())
+    }
+
+    fn replicas(&self, id: &ObjectId) -> Vec<u32> {
+        self.placement().replica_node_ids(id).to_vec()
+    }
+
+    /// Whether node `node` holds `id` (asked as a peer: no repair).
+    fn holds(&mut self, node: u32, id: ObjectId) -> bool {
+        let reply = self
+            .node(node)
+            .node_client(0)
+            .call(&Message::Has(Has { id }), &[])
+            .unwrap();
+        match reply.to_message().unwrap() {
+            Message::HasResult(result) => result.present,
+            other => panic!("has answered {other:?}"),
+        }
+    }
+
+    /// Waits until `node` holds every id, or panics after `limit`.
+    fn wait_holds_all(&mut self, node: u32, ids: &[ObjectId], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let missing = ids.iter().filter(|id| !self.holds(node, **id)).count();
+            if missing == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} still lacks {missing} of {} objects after {limit:?}; its log:\n{}",
+                ids.len(),
+                self.node(node).log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A client-role put through `client`: the node coordinates it.
+fn put(client: &mut TestClient, kind: ObjectKind, content: &[u8]) -> Message {
+    let id = ObjectId::compute(kind, content);
+    client
+        .call(&Message::Put(Put { id, kind }), content)
+        .unwrap()
+        .to_message()
+        .unwrap()
+}
+
+fn expect_ack(reply: Message) -> PutAck {
+    match reply {
+        Message::PutAck(ack) => ack,
+        other => panic!("expected put_ack, got {other:?}"),
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn a_killed_node_does_not_stop_puts_and_hinted_handoff_catches_it_up() {
+    let _one = lock();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    cluster.node(3).sigkill();
+
+    let mut ids = Vec::new();
+    for seed in 0..40u64 {
+        let (id, kind, content) = object(seed, 200 + seed as usize * 37);
+        let coordinator = 1 + (seed % 2) as u32;
+        let mut client = cluster.node(coordinator).client(0);
+        let ack = expect_ack(put(&mut client, kind, &content));
+        assert_eq!(ack.id, id);
+        assert_eq!(
+            ack.durable_replicas, 2,
+            "acknowledged by exactly the two live replicas"
+        );
+        ids.push(id);
+    }
+    // Reads still work, from either live replica.
+    for (index, id) in ids.iter().enumerate() {
+        let node = 1 + (index % 2) as u32;
+        let reply = cluster
+            .node(node)
+            .client(0)
+            .call(&Message::Get(Get { id: *id }), &[])
+            .unwrap();
+        let Message::GetOk(ok) = reply.to_message().unwrap() else {
+            panic!("get on node {node}: {reply:?}")
+        };
+        assert!(id.verify(ok.kind, reply.payload()));
+        assert!(cluster.holds(1, *id) && cluster.holds(2, *id));
+    }
+    assert!(
+        cluster.node(1).metric("stratum_hints_pending", "")
+            + cluster.node(2).metric("stratum_hints_pending", "")
+            >= 40.0,
+        "every put left a hint for node 3"
+    );
+
+    // Node 3 comes back empty-handed; the hints bring it every object.
+    cluster.node(3).launch();
+    cluster.wait_holds_all(3, &ids, Duration::from_secs(30));
+    let replayed = cluster.node(1).metric("stratum_hints_replayed_total", "")
+        + cluster.node(2).metric("stratum_hints_replayed_total", "");
+    assert!(replayed >= 40.0, "hints replayed: {replayed}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.node(1).metric("stratum_hints_pending", "")
+        + cluster.node(2).metric("stratum_hints_pending", "")
+        > 0.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "hints still pending after delivery"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_two_nodes_down_puts_are_unavailable_and_never_surface() {
+    let _one = lock();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    // Links come up with a first write, so the kill is noticed the way it
+    // would be in production (an established link breaking).
+    let (warm, kind, content) = object(1_000, 100);
+    expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
+    cluster.node(2).sigkill();
+    cluster.node(3).sigkill();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut refused = Vec::new();
+    for seed in 0..10u64 {
+        let (id, kind, content) = object(seed, 500);
+        let reply = put(&mut cluster.node(1).client(0), kind, &content);
+        let Message::Error(err) = reply else {
+            panic!("a put with two of three replicas down must fail, got {reply:?}")
+        };
+        assert_eq!(err.code, ErrorCode::Unavailable, "{}", err.detail);
+        let failed: Vec<u32> = err.replicas.iter().map(|replica| replica.node_id).collect();
+        assert!(failed.contains(&2) && failed.contains(&3), "{err:?}");
+        refused.push(id);
+    }
+    assert_eq!(
+        cluster
+            .node(1)
+            .metric("stratum_quorum_unavailable_total", ""),
+        10.0
+    );
+
+    // The nodes return; nothing refused shows up anywhere, even after the
+    // hint replay interval.
+    cluster.node(2).launch();
+    cluster.node(3).launch();
+    std::thread::sleep(Duration::from_millis(1_500));
+    for id in &refused {
+        for node in 1..=3 {
+            assert!(!cluster.holds(node, *id), "node {node} holds refused {id}");
+        }
+        let reply = cluster
+            .node(1)
+            .client(0)
+            .call(&Message::Get(Get { id: *id }), &[])
+            .unwrap();
+        assert!(matches!(
+            reply.to_message().unwrap(),
+            Message::Error(ErrorReply {
+                code: ErrorCode::NotFound,
+                ..
+            })
+        ));
+    }
+    assert!(cluster.holds(2, warm) && cluster.holds(3, warm));
+}
+
+#[test]
+fn a_hung_replica_does_not_slow_acknowledged_puts() {
+    let _one = lock();
+    // A replica request timeout of 20 s: a coordinator that waited for the
+    // hung node would take that long per put.
+    let mut cluster = Cluster::start(3, 3, 2, 20_000, false);
+    let (warm, kind, content) = object(2_000, 100);
+    expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
+    cluster.node(3).pause(true);
+
+    let mut ids = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for seed in 0..30u64 {
+        let (id, kind, content) = object(seed, 1_000);
+        let coordinator = 1 + (seed % 2) as u32;
+        let started = Instant::now();
+        let ack = expect_ack(put(
+            &mut cluster.node(coordinator).client(0),
+            kind,
+            &content,
+        ));
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(ack.durable_replicas, 2);
+        ids.push(id);
+    }
+    assert!(
+        slowest < Duration::from_secs(5),
+        "the slowest put took {slowest:?}: the coordinator waited for the hung replica"
+    );
+
+    cluster.node(3).pause(false);
+    cluster.wait_holds_all(3, &ids, Duration::from_secs(40));
+    assert!(cluster.holds(3, warm));
+}
+
+#[test]
+fn a_node_outside_the_replica_set_coordinates_and_deletes_replicate_with_auth_on() {
+    let _one = lock();
+    let mut cluster = Cluster::start(3, 2, 2, 2_000, true);
+    // An object that node 1 does not hold a replica of.
+    let (id, kind, content) = (0..)
+        .map(|seed| object(seed, 700))
+        .find(|(id, _, _)| !cluster.replicas(id).contains(&1))
+        .unwrap();
+    let replicas = cluster.replicas(&id);
+    let ack = expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
+    assert_eq!((ack.outcome, ack.durable_replicas), (PutOutcome::Stored, 2));
+    for node in &replicas {
+        assert!(cluster.holds(*node, id), "replica {node} lacks it");
+    }
+    assert!(
+        !cluster.holds(1, id),
+        "the coordinator is not a replica and keeps no copy"
+    );
+
+    // A delete through a replica reaches both.
+    let reply = cluster
+        .node(replicas[0])
+        .client(0)
+        .call(&Message::Delete(Delete { id }), &[])
+        .unwrap();
+    assert!(matches!(
+        reply.to_message().unwrap(),
+        Message::DeleteAck(DeleteAck { existed: true, .. })
+    ));
+    for node in &replicas {
+        assert!(
+            !cluster.holds(*node, id),
+            "replica {node} still holds a deleted object"
+        );
+    }
+}
+
+#[test]
+fn a_replica_missing_an_object_copies_it_on_a_client_read() {
+    let _one = lock();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    let (id, kind, content) = object(77, 4_000);
+    // Only node 1 holds it (placed as a peer would, without coordination).
+    let reply = cluster
+        .node(1)
+        .node_client(0)
+        .call(&Message::Put(Put { id, kind }), &content)
+        .unwrap();
+    assert!(matches!(reply.to_message().unwrap(), Message::PutAck(_)));
+    assert!(!cluster.holds(2, id));
+
+    // A client read on node 2 misses (the client fails over by itself) and
+    // starts the repair.
+    let reply = cluster
+        .node(2)
+        .client(0)
+        .call(&Message::Get(Get { id }), &[])
+        .unwrap();
+    assert!(matches!(
+        reply.to_message().unwrap(),
+        Message::Error(ErrorReply {
+            code: ErrorCode::NotFound,
+            ..
+        })
+    ));
+    cluster.wait_holds_all(2, &[id], Duration::from_secs(10));
+    assert_eq!(
+        cluster.node(2).metric("stratum_read_repairs_total", ""),
+        1.0
+    );
+    // A peer's read of node 3 does not repair it.
+    let reply = cluster
+        .node(3)
+        .node_client(0)
+        .call(&Message::Get(Get { id }), &[])
+        .unwrap();
+    assert!(matches!(reply.to_message().unwrap(), Message::Error(_)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!cluster.holds(3, id));
+}
+
+#[test]
+fn sighup_rolls_out_a_new_topology_and_refuses_an_invalid_one() {
+    let _one = lock();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    let specs: Vec<(u32, String, u16)> = (1..=3)
+        .map(|id| (id, cluster.node(id).address(), 1))
+        .collect();
+    let epoch_of = |node: &TestNode| node.client(0).ack.topology_epoch;
+
+    // Epoch 2 with a write quorum of 3, on every node.
+    std::fs::write(&cluster.topology, topology_text(2, 3, 3, &specs)).unwrap();
+    for node in &cluster.nodes {
+        node.sighup();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.nodes.iter().any(|node| epoch_of(node) != 2) {
+        assert!(Instant::now() < deadline, "not every node took epoch 2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The new quorum is in force: with node 3 down a put cannot reach 3.
+    cluster.node(3).sigkill();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, kind, content) = object(5, 100);
+    let reply = put(&mut cluster.node(1).client(0), kind, &content);
+    assert!(
+        matches!(
+            reply,
+            Message::Error(ErrorReply {
+                code: ErrorCode::Unavailable,
+                ..
+            })
+        ),
+        "{reply:?}"
+    );
+
+    // A file that changes node 1's shard count is refused; epoch 2 stays.
+    let mut bad = specs.clone();
+    bad[0].2 = 4;
+    std::fs::write(&cluster.topology, topology_text(3, 3, 2, &bad)).unwrap();
+    cluster.node(1).sighup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.node(1).log().contains("topology reload refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            cluster.node(1).log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cluster.node(1).log().contains("shards"));
+    assert_eq!(epoch_of(cluster.node(1)), 2);
+    drop(cluster.dir);
+}
