@@ -169,6 +169,40 @@ impl Client {
         .await
     }
 
+    /// Reads an object from one node only (its owning shard there): no
+    /// failover, no retry. For operators checking what a node holds
+    /// (`stratum-bench verify --direct`). The content is verified.
+    pub async fn get_from(&self, node_id: u32, id: ObjectId) -> Result<Object, ClientError> {
+        let topology = self.topology();
+        let Some(node) = topology.nodes().iter().find(|node| node.id == node_id) else {
+            return Err(ClientError::Config(format!(
+                "node {node_id} is not in the topology (epoch {})",
+                topology.epoch()
+            )));
+        };
+        let shard = stratum_wire::placement::shard_of(&id, node.shards);
+        let Some(peer) = cluster::shard_peers(node)
+            .into_iter()
+            .nth(usize::from(shard))
+        else {
+            return Err(ClientError::Config(format!(
+                "node {node_id} has no shard {shard}"
+            )));
+        };
+        let message = Message::Get(Get { id });
+        let attempt = async {
+            let (mut frame, _) = self.inner.call(&peer, &message, Bytes::new()).await?;
+            let kind = match frame.message() {
+                MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
+                other => return Err(unexpected(other)),
+            };
+            verify(id, kind, frame.take_payload())
+        };
+        attempt.await.map_err(|error| {
+            ClientError::from_attempts(Some(id), vec![ReplicaAttempt { peer, error }])
+        })
+    }
+
     /// Whether any replica holds the object.
     pub async fn has(&self, id: ObjectId) -> Result<bool, ClientError> {
         let message = Message::Has(Has { id });

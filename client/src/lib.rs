@@ -41,6 +41,8 @@ mod get_many;
 mod io;
 mod retry;
 
+pub mod git_batch;
+
 pub use blocking::{BlockingClient, GetManyIter};
 pub use client::{Client, NodeStats, Object, PutReceipt};
 pub use config::{ClientConfig, Discovery};

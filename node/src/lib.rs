@@ -4,11 +4,13 @@
 //! - [`server`]: the thread-per-core server around the stores.
 //! - [`replication`]: the quorum coordinator on every core, peer links,
 //!   hinted handoff and read repair.
+//! - [`cli`]: the `stratum-node` program (signals, startup, shutdown).
 //! - [`config`]: settings (defaults, TOML file, flags) and their validation.
 //! - [`logging`]: `tracing` output.
 //! - [`io_properties`]: the disk measurements `stratum-tune iotune` leaves
 //!   for the node.
 
+pub mod cli;
 pub mod config;
 pub mod io_properties;
 pub mod logging;

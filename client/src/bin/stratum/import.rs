@@ -5,22 +5,17 @@
 //! kept in flight). In a SHA-256 repository Git's object name is the
 //! Stratum id, and each one is checked to be so.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use stratum_client::{BlockingClient, ClientError, ObjectId, ObjectKind, PutOutcome};
+use stratum_client::git_batch::{read_batch, GitObject};
+use stratum_client::{BlockingClient, ClientError, ObjectId, PutOutcome};
 
 use crate::git::{self, ObjectFormat};
 use crate::CliError;
-
-struct GitObject {
-    name: String,
-    kind: ObjectKind,
-    content: Vec<u8>,
-}
 
 enum Outcome {
     Stored(ObjectId, u64),
@@ -83,7 +78,8 @@ pub fn import_git(
         .stdout
         .take()
         .ok_or_else(|| CliError::Local("git's stdout is missing".into()))?;
-    let read = read_objects(stdout, &work);
+    let read = read_batch(stdout, |object| work.send(object).is_ok())
+        .map_err(|err| CliError::Local(format!("reading git cat-file: {err}")));
     drop(work);
 
     let (mut stored, mut present, mut bytes) = (0u64, 0u64, 0u64);
@@ -208,44 +204,4 @@ fn inventory(repo: &Path) -> Result<(u64, u64), CliError> {
         bytes += line.trim().parse::<u64>().unwrap_or(0);
     }
     Ok((count, bytes))
-}
-
-/// Parses `git cat-file --batch` output: "<name> <type> <size>\n<content>\n".
-fn read_objects(stdout: impl Read, work: &flume::Sender<GitObject>) -> Result<(), CliError> {
-    let mut reader = BufReader::with_capacity(1 << 20, stdout);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|err| CliError::Local(format!("reading git cat-file: {err}")))?;
-        if n == 0 {
-            return Ok(());
-        }
-        let mut fields = line.split_whitespace();
-        let (Some(name), Some(kind), Some(size)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(CliError::Local(format!(
-                "unexpected git cat-file line {line:?}"
-            )));
-        };
-        let kind = ObjectKind::from_git_name(kind)
-            .map_err(|err| CliError::Local(format!("git object {name}: {err}")))?;
-        let size: usize = size
-            .parse()
-            .map_err(|_| CliError::Local(format!("git object {name}: bad size {size:?}")))?;
-        let mut content = vec![0; size + 1];
-        reader
-            .read_exact(&mut content)
-            .map_err(|err| CliError::Local(format!("reading git object {name}: {err}")))?;
-        content.truncate(size);
-        let object = GitObject {
-            name: name.to_owned(),
-            kind,
-            content,
-        };
-        if work.send(object).is_err() {
-            return Ok(());
-        }
-    }
 }
