@@ -39,11 +39,12 @@ pub fn read_batch(input: impl Read, mut each: impl FnMut(GitObject) -> bool) -> 
             .map_err(|_| bad(format!("git object {name}: bad size {size:?}")))?;
         // Read through `take` so a garbled size cannot allocate more than
         // the input holds.
+        let want = size
+            .checked_add(1)
+            .ok_or_else(|| bad(format!("git object {name}: size {size} is too large")))?;
         let mut content = Vec::new();
-        (&mut reader)
-            .take(size as u64 + 1)
-            .read_to_end(&mut content)?;
-        if content.len() != size + 1 {
+        (&mut reader).take(want as u64).read_to_end(&mut content)?;
+        if content.len() != want {
             return Err(bad(format!("git object {name}: content ends early")));
         }
         content.truncate(size);

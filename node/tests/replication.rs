@@ -220,6 +220,56 @@ fn a_killed_node_does_not_stop_puts_and_hinted_handoff_catches_it_up() {
 }
 
 #[test]
+fn hints_survive_a_coordinator_crash_and_are_delivered_after_its_restart() {
+    let _one = lock();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    cluster.node(3).sigkill();
+    let mut ids = Vec::new();
+    for seed in 100..130u64 {
+        let (id, kind, content) = object(seed, 900);
+        let ack = expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
+        assert_eq!(ack.durable_replicas, 2);
+        ids.push(id);
+    }
+    // The coordinator's hints reach its hint file (fdatasync'd), then it
+    // is killed: no clean shutdown, no final flush.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let on_disk: u64 = walk(&cluster.node(1).dir)
+            .iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "hints"))
+            .map(|path| std::fs::metadata(path).map_or(0, |meta| meta.len()))
+            .sum();
+        if on_disk >= 30 * 900 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hints never reached the disk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.node(1).sigkill();
+    cluster.node(1).launch();
+    assert!(cluster.node(1).metric("stratum_hints_pending", "") >= 30.0);
+    cluster.node(3).launch();
+    cluster.wait_holds_all(3, &ids, Duration::from_secs(30));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
 fn with_two_nodes_down_puts_are_unavailable_and_never_surface() {
     let _one = lock();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
