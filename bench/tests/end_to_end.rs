@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use stratum_testkit::TestNode;
+use stratum_testkit::{topology_text, TestNode};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -26,6 +26,14 @@ fn json(output: &Output) -> serde_json::Value {
             String::from_utf8_lossy(&output.stderr)
         )
     })
+}
+
+fn assert_succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
@@ -62,11 +70,7 @@ fn embedded_mixed_run_with_verify_reports_json_and_a_plot() {
         "--plot",
         plot.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     let report = json(&output);
     for kind in ["put", "get"] {
         let stats = &report[kind];
@@ -89,14 +93,12 @@ fn cluster(dir: &Path) -> (Vec<TestNode>, std::path::PathBuf) {
     let mut nodes: Vec<TestNode> = (1..=3)
         .map(|id| TestNode::prepare(1, &["--topology", &topo, "--node-id", &id.to_string()]))
         .collect();
-    let mut text = "epoch = 1\nreplication_factor = 2\nwrite_quorum = 2\n".to_owned();
-    for (index, node) in nodes.iter().enumerate() {
-        text.push_str(&format!(
-            "\n[[node]]\nid = {}\naddress = \"{}\"\nshards = 1\n",
-            index + 1,
-            node.address()
-        ));
-    }
+    let specs: Vec<(u32, String, u16)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
+        .collect();
+    let text = topology_text(1, 2, 2, &specs);
     std::fs::write(&topology, text).unwrap();
     for node in &mut nodes {
         node.launch();
@@ -129,11 +131,7 @@ fn recorded_puts_verify_and_a_missing_id_fails_verification() {
         record.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     assert_eq!(json(&output)["put"]["errors"], 0);
     let recorded = std::fs::read_to_string(&record).unwrap().lines().count();
     assert!(recorded >= 300, "{recorded} ids recorded");
@@ -146,11 +144,7 @@ fn recorded_puts_verify_and_a_missing_id_fails_verification() {
         record.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     assert_eq!(
         json(&output)["verify"]["ops"].as_u64().unwrap() as usize,
         recorded

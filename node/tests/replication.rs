@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use stratum_testkit::{object, TestClient, TestNode};
+use stratum_testkit::{object, topology_text, TestClient, TestNode};
 use stratum_wire::message::*;
 use stratum_wire::placement::{Placement, Topology};
 use stratum_wire::{Message, ObjectId, ObjectKind};
@@ -20,16 +20,6 @@ struct Cluster {
     nodes: Vec<TestNode>,
     topology: PathBuf,
     dir: tempfile::TempDir,
-}
-
-fn topology_text(epoch: u64, rf: u8, w: u8, nodes: &[(u32, String, u16)]) -> String {
-    let mut text = format!("epoch = {epoch}\nreplication_factor = {rf}\nwrite_quorum = {w}\n");
-    for (id, address, shards) in nodes {
-        text.push_str(&format!(
-            "\n[[node]]\nid = {id}\naddress = \"{address}\"\nshards = {shards}\n"
-        ));
-    }
-    text
 }
 
 impl Cluster {
@@ -147,6 +137,11 @@ fn put(client: &mut TestClient, kind: ObjectKind, content: &[u8]) -> Message {
         .unwrap()
 }
 
+/// A get through `client`: the answer frame (payload included).
+fn get(client: &mut TestClient, id: ObjectId) -> stratum_wire::Frame {
+    client.call(&Message::Get(Get { id }), &[]).unwrap()
+}
+
 fn expect_ack(reply: Message) -> PutAck {
     match reply {
         Message::PutAck(ack) => ack,
@@ -182,11 +177,7 @@ fn a_killed_node_does_not_stop_puts_and_hinted_handoff_catches_it_up() {
     // Reads still work, from either live replica.
     for (index, id) in ids.iter().enumerate() {
         let node = 1 + (index % 2) as u32;
-        let reply = cluster
-            .node(node)
-            .client(0)
-            .call(&Message::Get(Get { id: *id }), &[])
-            .unwrap();
+        let reply = get(&mut cluster.node(node).client(0), *id);
         let Message::GetOk(ok) = reply.to_message().unwrap() else {
             panic!("get on node {node}: {reply:?}")
         };
@@ -311,11 +302,7 @@ fn with_two_nodes_down_puts_are_unavailable_and_never_surface() {
         for node in 1..=3 {
             assert!(!cluster.holds(node, *id), "node {node} holds refused {id}");
         }
-        let reply = cluster
-            .node(1)
-            .client(0)
-            .call(&Message::Get(Get { id: *id }), &[])
-            .unwrap();
+        let reply = get(&mut cluster.node(1).client(0), *id);
         assert!(matches!(
             reply.to_message().unwrap(),
             Message::Error(ErrorReply {
@@ -416,11 +403,7 @@ fn a_replica_missing_an_object_copies_it_on_a_client_read() {
 
     // A client read on node 2 misses (the client fails over by itself) and
     // starts the repair.
-    let reply = cluster
-        .node(2)
-        .client(0)
-        .call(&Message::Get(Get { id }), &[])
-        .unwrap();
+    let reply = get(&mut cluster.node(2).client(0), id);
     assert!(matches!(
         reply.to_message().unwrap(),
         Message::Error(ErrorReply {
@@ -434,11 +417,7 @@ fn a_replica_missing_an_object_copies_it_on_a_client_read() {
         1.0
     );
     // A peer's read of node 3 does not repair it.
-    let reply = cluster
-        .node(3)
-        .node_client(0)
-        .call(&Message::Get(Get { id }), &[])
-        .unwrap();
+    let reply = get(&mut cluster.node(3).node_client(0), id);
     assert!(matches!(reply.to_message().unwrap(), Message::Error(_)));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!cluster.holds(3, id));

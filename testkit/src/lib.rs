@@ -3,7 +3,8 @@
 //! - [`node_proc`]: runs the real `stratum-node` binary on 127.0.0.1.
 //! - [`wire_client`]: a minimal blocking protocol client that shows exactly
 //!   what a node sends.
-//! - [`object`]: deterministic test objects.
+//! - [`object`]: deterministic test objects; [`topology_text`]: topology
+//!   files.
 //!
 //! Lives in its own crate so node, client and bench tests share one copy.
 
@@ -14,6 +15,18 @@ use stratum_wire::{ObjectId, ObjectKind};
 
 pub use node_proc::TestNode;
 pub use wire_client::TestClient;
+
+/// A topology file's text: `nodes` as (id, `host:port` of shard 0,
+/// shards), replication factor `rf`, write quorum `w`.
+pub fn topology_text(epoch: u64, rf: u8, w: u8, nodes: &[(u32, String, u16)]) -> String {
+    let mut text = format!("epoch = {epoch}\nreplication_factor = {rf}\nwrite_quorum = {w}\n");
+    for (id, address, shards) in nodes {
+        text.push_str(&format!(
+            "\n[[node]]\nid = {id}\naddress = \"{address}\"\nshards = {shards}\n"
+        ));
+    }
+    text
+}
 
 /// A deterministic object of `len` bytes: (id, kind, content).
 pub fn object(seed: u64, len: usize) -> (ObjectId, ObjectKind, Vec<u8>) {

@@ -18,14 +18,9 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+/// A topology file with write quorum 1 (see `stratum_testkit::topology_text`).
 pub fn topology_text(epoch: u64, rf: u8, nodes: &[(u32, String, u16)]) -> String {
-    let mut text = format!("epoch = {epoch}\nreplication_factor = {rf}\nwrite_quorum = 1\n");
-    for (id, address, shards) in nodes {
-        text.push_str(&format!(
-            "\n[[node]]\nid = {id}\naddress = \"{address}\"\nshards = {shards}\n"
-        ));
-    }
-    text
+    stratum_testkit::topology_text(epoch, rf, 1, nodes)
 }
 
 impl Cluster {

@@ -3,7 +3,6 @@
 //! when there is one). The answer must come from the node and shard the
 //! topology names at that address; anything else is refused.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::time::Duration;
 
 use futures_lite::AsyncWriteExt;
@@ -51,18 +50,6 @@ pub enum DialError {
         got_node: u32,
         got_shard: u16,
     },
-}
-
-/// A second glommio stream on a duplicate of `stream`'s socket (the link's
-/// reader and writer each own one).
-pub fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
-    // SAFETY: the descriptor is open for as long as `stream` lives, which
-    // spans this call.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let owned = borrowed.try_clone_to_owned()?;
-    // SAFETY: `owned` is a fresh descriptor of a connected TCP socket we own;
-    // ownership moves into the new stream.
-    Ok(unsafe { TcpStream::from_raw_fd(owned.into_raw_fd()) })
 }
 
 /// Connects and completes the handshake; returns the stream and the reader

@@ -259,7 +259,7 @@ impl PeerLink {
                 return Err(LinkError::Dial(err));
             }
         };
-        let writer = match dial::duplicate(&stream) {
+        let writer = match crate::server::connection::duplicate(&stream) {
             Ok(writer) => writer,
             Err(err) => {
                 let err = DialError::Io(err.to_string());

@@ -271,8 +271,9 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
     }
 }
 
-/// The write on this node (its owning core: here, or forwarded).
-async fn local(core: &Rc<Core>, write: Write) -> Result<bool, OpError> {
+/// The write on this node only (its owning core: here, or forwarded);
+/// whether it changed anything. Also how a node-role write is applied.
+pub(crate) async fn local(core: &Rc<Core>, write: Write) -> Result<bool, OpError> {
     let (id, op) = match write {
         Write::Put { id, kind, content } => (id, Op::Put { id, kind, content }),
         Write::Delete { id } => (id, Op::Delete { id }),

@@ -77,8 +77,9 @@ impl Conn {
     }
 }
 
-/// A second glommio stream on a duplicate of `stream`'s socket.
-fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
+/// A second glommio stream on a duplicate of `stream`'s socket (server
+/// connections and peer links both split their sockets this way).
+pub fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
     // SAFETY: the descriptor is open for as long as `stream` lives, which
     // spans this call.
     let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };

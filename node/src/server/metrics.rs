@@ -347,30 +347,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         for kind in OpKind::ALL {
             let hist = snap.metrics.latency(kind);
             let base = format!("{},op=\"{}\"", labels(snap.shard_id), kind.name());
-            let mut cumulative = 0;
-            for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets.iter()) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "stratum_request_duration_seconds_bucket{{{base},le=\"{}\"}} {cumulative}",
-                    *bound as f64 / 1e6
-                );
-            }
-            let _ = writeln!(
-                out,
-                "stratum_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {}",
-                hist.count
-            );
-            let _ = writeln!(
-                out,
-                "stratum_request_duration_seconds_sum{{{base}}} {}",
-                hist.sum_us as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "stratum_request_duration_seconds_count{{{base}}} {}",
-                hist.count
-            );
+            render_histogram(&mut out, "stratum_request_duration_seconds", &base, hist);
         }
     }
 
@@ -393,7 +370,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 25] = [
+    let simple: [(&str, &str, &str, Getter); 34] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
@@ -419,22 +396,6 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_scrubs_total", "counter", "Completed scrub passes.", |s| s.store.scrubs as f64),
         ("stratum_scrub_findings_total", "counter", "Damaged records scrubs found.", |s| s.store.scrub_findings as f64),
         ("stratum_shard_writable", "gauge", "1 if the shard takes writes, 0 if read-only or failed.", |s| f64::from(u8::from(s.write_mode == WriteMode::Writable))),
-    ];
-    for (name, kind, help, get) in simple {
-        header(&mut out, name, kind, help);
-        for snap in snapshots {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(snap.shard_id), get(snap));
-        }
-    }
-    render_replication(&mut out, node_id, snapshots);
-    out
-}
-
-/// Quorum outcomes, hints, read repair, and one series per peer link.
-fn render_replication(out: &mut String, node_id: u32, snapshots: &[MetricsSnapshot]) {
-    let labels = |shard: u16| format!("node=\"{node_id}\",shard=\"{shard}\"");
-    type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 9] = [
         (
             "stratum_topology_epoch",
             "gauge",
@@ -491,11 +452,19 @@ fn render_replication(out: &mut String, node_id: u32, snapshots: &[MetricsSnapsh
         ),
     ];
     for (name, kind, help, get) in simple {
-        header(out, name, kind, help);
+        header(&mut out, name, kind, help);
         for snap in snapshots {
             let _ = writeln!(out, "{name}{{{}}} {}", labels(snap.shard_id), get(snap));
         }
     }
+    render_replication(&mut out, node_id, snapshots);
+    out
+}
+
+/// One series per peer link (the per-core replication gauges are in the
+/// main table).
+fn render_replication(out: &mut String, node_id: u32, snapshots: &[MetricsSnapshot]) {
+    let labels = |shard: u16| format!("node=\"{node_id}\",shard=\"{shard}\"");
     let peer = |snap: &MetricsSnapshot, p: &PeerSnapshot| {
         format!(
             "{},peer_node=\"{}\",peer_shard=\"{}\"",
@@ -571,32 +540,25 @@ fn render_replication(out: &mut String, node_id: u32, snapshots: &[MetricsSnapsh
         for p in &snap.peers {
             let base = peer(snap, p);
             let hist = &p.stats.latency;
-            let mut cumulative = 0;
-            for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets.iter()) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "stratum_peer_request_duration_seconds_bucket{{{base},le=\"{}\"}} {cumulative}",
-                    *bound as f64 / 1e6
-                );
-            }
-            let _ = writeln!(
-                out,
-                "stratum_peer_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {}",
-                hist.count
-            );
-            let _ = writeln!(
-                out,
-                "stratum_peer_request_duration_seconds_sum{{{base}}} {}",
-                hist.sum_us as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "stratum_peer_request_duration_seconds_count{{{base}}} {}",
-                hist.count
-            );
+            render_histogram(out, "stratum_peer_request_duration_seconds", &base, hist);
         }
     }
+}
+
+/// One histogram's `_bucket` (cumulative), `_sum` and `_count` samples.
+fn render_histogram(out: &mut String, name: &str, base: &str, hist: &LatencyHistogram) {
+    let mut cumulative = 0;
+    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets.iter()) {
+        cumulative += count;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{base},le=\"{}\"}} {cumulative}",
+            *bound as f64 / 1e6
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", hist.count);
+    let _ = writeln!(out, "{name}_sum{{{base}}} {}", hist.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{base}}} {}", hist.count);
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

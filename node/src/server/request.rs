@@ -375,24 +375,11 @@ async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError
     if conn.peer.role == PeerRole::Client {
         return quorum::coordinate(core, write).await;
     }
-    let (id, op) = match write {
-        Write::Put { id, kind, content } => (id, Op::Put { id, kind, content }),
-        Write::Delete { id } => (id, Op::Delete { id }),
-    };
-    match core.run_op(&id, op).await? {
-        Done::Put(outcome) => Ok(quorum::Acked {
-            replicas: 1,
-            changed: outcome == PutOutcome::Stored,
-        }),
-        Done::Delete(existed) => Ok(quorum::Acked {
-            replicas: 1,
-            changed: existed,
-        }),
-        _ => Err(OpError::new(
-            ErrorCode::Internal,
-            "internal error: mismatched operation result",
-        )),
-    }
+    let changed = quorum::local(core, write).await?;
+    Ok(quorum::Acked {
+        replicas: 1,
+        changed,
+    })
 }
 
 async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
