@@ -5,11 +5,8 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
-use stratum_testkit::{topology_text, TestNode};
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+use stratum_testkit::{one_cluster_at_a_time, topology_text, TestNode};
 
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stratum-bench"))
@@ -36,15 +33,9 @@ fn assert_succeeded(output: &Output) {
     );
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[test]
 fn embedded_mixed_run_with_verify_reports_json_and_a_plot() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("latency.svg");
     let output = bench(&[
@@ -108,7 +99,7 @@ fn cluster(dir: &Path) -> (Vec<TestNode>, std::path::PathBuf) {
 
 #[test]
 fn recorded_puts_verify_and_a_missing_id_fails_verification() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (nodes, topology) = cluster(dir.path());
     let topology = topology.to_str().unwrap();

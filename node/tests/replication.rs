@@ -6,15 +6,12 @@
 //! (each io_uring executor locks memory against the 8 MiB memlock limit).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use stratum_testkit::{object, topology_text, TestClient, TestNode};
+use stratum_testkit::{object, one_cluster_at_a_time, topology_text, TestClient, TestNode};
 use stratum_wire::message::*;
 use stratum_wire::placement::{Placement, Topology};
 use stratum_wire::{Message, ObjectId, ObjectKind};
-
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 struct Cluster {
     nodes: Vec<TestNode>,
@@ -149,15 +146,9 @@ fn expect_ack(reply: Message) -> PutAck {
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[test]
 fn a_killed_node_does_not_stop_puts_and_hinted_handoff_catches_it_up() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     cluster.node(3).sigkill();
 
@@ -212,7 +203,7 @@ fn a_killed_node_does_not_stop_puts_and_hinted_handoff_catches_it_up() {
 
 #[test]
 fn hints_survive_a_coordinator_crash_and_are_delivered_after_its_restart() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     cluster.node(3).sigkill();
     let mut ids = Vec::new();
@@ -264,7 +255,7 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[test]
 fn with_two_nodes_down_puts_are_unavailable_and_never_surface() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     // Links come up with a first write, so the kill is noticed the way it
     // would be in production (an established link breaking).
@@ -316,7 +307,7 @@ fn with_two_nodes_down_puts_are_unavailable_and_never_surface() {
 
 #[test]
 fn a_hung_replica_does_not_slow_acknowledged_puts() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     // A replica request timeout of 20 s: a coordinator that waited for the
     // hung node would take that long per put.
     let mut cluster = Cluster::start(3, 3, 2, 20_000, false);
@@ -351,7 +342,7 @@ fn a_hung_replica_does_not_slow_acknowledged_puts() {
 
 #[test]
 fn a_node_outside_the_replica_set_coordinates_and_deletes_replicate_with_auth_on() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 2, 2, 2_000, true);
     // An object that node 1 does not hold a replica of.
     let (id, kind, content) = (0..)
@@ -389,7 +380,7 @@ fn a_node_outside_the_replica_set_coordinates_and_deletes_replicate_with_auth_on
 
 #[test]
 fn a_replica_missing_an_object_copies_it_on_a_client_read() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     let (id, kind, content) = object(77, 4_000);
     // Only node 1 holds it (placed as a peer would, without coordination).
@@ -425,7 +416,7 @@ fn a_replica_missing_an_object_copies_it_on_a_client_read() {
 
 #[test]
 fn sighup_rolls_out_a_new_topology_and_refuses_an_invalid_one() {
-    let _one = lock();
+    let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     let specs: Vec<(u32, String, u16)> = (1..=3)
         .map(|id| (id, cluster.node(id).address(), 1))

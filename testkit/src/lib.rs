@@ -16,6 +16,17 @@ use stratum_wire::{ObjectId, ObjectKind};
 pub use node_proc::TestNode;
 pub use wire_client::TestClient;
 
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held by a test while it runs a multi-node cluster: such tests of one
+/// binary then run one at a time (every io_uring executor locks memory
+/// against the per-user memlock limit, 8 MiB on the CI machine).
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A topology file's text: `nodes` as (id, `host:port` of shard 0,
 /// shards), replication factor `rf`, write quorum `w`.
 pub fn topology_text(epoch: u64, rf: u8, w: u8, nodes: &[(u32, String, u16)]) -> String {
