@@ -21,7 +21,7 @@ use crate::cluster::{self, ClusterView};
 use crate::config::{ClientConfig, Discovery};
 use crate::error::{AttemptError, ClientError, Peer, ReplicaAttempt};
 use crate::get_many::GetMany;
-use crate::io::{Event, IoPool, Outgoing, PeerInfo};
+use crate::io::{Event, IoPool, Outgoing, PeerInfo, Route};
 use crate::retry;
 
 /// An object read back from the cluster, already checked against its id.
@@ -89,11 +89,12 @@ impl Client {
             }
         };
         let epoch = topology.epoch();
+        let view = ClusterView::new(topology, &io);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 io,
-                view: ClusterView::new(topology),
+                view,
                 seen_epoch: AtomicU64::new(epoch),
             }),
         })
@@ -101,13 +102,18 @@ impl Client {
 
     /// The topology requests are routed by.
     pub fn topology(&self) -> Topology {
-        self.inner.view.placement().topology().clone()
+        self.inner.view.routing().topology().clone()
     }
 
     /// Where an object's replicas are: node and owning shard, preferred
     /// first.
     pub fn replicas_of(&self, id: &ObjectId) -> Vec<Peer> {
-        cluster::replicas(&self.inner.view.placement(), id)
+        self.inner
+            .view
+            .routing()
+            .replicas(id)
+            .map(|route| route.peer().clone())
+            .collect()
     }
 
     /// Stores an object; its id is computed here from `kind` and `content`.
@@ -127,11 +133,11 @@ impl Client {
         }
         let id = ObjectId::compute(kind, &content);
         let message = Message::Put(Put { id, kind });
-        self.with_failover(id, |peer| {
+        self.with_failover(id, |route| {
             let content = content.clone();
             let message = &message;
             async move {
-                let (frame, _) = self.inner.call(&peer, message, content).await?;
+                let (frame, _) = self.inner.call(&route, message, content).await?;
                 match frame.message() {
                     MessageRef::PutAck(ack) if ack.id.get() == id => Ok(PutReceipt {
                         id,
@@ -154,10 +160,10 @@ impl Client {
     /// content is verified against `id` before it is returned.
     pub async fn get(&self, id: ObjectId) -> Result<Object, ClientError> {
         let message = Message::Get(Get { id });
-        self.with_failover(id, |peer| {
+        self.with_failover(id, |route| {
             let message = &message;
             async move {
-                let (mut frame, _) = self.inner.call(&peer, message, Bytes::new()).await?;
+                let (mut frame, _) = self.inner.call(&route, message, Bytes::new()).await?;
                 let kind = match frame.message() {
                     MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
                     other => return Err(unexpected(other)),
@@ -173,7 +179,8 @@ impl Client {
     /// failover, no retry. For operators checking what a node holds
     /// (`stratum-bench verify --direct`). The content is verified.
     pub async fn get_from(&self, node_id: u32, id: ObjectId) -> Result<Object, ClientError> {
-        let topology = self.topology();
+        let routing = self.inner.view.routing();
+        let topology = routing.topology();
         let Some(node) = topology.nodes().iter().find(|node| node.id == node_id) else {
             return Err(ClientError::Config(format!(
                 "node {node_id} is not in the topology (epoch {})",
@@ -181,17 +188,15 @@ impl Client {
             )));
         };
         let shard = stratum_wire::placement::shard_of(&id, node.shards);
-        let Some(peer) = cluster::shard_peers(node)
-            .into_iter()
-            .nth(usize::from(shard))
-        else {
+        let Some(route) = routing.shard(node_id, shard).cloned() else {
             return Err(ClientError::Config(format!(
                 "node {node_id} has no shard {shard}"
             )));
         };
+        let peer = route.peer().clone();
         let message = Message::Get(Get { id });
         let attempt = async {
-            let (mut frame, _) = self.inner.call(&peer, &message, Bytes::new()).await?;
+            let (mut frame, _) = self.inner.call(&route, &message, Bytes::new()).await?;
             let kind = match frame.message() {
                 MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
                 other => return Err(unexpected(other)),
@@ -207,10 +212,10 @@ impl Client {
     pub async fn has(&self, id: ObjectId) -> Result<bool, ClientError> {
         let message = Message::Has(Has { id });
         let found = self
-            .with_failover(id, |peer| {
+            .with_failover(id, |route| {
                 let message = &message;
                 async move {
-                    let (frame, _) = self.inner.call(&peer, message, Bytes::new()).await?;
+                    let (frame, _) = self.inner.call(&route, message, Bytes::new()).await?;
                     match frame.message() {
                         MessageRef::HasResult(result) if result.present => Ok(()),
                         // Absent here: ask the next replica.
@@ -231,10 +236,10 @@ impl Client {
     /// Returns whether a live object existed there.
     pub async fn delete(&self, id: ObjectId) -> Result<bool, ClientError> {
         let message = Message::Delete(Delete { id });
-        self.with_failover(id, |peer| {
+        self.with_failover(id, |route| {
             let message = &message;
             async move {
-                let (frame, _) = self.inner.call(&peer, message, Bytes::new()).await?;
+                let (frame, _) = self.inner.call(&route, message, Bytes::new()).await?;
                 match frame.message() {
                     MessageRef::DeleteAck(ack) if ack.id.get() == id => Ok(ack.existed),
                     other => Err(unexpected(other)),
@@ -258,9 +263,9 @@ impl Client {
         let topology = self.topology();
         let mut out = Vec::with_capacity(topology.nodes().len());
         for node in topology.nodes() {
-            let peer = cluster::node_peer(node);
+            let route = self.inner.io.route(&cluster::node_peer(node));
             let message = Message::Stats(Stats { all_shards: true });
-            let result = match self.inner.call(&peer, &message, Bytes::new()).await {
+            let result = match self.inner.call(&route, &message, Bytes::new()).await {
                 Ok((frame, _)) => match frame.to_message() {
                     Ok(Message::StatsReply(reply)) => Ok(reply),
                     Ok(other) => Err(AttemptError::UnexpectedReply(other.kind().name().into())),
@@ -286,7 +291,8 @@ impl Client {
         max_ids: u32,
     ) -> Result<(Vec<ObjectId>, Option<u64>), AttemptError> {
         let message = Message::ListIds(ListIds { after, max_ids });
-        let (frame, _) = self.inner.call(peer, &message, Bytes::new()).await?;
+        let route = self.inner.io.route(peer);
+        let (frame, _) = self.inner.call(&route, &message, Bytes::new()).await?;
         match frame.to_message() {
             Ok(Message::IdList(list)) => Ok((list.ids, list.next)),
             Ok(other) => Err(AttemptError::UnexpectedReply(other.kind().name().into())),
@@ -312,7 +318,7 @@ impl Client {
         mut attempt: F,
     ) -> Result<T, ClientError>
     where
-        F: FnMut(Peer) -> Fut,
+        F: FnMut(Route) -> Fut,
         Fut: Future<Output = Result<T, AttemptError>> + 'a,
     {
         let mut attempts: Vec<ReplicaAttempt> = Vec::new();
@@ -322,15 +328,18 @@ impl Client {
             }
             self.inner.refresh_if_stale().await;
             let mut another_round = false;
-            for peer in self.replicas_of(&id) {
-                match attempt(peer.clone()).await {
+            let routing = self.inner.view.routing();
+            for route in routing.replicas(&id) {
+                match attempt(route.clone()).await {
                     Ok(value) => return Ok(value),
                     Err(AttemptError::Node { code, detail }) if retry::is_rejection(code) => {
+                        let peer = route.peer().clone();
                         return Err(ClientError::Rejected { peer, code, detail });
                     }
                     Err(AttemptError::Closed) => return Err(ClientError::Closed),
                     Err(error) => {
                         another_round |= retry::round_may_help(&error);
+                        let peer = route.peer().clone();
                         tracing::debug!(%peer, %id, %error, "attempt failed");
                         attempts.push(ReplicaAttempt { peer, error });
                     }
@@ -349,12 +358,12 @@ impl Inner {
     /// node's error reply becomes [`AttemptError::Node`] (or `NotFound`).
     pub async fn call(
         &self,
-        peer: &Peer,
+        route: &Route,
         message: &Message,
         payload: Bytes,
     ) -> Result<(Frame, PeerInfo), AttemptError> {
         let (reply, answers) = flume::bounded(1);
-        self.send(peer, message, payload, false, reply)?;
+        self.send(route, message, payload, false, reply)?;
         match answers.recv_async().await {
             Ok(Event::Frame { frame, peer: info }) => {
                 self.observe(&info);
@@ -372,7 +381,7 @@ impl Inner {
     /// `reply`. Returns the request id.
     pub fn send(
         &self,
-        peer: &Peer,
+        route: &Route,
         message: &Message,
         payload: Bytes,
         streaming: bool,
@@ -388,7 +397,7 @@ impl Inner {
             })
             .map_err(|err| AttemptError::Protocol(format!("cannot encode the request: {err}")))?;
         self.io.send(Outgoing {
-            peer: peer.clone(),
+            route: route.clone(),
             request_id,
             head,
             payload,
@@ -417,7 +426,7 @@ impl Inner {
         if let Discovery::TopologyFile(path) = &self.config.discovery {
             match Topology::load(path) {
                 Ok(topology) if topology.epoch() >= seen => {
-                    self.view.install(topology);
+                    self.view.install(topology, &self.io);
                     return;
                 }
                 Ok(_) => {}
@@ -428,7 +437,7 @@ impl Inner {
         }
         let addresses: Vec<String> = self
             .view
-            .placement()
+            .routing()
             .topology()
             .nodes()
             .iter()
@@ -436,7 +445,7 @@ impl Inner {
             .collect();
         match fetch_topology_from(&self.io, &self.config, &addresses).await {
             Ok(topology) => {
-                self.view.install(topology);
+                self.view.install(topology, &self.io);
             }
             Err(err) => {
                 tracing::warn!(error = %err, "topology refresh failed; routing by the old one")
@@ -474,7 +483,7 @@ async fn fetch_topology_from(
             )));
         }
         io.send(Outgoing {
-            peer: peer.clone(),
+            route: io.route(&peer),
             request_id,
             head,
             payload: Bytes::new(),

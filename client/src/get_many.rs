@@ -14,14 +14,14 @@ use stratum_wire::{Message, MessageKind, MessageRef, ObjectId, ObjectKind};
 
 use crate::client::{node_error, unexpected, verify, Client, Object};
 use crate::error::{AttemptError, ClientError, Peer, ReplicaAttempt};
-use crate::io::Event;
+use crate::io::{Event, Route};
 
 /// Most ids in one `BatchGet` frame (32 bytes each: 128 KiB, well inside
 /// the frame limit, and small enough to spread over a node's cores).
 const MAX_BATCH_IDS: usize = 4096;
 
 struct Batch {
-    peer: Peer,
+    route: Route,
     /// Which replica (index in the object's replica list) this batch asked.
     replica: usize,
     ids: Vec<ObjectId>,
@@ -88,24 +88,28 @@ impl GetMany {
 
     /// Sends each (id, replica index) to that replica, grouped into batches.
     fn dispatch(&mut self, work: Vec<(ObjectId, usize)>) {
-        let placement = self.client.inner.view.placement();
-        let mut groups: HashMap<(Peer, usize), Vec<ObjectId>> = HashMap::new();
+        let routing = self.client.inner.view.routing();
+        // Keyed by (thread, slot, replica index): a route's identity.
+        let mut groups: HashMap<(usize, usize, usize), (Route, Vec<ObjectId>)> = HashMap::new();
         for (id, replica) in work {
-            match crate::cluster::replicas(&placement, &id)
-                .into_iter()
-                .nth(replica)
-            {
-                Some(peer) => groups.entry((peer, replica)).or_default().push(id),
+            match routing.replicas(&id).nth(replica) {
+                Some(route) => {
+                    groups
+                        .entry((route.thread(), route.slot(), replica))
+                        .or_insert_with(|| (route.clone(), Vec::new()))
+                        .1
+                        .push(id);
+                }
                 None => self.give_up(id),
             }
         }
-        for ((peer, replica), ids) in groups {
+        for ((_, _, replica), (route, ids)) in groups {
             for chunk in ids.chunks(MAX_BATCH_IDS) {
                 let message = Message::BatchGet(BatchGet {
                     ids: chunk.to_vec(),
                 });
                 match self.client.inner.send(
-                    &peer,
+                    &route,
                     &message,
                     bytes::Bytes::new(),
                     true,
@@ -115,7 +119,7 @@ impl GetMany {
                         self.batches.insert(
                             request_id,
                             Batch {
-                                peer: peer.clone(),
+                                route: route.clone(),
                                 replica,
                                 ids: chunk.to_vec(),
                                 answered: vec![false; chunk.len()],
@@ -124,7 +128,7 @@ impl GetMany {
                     }
                     Err(error) => {
                         for id in chunk {
-                            self.failed(*id, &peer, replica, error.clone());
+                            self.failed(*id, route.peer(), replica, error.clone());
                         }
                     }
                 }
@@ -182,14 +186,14 @@ impl GetMany {
             return self.end_batch(request_id, || error.clone());
         }
         batch.answered[index] = true;
-        let (peer, replica) = (batch.peer.clone(), batch.replica);
+        let (route, replica) = (batch.route.clone(), batch.replica);
         let result = status.and_then(|kind| verify(id, kind, frame.take_payload()));
         match result {
             Ok(object) => {
                 self.failures.remove(&id);
                 self.ready.push_back((id, Ok(object)));
             }
-            Err(error) => self.failed(id, &peer, replica, error),
+            Err(error) => self.failed(id, route.peer(), replica, error),
         }
     }
 
@@ -200,7 +204,7 @@ impl GetMany {
         };
         for (id, answered) in batch.ids.iter().zip(&batch.answered) {
             if !answered {
-                self.failed(*id, &batch.peer, batch.replica, error());
+                self.failed(*id, batch.route.peer(), batch.replica, error());
             }
         }
     }

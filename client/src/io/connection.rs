@@ -74,6 +74,29 @@ enum HandshakeStep {
     },
 }
 
+/// A piece of output: a frame head encoded by the caller (moved here, not
+/// copied) or a shared payload.
+enum Chunk {
+    Head { bytes: Vec<u8>, written: usize },
+    Payload(Bytes),
+}
+
+impl Chunk {
+    fn remaining(&self) -> &[u8] {
+        match self {
+            Chunk::Head { bytes, written } => &bytes[*written..],
+            Chunk::Payload(bytes) => bytes,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Head { written, .. } => *written += n,
+            Chunk::Payload(bytes) => bytes.advance(n),
+        }
+    }
+}
+
 struct Pending {
     reply: flume::Sender<Event>,
     streaming: bool,
@@ -89,10 +112,10 @@ pub(super) struct Connection {
     interest: Option<Interest>,
     decoder: FrameDecoder,
     encoder: FrameEncoder,
-    out: VecDeque<Bytes>,
+    out: VecDeque<Chunk>,
     out_bytes: usize,
     queued: VecDeque<Outgoing>,
-    in_flight: HashMap<u64, Pending>,
+    in_flight: HashMap<u64, Pending, ahash::RandomState>,
     info: Option<PeerInfo>,
     /// Consecutive failed connects (sets the backoff).
     failures: u32,
@@ -116,7 +139,7 @@ impl Connection {
             out: VecDeque::new(),
             out_bytes: 0,
             queued: VecDeque::new(),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             info: None,
             failures: 0,
             last_heard: Instant::now(),
@@ -394,9 +417,12 @@ impl Connection {
                 continue; // the caller gave up
             }
             self.out_bytes += outgoing.head.len() + outgoing.payload.len();
-            self.out.push_back(Bytes::from(outgoing.head));
+            self.out.push_back(Chunk::Head {
+                bytes: outgoing.head,
+                written: 0,
+            });
             if !outgoing.payload.is_empty() {
-                self.out.push_back(outgoing.payload);
+                self.out.push_back(Chunk::Payload(outgoing.payload));
             }
             self.in_flight.insert(
                 outgoing.request_id,
@@ -423,7 +449,10 @@ impl Connection {
             tracing::error!(error = %err, "cannot encode a handshake frame");
         }
         self.out_bytes += head.len();
-        self.out.push_back(Bytes::from(head));
+        self.out.push_back(Chunk::Head {
+            bytes: head,
+            written: 0,
+        });
         self.next_control_id
     }
 
@@ -436,9 +465,13 @@ impl Connection {
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
-            let slices: Vec<IoSlice<'_>> =
-                self.out.iter().take(64).map(|b| IoSlice::new(b)).collect();
-            match stream.write_vectored(&slices) {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(&self.out) {
+                *slot = IoSlice::new(chunk.remaining());
+                count += 1;
+            }
+            match stream.write_vectored(&slices[..count]) {
                 Ok(0) => return self.lost(registry, "socket accepts no bytes".into(), settings),
                 Ok(mut n) => {
                     self.out_bytes -= n;
@@ -446,8 +479,9 @@ impl Connection {
                         let Some(front) = self.out.front_mut() else {
                             break;
                         };
-                        if n >= front.len() {
-                            n -= front.len();
+                        let len = front.remaining().len();
+                        if n >= len {
+                            n -= len;
                             self.out.pop_front();
                         } else {
                             front.advance(n);

@@ -1,7 +1,6 @@
 //! One I/O thread's loop: take requests from the channel, drive sockets,
 //! expire timers. Everything it touches is its own.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +12,6 @@ use super::connection::Connection;
 pub(super) use super::connection::Settings;
 use super::Command;
 use crate::config::ClientConfig;
-use crate::error::Peer;
 
 pub(super) const WAKER: Token = Token(usize::MAX);
 
@@ -46,8 +44,8 @@ pub(super) fn run(
     sleeping: Arc<AtomicBool>,
     settings: Settings,
 ) {
-    let mut connections: Vec<Connection> = Vec::new();
-    let mut by_peer: HashMap<Peer, usize> = HashMap::new();
+    // Indexed by route slot: the routes decided which connections are ours.
+    let mut connections: Vec<Option<Connection>> = Vec::new();
     let mut events = Events::with_capacity(256);
     let mut scratch = vec![0u8; 256 << 10];
     let mut next_tick = Instant::now() + TICK;
@@ -56,20 +54,18 @@ pub(super) fn run(
         loop {
             match inbox.try_recv() {
                 Ok(Command::Send(outgoing)) => {
-                    let index = *by_peer.entry(outgoing.peer.clone()).or_insert_with(|| {
-                        let index = connections.len();
-                        connections.push(Connection::new(
-                            outgoing.peer.clone(),
-                            Token(index),
-                            &settings,
-                        ));
-                        index
+                    let index = outgoing.route.slot();
+                    if connections.len() <= index {
+                        connections.resize_with(index + 1, || None);
+                    }
+                    let connection = connections[index].get_or_insert_with(|| {
+                        Connection::new(outgoing.route.peer().clone(), Token(index), &settings)
                     });
-                    connections[index].submit(poll.registry(), outgoing, &settings);
+                    connection.submit(poll.registry(), outgoing, &settings);
                     dirty.push(index);
                 }
                 Ok(Command::Shutdown) | Err(flume::TryRecvError::Disconnected) => {
-                    for connection in &mut connections {
+                    for connection in connections.iter_mut().flatten() {
                         connection.shutdown(poll.registry());
                     }
                     return;
@@ -80,17 +76,20 @@ pub(super) fn run(
         dirty.sort_unstable();
         dirty.dedup();
         for index in dirty.drain(..) {
-            connections[index].flush(poll.registry(), &settings);
+            if let Some(Some(connection)) = connections.get_mut(index) {
+                connection.flush(poll.registry(), &settings);
+            }
         }
         let now = Instant::now();
         if now >= next_tick {
-            for connection in &mut connections {
+            for connection in connections.iter_mut().flatten() {
                 connection.check_timers(poll.registry(), &settings, now);
             }
             next_tick = now + TICK;
         }
         let timeout = connections
             .iter()
+            .flatten()
             .any(Connection::has_timers)
             .then(|| next_tick.saturating_duration_since(now));
         sleeping.store(true, Ordering::SeqCst);
@@ -104,7 +103,7 @@ pub(super) fn run(
         if let Err(err) = polled {
             if err.kind() != std::io::ErrorKind::Interrupted {
                 tracing::error!(error = %err, "I/O thread cannot poll; stopping it");
-                for connection in &mut connections {
+                for connection in connections.iter_mut().flatten() {
                     connection.shutdown(poll.registry());
                 }
                 return;
@@ -114,7 +113,7 @@ pub(super) fn run(
             if event.token() == WAKER {
                 continue;
             }
-            if let Some(connection) = connections.get_mut(event.token().0) {
+            if let Some(Some(connection)) = connections.get_mut(event.token().0) {
                 connection.on_ready(poll.registry(), &settings, &mut scratch);
             }
         }

@@ -9,9 +9,14 @@
 //! - [`event_loop`]: the per-thread loop (poll, timers, commands).
 //! - [`connection`]: one connection's life: connect, handshake, pipelined
 //!   requests, timeouts, failure.
+//! - [`route`]: which thread and slot a peer's connection has, fixed once.
 
 mod connection;
 mod event_loop;
+mod route;
+
+pub(crate) use route::Route;
+use route::Routes;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,7 +55,7 @@ pub(crate) enum Event {
 /// sent right after it (shared, so a retry does not copy the object), and
 /// where answers go.
 pub(crate) struct Outgoing {
-    pub peer: Peer,
+    pub route: Route,
     pub request_id: u64,
     pub head: Vec<u8>,
     pub payload: Bytes,
@@ -77,6 +82,7 @@ struct IoThread {
 /// The I/O threads of one client.
 pub(crate) struct IoPool {
     threads: Vec<IoThread>,
+    routes: Routes,
     next_request_id: AtomicU64,
 }
 
@@ -102,8 +108,14 @@ impl IoPool {
         }
         Ok(Self {
             threads,
+            routes: Routes::new(config.io_threads),
             next_request_id: AtomicU64::new(1),
         })
+    }
+
+    /// The route to `peer` (the same every time).
+    pub fn route(&self, peer: &Peer) -> Route {
+        self.routes.route(peer)
     }
 
     /// A fresh request id (unique across this client's connections).
@@ -113,10 +125,7 @@ impl IoPool {
 
     /// Hands `outgoing` to the thread that owns its peer's connection.
     pub fn send(&self, outgoing: Outgoing) {
-        // Fixed seeds: a peer always maps to the same thread (no need for
-        // DoS resistance: peers come from the topology).
-        let hash = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&outgoing.peer);
-        let thread = &self.threads[(hash % self.threads.len() as u64) as usize];
+        let thread = &self.threads[outgoing.route.thread()];
         if let Err(flume::SendError(Command::Send(outgoing))) =
             thread.commands.send(Command::Send(outgoing))
         {
