@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release -p stratum-node
-//! cargo bench -p stratum-client --bench overhead [-- --seconds 3 --rounds 3 --in-flight 32 --size 1024 --layout both]
+//! cargo bench -p stratum-client --bench overhead [-- --seconds 3 --rounds 3 --in-flight 32 --size 1024 --layout both --io-threads N]
 //! ```
 //!
 //! Both sides keep the same number of gets in flight: the raw loop as one
@@ -54,6 +54,8 @@ struct Options {
     size: usize,
     objects: u64,
     layouts: Vec<Layout>,
+    /// The client's I/O threads (default: its own default).
+    io_threads: Option<usize>,
 }
 
 fn options() -> Options {
@@ -64,6 +66,7 @@ fn options() -> Options {
         size: 1024,
         objects: 10_000,
         layouts: vec![Layout::Split, Layout::Shared],
+        io_threads: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -75,6 +78,7 @@ fn options() -> Options {
             "--in-flight" => options.in_flight = value.parse().expect("--in-flight"),
             "--size" => options.size = value.parse().expect("--size"),
             "--objects" => options.objects = value.parse().expect("--objects"),
+            "--io-threads" => options.io_threads = Some(value.parse().expect("--io-threads")),
             "--layout" => {
                 options.layouts = match value.as_str() {
                     "split" => vec![Layout::Split],
@@ -257,10 +261,11 @@ fn run_layout(layout: Layout, options: &Options) {
     pin(&node_cpus);
     let node = TestNode::start(shards, &[]);
     pin(&load_cpus);
-    let client = futures_lite::future::block_on(Client::connect(ClientConfig::seeds([node
-        .addr(0)
-        .to_string()])))
-    .expect("client connects");
+    let mut config = ClientConfig::seeds([node.addr(0).to_string()]);
+    if let Some(threads) = options.io_threads {
+        config.io_threads = threads;
+    }
+    let client = futures_lite::future::block_on(Client::connect(config)).expect("client connects");
     let mut ids = Vec::new();
     for seed in 0..options.objects {
         let (id, kind, content) = object(seed, options.size);

@@ -3,8 +3,9 @@
 //! # Threading model
 //!
 //! The client brings its own I/O threads (by default one per core, at most
-//! four), each running one event loop that owns the connections hashed to
-//! it; nothing about a connection is shared between threads. A caller's
+//! four), each running one event loop that owns the connections dealt to
+//! it (peers in turn, each keeping its thread for the client's life);
+//! nothing about a connection is shared between threads. A caller's
 //! request is encoded on the caller's thread and handed to the owning I/O
 //! thread over a flume channel; the answer comes back on another flume
 //! channel. So:

@@ -1,7 +1,7 @@
 //! The client's I/O threads.
 //!
 //! Thread-per-core on the client side too: each I/O thread runs one mio
-//! event loop and owns the connections of the peers hashed to it; nothing
+//! event loop and owns the connections of the peers routed to it; nothing
 //! about a connection is shared. Callers (any thread, any executor) hand a
 //! request to the owning thread over a flume channel and wait on a flume
 //! channel for the answer, so the client never needs the caller's runtime.
