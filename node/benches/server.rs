@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! scripts/install-bench-deps.sh      # redis-server, redis-benchmark
-//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --dir DIR]
+//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --rounds 3 --dir DIR]
 //! ```
 //!
 //! The Stratum side mirrors redis-benchmark: one load thread, `--clients`
@@ -15,7 +15,10 @@
 //! objects (random content, so nothing deduplicates); gets read random
 //! objects from a preloaded set that fits the cache, as Redis GETs read RAM.
 //!
-//! Results are ratios Stratum / Redis from the same run.
+//! Both servers run side by side and rounds alternate them phase by phase
+//! (Stratum puts, Redis SET, Stratum gets, Redis GET), so drift on a shared
+//! machine hits both. Results are ratios Stratum / Redis: each round's, and
+//! their median.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -34,6 +37,7 @@ struct Args {
     clients: usize,
     seconds: u64,
     shards: u16,
+    rounds: usize,
     dir: Option<PathBuf>,
 }
 
@@ -43,6 +47,7 @@ fn parse_args() -> Args {
         clients: 50,
         seconds: 5,
         shards: 2,
+        rounds: 3,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -53,6 +58,7 @@ fn parse_args() -> Args {
             "--clients" => args.clients = value().parse().expect("--clients N"),
             "--seconds" => args.seconds = value().parse().expect("--seconds S"),
             "--shards" => args.shards = value().parse().expect("--shards N"),
+            "--rounds" => args.rounds = value().parse().expect("--rounds N"),
             "--dir" => args.dir = Some(PathBuf::from(value())),
             _ => {} // cargo bench passes --bench
         }
@@ -89,6 +95,22 @@ fn wait_for_port(port: u16) {
         assert!(Instant::now() < deadline, "port {port} never opened");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Group-commit counters: commits, records, write seconds, sync seconds.
+fn group_commit_counters(admin_port: u16) -> [f64; 4] {
+    [
+        "stratum_group_commits_total",
+        "stratum_group_commit_records_total",
+        "stratum_group_commit_write_seconds_total",
+        "stratum_group_commit_sync_seconds_total",
+    ]
+    .map(|name| node_metric(admin_port, name))
 }
 
 /// Sum of a Prometheus counter over all shards, from the node's admin port.
@@ -440,40 +462,71 @@ fn main() {
     let port = free_port_run(args.shards + 1);
     let admin_port = port + args.shards;
     let node = start_node(dir, port, args.shards);
-    // Enough fresh objects for twice the puts Redis manages here.
-    let fresh = make_objects(120_000 * args.seconds as usize, args.size, 1);
-    let stratum_puts = stratum_load(&args, port, &fresh, &[]);
-    let commits = node_metric(admin_port, "stratum_group_commits_total");
-    let records = node_metric(admin_port, "stratum_group_commit_records_total");
-    let write_s = node_metric(admin_port, "stratum_group_commit_write_seconds_total");
-    let sync_s = node_metric(admin_port, "stratum_group_commit_sync_seconds_total");
-    println!(
-        "stratum group commits: {commits:.0} ({:.0}/s), mean batch {:.1} records, mean write {:.0} us, mean fdatasync {:.0} us",
-        commits / args.seconds as f64,
-        records / commits.max(1.0),
-        write_s * 1e6 / commits.max(1.0),
-        sync_s * 1e6 / commits.max(1.0),
-    );
-    drop(fresh);
     let stored = make_objects(10_000, args.size, 2);
     preload(&args, port, &stored);
     let ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
-    let stratum_gets = stratum_load(&args, port, &[], &ids);
-    drop(node);
-
+    drop(stored);
     let redis_port = free_port_run(1);
-    let Some(redis) = start_redis(dir, redis_port) else {
-        println!("stratum puts/s {stratum_puts:.0}, gets/s {stratum_gets:.0}");
+    let redis = start_redis(dir, redis_port);
+
+    // Rounds alternate the two servers phase by phase, so drift on a shared
+    // machine hits both; the ratio of each round's pair is reported, and
+    // the median of those.
+    let (mut put_ratios, mut get_ratios) = (Vec::new(), Vec::new());
+    let (mut puts_all, mut sets_all, mut gets_all, mut redis_gets_all) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds.max(1) {
+        let before = group_commit_counters(admin_port);
+        // Enough fresh objects for twice the puts Redis manages here.
+        let fresh = make_objects(120_000 * args.seconds as usize, args.size, 10 + round as u64);
+        let stratum_puts = stratum_load(&args, port, &fresh, &[]);
+        drop(fresh);
+        let after = group_commit_counters(admin_port);
+        let [commits, records, write_s, sync_s] =
+            std::array::from_fn(|i| after[i] - before[i]);
+        println!(
+            "round {round}: stratum group commits {commits:.0} ({:.0}/s), mean batch {:.1} records, mean write {:.0} us, mean fdatasync {:.0} us",
+            commits / args.seconds as f64,
+            records / commits.max(1.0),
+            write_s * 1e6 / commits.max(1.0),
+            sync_s * 1e6 / commits.max(1.0),
+        );
+        let redis_sets = redis
+            .as_ref()
+            .map(|_| redis_benchmark(redis_port, "set", &args));
+        let stratum_gets = stratum_load(&args, port, &[], &ids);
+        let redis_gets = redis
+            .as_ref()
+            .map(|_| redis_benchmark(redis_port, "get", &args));
+        println!(
+            "round {round}: stratum puts {stratum_puts:.0}/s, redis SET {}, stratum gets {stratum_gets:.0}/s, redis GET {}",
+            redis_sets.map_or("-".into(), |r| format!("{r:.0}/s")),
+            redis_gets.map_or("-".into(), |r| format!("{r:.0}/s")),
+        );
+        puts_all.push(stratum_puts);
+        gets_all.push(stratum_gets);
+        if let (Some(sets), Some(redis_gets)) = (redis_sets, redis_gets) {
+            put_ratios.push(stratum_puts / sets);
+            get_ratios.push(stratum_gets / redis_gets);
+            sets_all.push(sets);
+            redis_gets_all.push(redis_gets);
+        }
+    }
+    drop(node);
+    drop(redis);
+    if put_ratios.is_empty() {
+        println!(
+            "stratum puts/s {:.0}, gets/s {:.0} (medians)",
+            median(&mut puts_all),
+            median(&mut gets_all)
+        );
         println!("redis-server not found: run scripts/install-bench-deps.sh for the comparison");
         return;
-    };
-    let redis_sets = redis_benchmark(redis_port, "set", &args);
-    let redis_gets = redis_benchmark(redis_port, "get", &args);
-    drop(redis);
-
+    }
     let results = RefCell::new(Vec::new());
-    let row = |what: &str, stratum: f64, redis: f64, target: f64| {
-        let ratio = stratum / redis;
+    // Throughputs are medians over the rounds; the ratio is the median of
+    // the rounds' own ratios (each from a back-to-back pair).
+    let row = |what: &str, stratum: f64, redis: f64, ratio: f64, target: f64| {
         let verdict = if ratio >= target { "met" } else { "MISSED" };
         results.borrow_mut().push(format!(
             "{what:<34} stratum {stratum:>10.0}/s   redis {redis:>10.0}/s   ratio {ratio:>5.2}  (target >= {target:.1}: {verdict})"
@@ -481,11 +534,18 @@ fn main() {
     };
     row(
         "durable puts vs SET (fsync always)",
-        stratum_puts,
-        redis_sets,
+        median(&mut puts_all),
+        median(&mut sets_all),
+        median(&mut put_ratios),
         1.5,
     );
-    row("gets vs GET", stratum_gets, redis_gets, 1.0);
+    row(
+        "gets vs GET",
+        median(&mut gets_all),
+        median(&mut redis_gets_all),
+        median(&mut get_ratios),
+        1.0,
+    );
     for line in results.borrow().iter() {
         println!("{line}");
     }
