@@ -478,12 +478,15 @@ fn main() {
     for round in 0..args.rounds.max(1) {
         let before = group_commit_counters(admin_port);
         // Enough fresh objects for twice the puts Redis manages here.
-        let fresh = make_objects(120_000 * args.seconds as usize, args.size, 10 + round as u64);
+        let fresh = make_objects(
+            120_000 * args.seconds as usize,
+            args.size,
+            10 + round as u64,
+        );
         let stratum_puts = stratum_load(&args, port, &fresh, &[]);
         drop(fresh);
         let after = group_commit_counters(admin_port);
-        let [commits, records, write_s, sync_s] =
-            std::array::from_fn(|i| after[i] - before[i]);
+        let [commits, records, write_s, sync_s] = std::array::from_fn(|i| after[i] - before[i]);
         println!(
             "round {round}: stratum group commits {commits:.0} ({:.0}/s), mean batch {:.1} records, mean write {:.0} us, mean fdatasync {:.0} us",
             commits / args.seconds as f64,
