@@ -22,14 +22,24 @@
 //! Recovery knows a prepared tail (all zeros after the last record) from a
 //! torn one.
 //!
+//! Acknowledgements go out one reactor turn after their batch is durable
+//! (see [`Writer::acknowledge`]): the writers they wake start hashing their
+//! next objects at once, and glommio hands queued I/O to the kernel only
+//! when the run queue drains. Waiting one turn lets the writer queue the
+//! next batch first, so its write reaches the device before the hashing
+//! starts and the two overlap. Measured with the store bench: 256 KiB puts
+//! +40% (together with the yield in `ShardStore::put`).
+//!
 //! Failures: ENOSPC puts the shard in read-only mode; any other write error
 //! or any fdatasync error makes it fail stop for writes. An fsync is never
 //! retried: after a failed fsync the kernel may have dropped the dirty pages,
 //! and a retry that "succeeds" proves nothing.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use stratum_wire::{ObjectId, ObjectKind};
 
@@ -145,7 +155,15 @@ pub(crate) struct Writer<F: StoreFs> {
     /// below it change no file metadata.
     prepared: u64,
     next_sequence: u64,
+    /// Batches whose acknowledgements wait for the next reactor turn.
+    acks_pending: Rc<Cell<usize>>,
 }
+
+/// How long an acknowledgement waits: any timer lets the reactor turn
+/// first (timers fire only there); the shortest one adds nothing more.
+const ACK_TURN: Duration = Duration::from_micros(1);
+
+type Replies = Vec<(flume::Sender<Result<Reply>>, Result<Reply>)>;
 
 impl<F: StoreFs> Writer<F> {
     pub(crate) fn new(shared: Rc<Shared<F>>, tail: Tail) -> Self {
@@ -155,6 +173,7 @@ impl<F: StoreFs> Writer<F> {
             tail: tail.offset,
             prepared: tail.prepared.max(tail.offset),
             next_sequence: tail.next_sequence,
+            acks_pending: Rc::new(Cell::new(0)),
         }
     }
 
@@ -174,6 +193,27 @@ impl<F: StoreFs> Writer<F> {
             }
             self.commit(batch).await;
         }
+        // The queue is closed (the store is closing): every acknowledgement
+        // goes out before the writer is done.
+        while self.acks_pending.get() > 0 {
+            glommio::timer::sleep(ACK_TURN).await;
+        }
+    }
+
+    /// Sends a durable batch's replies after the next reactor turn (see the
+    /// module docs). Durability is already decided: this only picks when
+    /// the waiting writers wake.
+    fn acknowledge(&self, replies: Replies) {
+        let pending = Rc::clone(&self.acks_pending);
+        pending.set(pending.get() + 1);
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(ACK_TURN).await;
+            for (done, reply) in replies {
+                let _ = done.send(reply);
+            }
+            pending.set(pending.get() - 1);
+        })
+        .detach();
     }
 
     async fn commit(&mut self, batch: Vec<WriteOp>) {
@@ -184,8 +224,7 @@ impl<F: StoreFs> Writer<F> {
             return;
         }
         let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
-        let mut replies: Vec<(flume::Sender<Result<Reply>>, Result<Reply>)> =
-            Vec::with_capacity(batch.len());
+        let mut replies: Replies = Vec::with_capacity(batch.len());
         // The state of ids this batch touches: Some(plan index) if an earlier
         // op in the batch puts it, None if it deletes it.
         let mut touched: HashMap<ObjectId, Option<usize>> = HashMap::new();
@@ -266,9 +305,7 @@ impl<F: StoreFs> Writer<F> {
                 return;
             }
         }
-        for (done, reply) in replies {
-            let _ = done.send(reply);
-        }
+        self.acknowledge(replies);
         if !checkpoints.is_empty() {
             let result = self.write_checkpoint().await;
             for done in checkpoints {

@@ -296,6 +296,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
                 max,
             });
         }
+        yield_to_io_workers(content.len());
         if !id.verify(kind, &content) {
             return Err(StoreError::HashMismatch { id });
         }
@@ -655,5 +656,24 @@ impl<F: StoreFs> Shared<F> {
             kind,
             content: Rc::from(content),
         }))
+    }
+}
+
+/// Content at least this large is hashed only after [`yield_to_io_workers`].
+const YIELD_BEFORE_HASH_BYTES: usize = 16 << 10;
+
+/// Gives the CPU away for a moment before a long hash.
+///
+/// On ext4, an O_DIRECT write that allocates blocks (every batch that
+/// appends) is handed by io_uring to an io-wq worker thread, and that
+/// worker inherits the shard's pinned CPU. A shard busy hashing never
+/// sleeps, so the worker would submit the batch's write only after the
+/// hashing is done, serializing the two. One `sched_yield` per large put
+/// (about a microsecond, against 13 µs of hashing for 16 KiB) lets it run
+/// first. Measured with the store bench: 256 KiB puts +40% (with the
+/// deferred acknowledgements in `group_commit`).
+fn yield_to_io_workers(content_len: usize) {
+    if content_len >= YIELD_BEFORE_HASH_BYTES {
+        std::thread::yield_now();
     }
 }
