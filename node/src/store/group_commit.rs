@@ -159,6 +159,28 @@ pub(crate) struct Writer<F: StoreFs> {
     acks_pending: Rc<Cell<usize>>,
 }
 
+/// A backlog at least this large is split over two batches (see
+/// [`batch_limit`]): hashing this much takes about as long as writing and
+/// syncing it, so below it a split would only add an fdatasync.
+const SPLIT_BACKLOG_AT: usize = 512 << 10;
+
+/// Bytes the next batch may take: `max_batch`, except that a large backlog
+/// goes in two halves. Taken whole, it would put every waiting writer in one
+/// batch; acknowledged together, they would all hash their next objects
+/// while the device sits idle, then wait together on the device. In halves,
+/// one half is on the device while the other half's writers hash. The
+/// backlog is estimated from the first op's size (the queue's contents
+/// cannot be seen without taking them); a wrong estimate only changes the
+/// batch size.
+fn batch_limit(max_batch: usize, first_bytes: usize, queued: usize) -> usize {
+    let backlog = first_bytes.saturating_mul(queued.saturating_add(1));
+    if backlog >= SPLIT_BACKLOG_AT {
+        max_batch.min(backlog.div_ceil(2))
+    } else {
+        max_batch
+    }
+}
+
 /// How long an acknowledgement waits: any timer lets the reactor turn
 /// first (timers fire only there); the shortest one adds nothing more.
 const ACK_TURN: Duration = Duration::from_micros(1);
@@ -181,8 +203,9 @@ impl<F: StoreFs> Writer<F> {
         let max_batch = self.shared.config.max_batch_bytes;
         while let Ok(first) = queue.recv_async().await {
             let mut bytes = first.disk_bytes();
+            let limit = batch_limit(max_batch, bytes, queue.len());
             let mut batch = vec![first];
-            while bytes < max_batch {
+            while bytes < limit {
                 match queue.try_recv() {
                     Ok(op) => {
                         bytes += op.disk_bytes();
@@ -816,5 +839,35 @@ fn copy_into<B: WriteBuf>(chunks: &mut [(u64, B)], chunk_len: u64, at: u64, byte
         target[within..within + n].copy_from_slice(&rest[..n]);
         rest = &rest[n..];
         position += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_limit, SPLIT_BACKLOG_AT};
+
+    const MAX: usize = 1 << 20;
+
+    #[test]
+    fn a_small_backlog_goes_whole() {
+        // 64 waiting puts of 1 KiB: one batch.
+        assert_eq!(batch_limit(MAX, 1088, 63), MAX);
+        assert_eq!(batch_limit(MAX, 100, 0), MAX);
+    }
+
+    #[test]
+    fn a_large_backlog_that_fits_one_batch_goes_in_halves() {
+        // 64 waiting puts of 16 KiB (records a little over 16 KiB).
+        let limit = batch_limit(MAX, 16_448, 63);
+        assert_eq!(limit, (16_448 * 64usize).div_ceil(2));
+        assert!(limit >= SPLIT_BACKLOG_AT / 2 && limit < MAX);
+    }
+
+    #[test]
+    fn a_backlog_of_many_batches_is_cut_at_the_maximum() {
+        // 64 waiting puts of 256 KiB: 16 MiB queued, batches stay at 1 MiB.
+        assert_eq!(batch_limit(MAX, 262_208, 63), MAX);
+        // A huge count cannot overflow the estimate.
+        assert_eq!(batch_limit(MAX, usize::MAX, usize::MAX), MAX);
     }
 }
