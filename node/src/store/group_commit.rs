@@ -860,7 +860,7 @@ mod tests {
         // 64 waiting puts of 16 KiB (records a little over 16 KiB).
         let limit = batch_limit(MAX, 16_448, 63);
         assert_eq!(limit, (16_448 * 64usize).div_ceil(2));
-        assert!(limit >= SPLIT_BACKLOG_AT / 2 && limit < MAX);
+        assert!((SPLIT_BACKLOG_AT / 2..MAX).contains(&limit));
     }
 
     #[test]
