@@ -26,14 +26,27 @@ fn port_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// A base port with `count` free ports after it (racy by nature: `start`
-/// retries when the node cannot bind).
+/// Ports this process has handed out. The kernel may offer a probed port
+/// again as soon as the probe closes, so without this two nodes prepared one
+/// after the other (a cluster whose topology names them before any binds)
+/// could be given the same address.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A base port with `count` free ports after it, none handed out before by
+/// this process (still racy against other processes: `start` retries when
+/// the node cannot bind).
 fn free_ports(count: u16) -> u16 {
     loop {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = probe.local_addr().unwrap().port();
         drop(probe);
-        if base.checked_add(count).is_some() && (base..base + count).all(port_free) {
+        let Some(end) = base.checked_add(count) else {
+            continue;
+        };
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|err| err.into_inner());
+        if handed_out.range(base..end).next().is_none() && (base..end).all(port_free) {
+            handed_out.extend(base..end);
             return base;
         }
     }
