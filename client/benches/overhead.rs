@@ -27,6 +27,7 @@
 use std::time::{Duration, Instant};
 
 use stratum_client::{Client, ClientConfig, ObjectId};
+use stratum_node::server::allowed_cpus;
 use stratum_testkit::{object, TestNode};
 use stratum_wire::message::Get;
 use stratum_wire::placement::shard_of;
@@ -95,20 +96,6 @@ fn options() -> Options {
         index += 2;
     }
     options
-}
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: sched_getaffinity fills a zeroed cpu_set_t of the size given.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|cpu| libc::CPU_ISSET(*cpu, &set))
-            .collect()
-    }
 }
 
 /// Pins the calling thread (and the threads and processes it starts

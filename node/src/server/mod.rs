@@ -86,8 +86,9 @@ pub struct Node {
     serving: Vec<u16>,
 }
 
-/// The CPUs this process may run on (its affinity mask), in order.
-fn allowed_cpus() -> Vec<usize> {
+/// The CPUs the calling thread may run on (its affinity mask), in order.
+/// Public for benchmarks that place a node and its load on separate CPUs.
+pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `set` is a plain bit set the kernel fills; CPU_ISSET only reads
     // it within its size.
     unsafe {

@@ -27,8 +27,7 @@
 //! next objects at once, and glommio hands queued I/O to the kernel only
 //! when the run queue drains. Waiting one turn lets the writer queue the
 //! next batch first, so its write reaches the device before the hashing
-//! starts and the two overlap. Measured with the store bench: 256 KiB puts
-//! +40% (together with the yield in `ShardStore::put`).
+//! starts and the two overlap (figures: ARCHITECTURE.md, "glommio notes").
 //!
 //! Failures: ENOSPC puts the shard in read-only mode; any other write error
 //! or any fdatasync error makes it fail stop for writes. An fsync is never

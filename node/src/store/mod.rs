@@ -670,8 +670,8 @@ const YIELD_BEFORE_HASH_BYTES: usize = 16 << 10;
 /// sleeps, so the worker would submit the batch's write only after the
 /// hashing is done, serializing the two. One `sched_yield` per large put
 /// (about a microsecond, against 13 µs of hashing for 16 KiB) lets it run
-/// first. Measured with the store bench: 256 KiB puts +40% (with the
-/// deferred acknowledgements in `group_commit`).
+/// first. It pays off together with the deferred acknowledgements in
+/// `group_commit` (figures: ARCHITECTURE.md, "glommio notes").
 fn yield_to_io_workers(content_len: usize) {
     if content_len >= YIELD_BEFORE_HASH_BYTES {
         std::thread::yield_now();
