@@ -23,12 +23,14 @@
 //!
 //! Each round also reports the load generator's own CPU time per get
 //! (getrusage of this process; the node is another process), the cost a
-//! frontend pays whatever the layout.
+//! frontend pays whatever the layout, and how busy the node was (its CPU
+//! seconds per second, from /proc): a node below 1.0 in `split` was
+//! waiting for requests.
 use std::time::{Duration, Instant};
 
 use stratum_client::{Client, ClientConfig, ObjectId};
 use stratum_node::server::allowed_cpus;
-use stratum_testkit::{object, TestNode};
+use stratum_testkit::{object, process_cpu_seconds, TestNode};
 use stratum_wire::message::Get;
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Message, MessageKind};
@@ -128,24 +130,32 @@ fn usage() -> (Duration, u64) {
     )
 }
 
-/// One measurement: gets per second, and this process's CPU time and
-/// context switches per get.
+/// One measurement: gets per second, this process's CPU time and context
+/// switches per get, and how busy the node was (its CPU seconds per second:
+/// 1.0 is one core saturated). A node short of saturation while the load
+/// is short of it too means the gap is latency (work waiting on a handover),
+/// not cost.
 #[derive(Clone, Copy)]
 struct Figure {
     per_sec: f64,
     cpu_us_per_get: f64,
     switches_per_get: f64,
+    node_busy: f64,
 }
 
-fn measured(seconds: f64, run: impl FnOnce() -> u64) -> Figure {
+fn measured(node: &TestNode, seconds: f64, run: impl FnOnce() -> u64) -> Figure {
+    let node_pid = node.pid() as u32;
     let ((cpu, switches), started) = (usage(), Instant::now());
+    let node_cpu = process_cpu_seconds(node_pid);
     let gets = run().max(1);
     let elapsed = started.elapsed().as_secs_f64().max(seconds);
+    let node_cpu = process_cpu_seconds(node_pid) - node_cpu;
     let (cpu_after, switches_after) = usage();
     Figure {
         per_sec: gets as f64 / elapsed,
         cpu_us_per_get: (cpu_after - cpu).as_secs_f64() * 1e6 / gets as f64,
         switches_per_get: (switches_after - switches) as f64 / gets as f64,
+        node_busy: node_cpu / elapsed,
     }
 }
 
@@ -268,21 +278,23 @@ fn run_layout(layout: Layout, options: &Options) {
     let (mut raws, mut clients, mut raw_cpu, mut client_cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..options.rounds {
-        let r = measured(options.seconds, || {
+        let r = measured(&node, options.seconds, || {
             raw(&node, &ids, raw_depth, options.seconds)
         });
-        let c = measured(options.seconds, || {
+        let c = measured(&node, options.seconds, || {
             through_client(&client, &ids, options.in_flight, options.seconds)
         });
         println!(
-            "  round {round}: raw {:.0} gets/s ({:.2} us CPU, {:.2} switches per get), \
-             client {:.0} gets/s ({:.2} us CPU, {:.2} switches per get)",
+            "  round {round}: raw {:.0} gets/s ({:.2} us CPU, {:.2} switches per get; node busy {:.2}), \
+             client {:.0} gets/s ({:.2} us CPU, {:.2} switches per get; node busy {:.2})",
             r.per_sec,
             r.cpu_us_per_get,
             r.switches_per_get,
+            r.node_busy,
             c.per_sec,
             c.cpu_us_per_get,
-            c.switches_per_get
+            c.switches_per_get,
+            c.node_busy
         );
         raws.push(r.per_sec);
         clients.push(c.per_sec);

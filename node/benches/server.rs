@@ -164,8 +164,9 @@ fn start_redis(dir: &Path, port: u16) -> Option<Killed> {
     Some(Killed(child))
 }
 
-/// requests/s from `redis-benchmark --csv` for one test (SET or GET).
-fn redis_benchmark(port: u16, test: &str, args: &Args) -> f64 {
+/// Requests done and seconds taken by `redis-benchmark --csv` for one test
+/// (SET or GET), from the requests/s it reports.
+fn redis_benchmark(port: u16, test: &str, args: &Args) -> (f64, f64) {
     // Enough requests for about `seconds` at the rates this machine reaches.
     let requests = match test {
         "set" => 20_000 * args.seconds,
@@ -190,8 +191,58 @@ fn redis_benchmark(port: u16, test: &str, args: &Args) -> f64 {
                 .starts_with(&format!("\"{test}\""))
         })
         .and_then(|line| line.split(',').nth(1))
-        .and_then(|rps| rps.trim_matches('"').parse().ok())
+        .and_then(|rps| rps.trim_matches('"').parse::<f64>().ok())
+        .map(|rps| (requests as f64, requests as f64 / rps))
         .unwrap_or_else(|| panic!("cannot parse redis-benchmark output:\n{text}"))
+}
+
+/// CPU seconds used by this process (`who` = RUSAGE_SELF) or by its reaped
+/// children (RUSAGE_CHILDREN: the redis-benchmark runs).
+fn rusage_cpu(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut usage) };
+    let seconds = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// One phase's figures: throughput, and CPU per request on the server and
+/// on the load generator. CPU per request is much steadier than
+/// throughput on a shared machine: it tells which server does less work
+/// per request, whatever the neighbours were doing.
+struct Phase {
+    per_second: f64,
+    server_us: f64,
+    load_us: f64,
+}
+
+impl Phase {
+    /// Runs `load` (returning requests done and seconds taken), charging
+    /// CPU to `server_pid` and to the load generator (`load_who`).
+    fn measure(server_pid: u32, load_who: libc::c_int, load: impl FnOnce() -> (f64, f64)) -> Self {
+        let (server_before, load_before) = (
+            stratum_testkit::process_cpu_seconds(server_pid),
+            rusage_cpu(load_who),
+        );
+        let (requests, seconds) = load();
+        let (server_after, load_after) = (
+            stratum_testkit::process_cpu_seconds(server_pid),
+            rusage_cpu(load_who),
+        );
+        let per_request = |cpu: f64| cpu * 1e6 / requests.max(1.0);
+        Self {
+            per_second: requests / seconds,
+            server_us: per_request(server_after - server_before),
+            load_us: per_request(load_after - load_before),
+        }
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "{:.0}/s (CPU per request: server {:.1} us, load {:.1} us)",
+            self.per_second, self.server_us, self.load_us
+        )
+    }
 }
 
 /// One connection to one shard.
@@ -363,7 +414,12 @@ fn fill_random(state: &mut u64, out: &mut [u8]) {
 
 /// Closed loop for `seconds`: puts of `fresh` objects (never repeated) or
 /// gets of random `stored` ids. Returns completed ops per second.
-fn stratum_load(args: &Args, port: u16, fresh: &[(ObjectId, Vec<u8>)], stored: &[ObjectId]) -> f64 {
+fn stratum_load(
+    args: &Args,
+    port: u16,
+    fresh: &[(ObjectId, Vec<u8>)],
+    stored: &[ObjectId],
+) -> (f64, f64) {
     let mut load = Load::connect(port, args.shards, args.clients);
     let puts = !fresh.is_empty();
     let mut next_fresh = 0;
@@ -416,7 +472,7 @@ fn stratum_load(args: &Args, port: u16, fresh: &[(ObjectId, Vec<u8>)], stored: &
         "ran out of fresh objects: raise the pool"
     );
     assert_eq!(failed, 0, "requests failed during the benchmark");
-    completed as f64 / started.elapsed().as_secs_f64()
+    (completed as f64, started.elapsed().as_secs_f64())
 }
 
 /// Stores `objects` (one put at a time per shard is plenty here).
@@ -475,6 +531,9 @@ fn main() {
     let (mut put_ratios, mut get_ratios) = (Vec::new(), Vec::new());
     let (mut puts_all, mut sets_all, mut gets_all, mut redis_gets_all) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Server CPU microseconds per request, per round.
+    let (mut put_cpu, mut set_cpu, mut get_cpu, mut redis_get_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..args.rounds.max(1) {
         let before = group_commit_counters(admin_port);
         // Enough fresh objects for twice the puts Redis manages here.
@@ -483,7 +542,9 @@ fn main() {
             args.size,
             10 + round as u64,
         );
-        let stratum_puts = stratum_load(&args, port, &fresh, &[]);
+        let stratum_puts = Phase::measure(node.0.id(), libc::RUSAGE_SELF, || {
+            stratum_load(&args, port, &fresh, &[])
+        });
         drop(fresh);
         let after = group_commit_counters(admin_port);
         let [commits, records, write_s, sync_s] = std::array::from_fn(|i| after[i] - before[i]);
@@ -494,25 +555,35 @@ fn main() {
             write_s * 1e6 / commits.max(1.0),
             sync_s * 1e6 / commits.max(1.0),
         );
-        let redis_sets = redis
-            .as_ref()
-            .map(|_| redis_benchmark(redis_port, "set", &args));
-        let stratum_gets = stratum_load(&args, port, &[], &ids);
-        let redis_gets = redis
-            .as_ref()
-            .map(|_| redis_benchmark(redis_port, "get", &args));
-        println!(
-            "round {round}: stratum puts {stratum_puts:.0}/s, redis SET {}, stratum gets {stratum_gets:.0}/s, redis GET {}",
-            redis_sets.map_or("-".into(), |r| format!("{r:.0}/s")),
-            redis_gets.map_or("-".into(), |r| format!("{r:.0}/s")),
-        );
-        puts_all.push(stratum_puts);
-        gets_all.push(stratum_gets);
+        let redis_sets = redis.as_ref().map(|redis| {
+            Phase::measure(redis.0.id(), libc::RUSAGE_CHILDREN, || {
+                redis_benchmark(redis_port, "set", &args)
+            })
+        });
+        let stratum_gets = Phase::measure(node.0.id(), libc::RUSAGE_SELF, || {
+            stratum_load(&args, port, &[], &ids)
+        });
+        let redis_gets = redis.as_ref().map(|redis| {
+            Phase::measure(redis.0.id(), libc::RUSAGE_CHILDREN, || {
+                redis_benchmark(redis_port, "get", &args)
+            })
+        });
+        let show = |phase: &Option<Phase>| phase.as_ref().map_or("-".into(), Phase::show);
+        println!("round {round}: stratum puts  {}", stratum_puts.show());
+        println!("round {round}: redis SET     {}", show(&redis_sets));
+        println!("round {round}: stratum gets  {}", stratum_gets.show());
+        println!("round {round}: redis GET     {}", show(&redis_gets));
+        puts_all.push(stratum_puts.per_second);
+        gets_all.push(stratum_gets.per_second);
+        put_cpu.push(stratum_puts.server_us);
+        get_cpu.push(stratum_gets.server_us);
         if let (Some(sets), Some(redis_gets)) = (redis_sets, redis_gets) {
-            put_ratios.push(stratum_puts / sets);
-            get_ratios.push(stratum_gets / redis_gets);
-            sets_all.push(sets);
-            redis_gets_all.push(redis_gets);
+            put_ratios.push(stratum_puts.per_second / sets.per_second);
+            get_ratios.push(stratum_gets.per_second / redis_gets.per_second);
+            sets_all.push(sets.per_second);
+            redis_gets_all.push(redis_gets.per_second);
+            set_cpu.push(sets.server_us);
+            redis_get_cpu.push(redis_gets.server_us);
         }
     }
     drop(node);
@@ -552,4 +623,11 @@ fn main() {
     for line in results.borrow().iter() {
         println!("{line}");
     }
+    println!(
+        "server CPU per request (medians): stratum put {:.1} us vs redis SET {:.1} us; stratum get {:.1} us vs redis GET {:.1} us",
+        median(&mut put_cpu),
+        median(&mut set_cpu),
+        median(&mut get_cpu),
+        median(&mut redis_get_cpu)
+    );
 }

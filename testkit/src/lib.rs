@@ -16,6 +16,30 @@ use stratum_wire::{ObjectId, ObjectKind};
 pub use node_proc::TestNode;
 pub use wire_client::TestClient;
 
+/// CPU seconds (user + system, all threads) that process `pid` has used so
+/// far, from /proc; 0 when it cannot be read. Benchmarks charge a server's
+/// CPU to the requests of a phase with it: CPU per request holds steady on
+/// a shared machine where throughput does not.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line; count from after
+    // the parenthesised command name, which may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_second <= 0 {
+        return 0.0;
+    }
+    ticks / per_second as f64
+}
+
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Held by a test while it runs a multi-node cluster: such tests of one

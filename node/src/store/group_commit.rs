@@ -521,36 +521,32 @@ impl<F: StoreFs> Writer<F> {
             }
         }
         // All chunks in flight at once: one device round trip per batch, not
-        // one per chunk.
+        // one per chunk. They are polled here, in the writer's own task, not
+        // spawned: a task per chunk costs an allocation and two trips through
+        // the run queue, and buys nothing (throughput measured the same).
         let path = self.shared.segment_path(slot);
         let write_started = std::time::Instant::now();
-        let mut writes = Vec::with_capacity(chunks.len());
-        for (chunk_offset, buffer) in chunks {
-            let file = Rc::clone(&file);
+        let writes = chunks.into_iter().map(|(chunk_offset, buffer)| {
             let len = buffer.as_bytes().len();
-            writes.push((
-                len,
-                glommio::spawn_local(
-                    async move { file.write_at(buffer, start + chunk_offset).await },
-                ),
-            ));
-        }
-        let mut failure = None;
-        for (len, write) in writes {
-            // Every write is awaited, even after a failure: none may still be
-            // in flight when the batch is given up.
-            let result = match write.await {
-                Ok(written) if written == len => Ok(()),
-                Ok(written) => Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {len}"),
-                )),
-                Err(err) => Err(err),
-            };
-            if let (Err(err), None) = (result, &failure) {
-                failure = Some(WriteFailure::write(&path, err));
+            let write = file.write_at(buffer, start + chunk_offset);
+            async move {
+                match write.await {
+                    Ok(written) if written == len => Ok(()),
+                    Ok(written) => Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short write: {written} of {len}"),
+                    )),
+                    Err(err) => Err(err),
+                }
             }
-        }
+        });
+        // `join_all` awaits every write, even after a failure: none may
+        // still be in flight when the batch is given up.
+        let failure = futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .find_map(Result::err)
+            .map(|err| WriteFailure::write(&path, err));
         if let Some(failure) = failure {
             return Err(failure);
         }
