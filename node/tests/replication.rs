@@ -360,6 +360,35 @@ fn a_node_outside_the_replica_set_coordinates_and_deletes_replicate_with_auth_on
         "the coordinator is not a replica and keeps no copy"
     );
 
+    // A body that does not hash to its id is refused by the coordinator and
+    // reaches no replica (it is checked once, where it enters the node).
+    let (bad_id, bad_kind, mut bad_content) = (1000..)
+        .map(|seed| object(seed, 700))
+        .find(|(id, _, _)| !cluster.replicas(id).contains(&1))
+        .unwrap();
+    bad_content[0] ^= 1;
+    let reply = cluster
+        .node(1)
+        .client(0)
+        .call(
+            &Message::Put(Put {
+                id: bad_id,
+                kind: bad_kind,
+            }),
+            &bad_content,
+        )
+        .unwrap();
+    match reply.to_message().unwrap() {
+        Message::Error(err) => assert_eq!(err.code, ErrorCode::HashMismatch, "{}", err.detail),
+        other => panic!("expected hash_mismatch, got {other:?}"),
+    }
+    for node in cluster.replicas(&bad_id) {
+        assert!(
+            !cluster.holds(node, bad_id),
+            "replica {node} took a bad body"
+        );
+    }
+
     // A delete through a replica reaches both.
     let reply = cluster
         .node(replicas[0])

@@ -232,11 +232,11 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
             let Some(link) = core.replication.link(node, shard_of(&hint.id, shards)) else {
                 return;
             };
-            let put = match hint.op {
-                HintOp::Put { kind, content } => Some((kind, Rc::new(content))),
+            let put = match &hint.op {
+                HintOp::Put { kind, content } => Some((*kind, content.as_slice())),
                 HintOp::Delete => None,
             };
-            if let Err(err) = quorum::remote(&link, me, epoch, hint.id, put.as_ref(), true).await {
+            if let Err(err) = quorum::remote(&link, me, epoch, hint.id, put, true).await {
                 tracing::debug!(node, error = %err, "hint replay paused: the peer is not taking writes");
                 return;
             }

@@ -24,23 +24,21 @@ use super::hint_log::{Hint, HintOp};
 use super::peer_link::{LinkError, PeerLink};
 use crate::server::core::Core;
 use crate::server::ops::{Done, Op, OpError};
+use crate::store::Verified;
 
-/// A client's write.
+/// A client's write. A put's content was checked against its id where it
+/// entered the node, once: replicas get the checked bytes, and this node's
+/// store trusts the [`Verified`] instead of hashing them again.
 pub enum Write {
-    Put {
-        id: ObjectId,
-        kind: ObjectKind,
-        content: Vec<u8>,
-    },
-    Delete {
-        id: ObjectId,
-    },
+    Put(Verified),
+    Delete { id: ObjectId },
 }
 
 impl Write {
     fn id(&self) -> ObjectId {
         match self {
-            Self::Put { id, .. } | Self::Delete { id } => *id,
+            Self::Put(object) => object.id(),
+            Self::Delete { id } => *id,
         }
     }
 }
@@ -82,16 +80,6 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
             changed,
         });
     }
-    if let Write::Put { id, kind, content } = &write {
-        // Refuse a bad body here, before any replica spends a write on it.
-        if !id.verify(*kind, content) {
-            return Err(OpError::new(
-                ErrorCode::HashMismatch,
-                format!("the content does not hash to {id}"),
-            ));
-        }
-    }
-
     // Gate: who can take the write now.
     let mut failures: Vec<ReplicaFailure> = Vec::new();
     let mut targets: Vec<(u32, Target)> = Vec::new();
@@ -135,8 +123,8 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
     }
 
     // Fan out.
-    let (kind_content, is_put) = match write {
-        Write::Put { kind, content, .. } => (Some((kind, Rc::new(content))), true),
+    let (object, is_put) = match write {
+        Write::Put(object) => (Some(Rc::new(object)), true),
         Write::Delete { .. } => (None, false),
     };
     let (results_tx, results) = flume::unbounded::<ReplicaResult>();
@@ -144,17 +132,15 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
     for (node, target) in targets {
         let task_tx = results_tx.clone();
         let task_core = Rc::clone(core);
-        let kind_content = kind_content.clone();
+        let object = object.clone();
         let task = async move {
             let (core, results_tx) = (task_core, task_tx);
             let result = match target {
                 Target::Local => {
-                    let write = match &kind_content {
-                        Some((kind, content)) => Write::Put {
-                            id,
-                            kind: *kind,
-                            content: content.to_vec(),
-                        },
+                    // The store takes the bytes by value: one copy, no
+                    // second hash (the clone keeps the proof).
+                    let write = match &object {
+                        Some(object) => Write::Put(Verified::clone(object)),
                         None => Write::Delete { id },
                     };
                     local(&core, write).await.map_err(|err| ReplicaFailure {
@@ -163,9 +149,12 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                         detail: err.detail,
                     })
                 }
-                Target::Remote(link) => remote(&link, me, epoch, id, kind_content.as_ref(), false)
-                    .await
-                    .map_err(|err| err.to_failure(node)),
+                Target::Remote(link) => {
+                    let put = object.as_deref().map(|o| (o.kind(), o.content()));
+                    remote(&link, me, epoch, id, put, false)
+                        .await
+                        .map_err(|err| err.to_failure(node))
+                }
             };
             let _ = results_tx.send((node, result));
         };
@@ -234,10 +223,10 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                 // Our own shard refused it: read repair will copy it back.
                 continue;
             }
-            let op = match &kind_content {
-                Some((kind, content)) => HintOp::Put {
-                    kind: *kind,
-                    content: content.to_vec(),
+            let op = match &object {
+                Some(object) => HintOp::Put {
+                    kind: object.kind(),
+                    content: object.content().to_vec(),
                 },
                 None => HintOp::Delete,
             };
@@ -275,7 +264,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
 /// whether it changed anything. Also how a node-role write is applied.
 pub(crate) async fn local(core: &Rc<Core>, write: Write) -> Result<bool, OpError> {
     let (id, op) = match write {
-        Write::Put { id, kind, content } => (id, Op::Put { id, kind, content }),
+        Write::Put(object) => (object.id(), Op::Put(object)),
         Write::Delete { id } => (id, Op::Delete { id }),
     };
     match core.run_op(&id, op).await? {
@@ -295,14 +284,14 @@ pub(crate) async fn remote(
     me: u32,
     epoch: u64,
     id: ObjectId,
-    put: Option<&(ObjectKind, Rc<Vec<u8>>)>,
+    put: Option<(ObjectKind, &[u8])>,
     hinted: bool,
 ) -> Result<bool, LinkError> {
     let frame = match put {
         Some((kind, content)) => {
             let message = Message::Replicate(Replicate {
                 id,
-                kind: *kind,
+                kind,
                 coordinator: me,
                 topology_epoch: epoch,
                 hinted,

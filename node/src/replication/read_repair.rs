@@ -15,6 +15,7 @@ use stratum_wire::{Message, ObjectId, ObjectKind};
 use super::peer_link::LinkError;
 use crate::server::core::Core;
 use crate::server::ops::Op;
+use crate::store::Verified;
 
 /// Repairs one core runs at once; misses past it are not repaired.
 pub const MAX_CONCURRENT: usize = 32;
@@ -68,12 +69,11 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
             MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
             _ => continue,
         };
-        let content = frame.take_payload();
-        if !id.verify(kind, &content) {
+        let Ok(object) = Verified::check(id, kind, frame.take_payload()) else {
             tracing::warn!(%id, node, "read repair: the replica's copy does not match its id");
             continue;
-        }
-        let stored = core.run_op(&id, Op::Put { id, kind, content }).await;
+        };
+        let stored = core.run_op(&id, Op::Put(object)).await;
         let mut stats = core.replication.stats.borrow_mut();
         match stored {
             Ok(_) => {

@@ -9,16 +9,13 @@ use stratum_wire::message::{ErrorCode, PutOutcome as WirePutOutcome, ReplicaFail
 use stratum_wire::{ObjectId, ObjectKind};
 
 use crate::store::fs::StoreFs;
-use crate::store::{PutOutcome, ShardStore, StoreError};
+use crate::store::{PutOutcome, ShardStore, StoreError, Verified};
 
 /// One store operation.
 #[derive(Debug)]
 pub enum Op {
-    Put {
-        id: ObjectId,
-        kind: ObjectKind,
-        content: Vec<u8>,
-    },
+    /// Content already checked against its id where it entered the node.
+    Put(Verified),
     Get {
         id: ObjectId,
     },
@@ -128,7 +125,7 @@ pub async fn execute<F: StoreFs + 'static>(
     op: Op,
 ) -> Result<Done<Content>, OpError> {
     Ok(match op {
-        Op::Put { id, kind, content } => Done::Put(match store.put(id, kind, content).await? {
+        Op::Put(object) => Done::Put(match store.put_verified(object).await? {
             PutOutcome::Stored => WirePutOutcome::Stored,
             PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
         }),

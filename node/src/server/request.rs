@@ -19,6 +19,7 @@ use super::metrics::{OpKind, Outcome};
 use super::ops::{Done, Op, OpError};
 use crate::replication::quorum::{self, Write};
 use crate::replication::read_repair;
+use crate::store::Verified;
 
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
@@ -215,28 +216,29 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         } => {
             let content = frame.take_payload();
             core.metrics.borrow_mut().bytes_in += content.len() as u64;
-            // Clients' writes are coordinated across the replicas; a node
-            // sending put (rather than replicate) writes here only.
-            let write = Write::Put {
-                id,
-                kind: object_kind,
-                content,
-            };
-            match coordinated(&conn, write).await {
-                Ok(acked) => {
-                    let ack = PutAck {
-                        id,
-                        outcome: if acked.changed {
-                            PutOutcome::Stored
-                        } else {
-                            PutOutcome::AlreadyPresent
-                        },
-                        durable_replicas: acked.replicas,
-                    };
-                    let _ = conn.reply(request_id, &Message::PutAck(ack), &[]).await;
-                    Outcome::Ok
-                }
-                Err(err) => fail(&conn, request_id, err).await,
+            // Checked here, once (the frame limit bounds the hashing): a
+            // bad body is refused before any replica spends a write on it,
+            // and nothing downstream hashes it again.
+            match Verified::check(id, object_kind, content) {
+                Err(err) => fail(&conn, request_id, err.into()).await,
+                // Clients' writes are coordinated across the replicas; a
+                // node sending put (rather than replicate) writes here only.
+                Ok(object) => match coordinated(&conn, Write::Put(object)).await {
+                    Ok(acked) => {
+                        let ack = PutAck {
+                            id,
+                            outcome: if acked.changed {
+                                PutOutcome::Stored
+                            } else {
+                                PutOutcome::AlreadyPresent
+                            },
+                            durable_replicas: acked.replicas,
+                        };
+                        let _ = conn.reply(request_id, &Message::PutAck(ack), &[]).await;
+                        Outcome::Ok
+                    }
+                    Err(err) => fail(&conn, request_id, err).await,
+                },
             }
         }
         Request::Replicate {
@@ -262,12 +264,11 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             } else {
                 let content = frame.take_payload();
                 core.metrics.borrow_mut().bytes_in += content.len() as u64;
-                let op = Op::Put {
-                    id,
-                    kind: object_kind,
-                    content,
+                let stored = match Verified::check(id, object_kind, content) {
+                    Ok(object) => core.run_op(&id, Op::Put(object)).await,
+                    Err(err) => Err(err.into()),
                 };
-                match core.run_op(&id, op).await {
+                match stored {
                     Ok(Done::Put(outcome)) => {
                         let ack = ReplicateAck { id, outcome };
                         let _ = conn

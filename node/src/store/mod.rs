@@ -26,6 +26,7 @@ pub mod recovery;
 pub mod scrub;
 pub mod segment;
 pub mod superblock;
+pub mod verified;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ use index::{key_of, Index, Location};
 use record::{RecordHeader, RecordType, HEADER_LEN};
 pub use recovery::RecoveryReport;
 pub use scrub::{ScrubFinding, ScrubReport};
+pub use verified::Verified;
 
 /// Settings of one shard store.
 #[derive(Debug, Clone)]
@@ -288,18 +290,16 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         kind: ObjectKind,
         content: Vec<u8>,
     ) -> Result<PutOutcome> {
-        self.shared.check_writable()?;
-        let max = self.shared.config.max_object_bytes;
-        if content.len() as u64 > max {
-            return Err(StoreError::TooLarge {
-                size: content.len() as u64,
-                max,
-            });
-        }
-        yield_to_io_workers(content.len());
-        if !id.verify(kind, &content) {
-            return Err(StoreError::HashMismatch { id });
-        }
+        self.check_put(content.len())?;
+        self.put_verified(Verified::check(id, kind, content)?).await
+    }
+
+    /// Stores an object whose content was already checked against its id
+    /// (see [`Verified`]): the same as [`ShardStore::put`] without hashing
+    /// again.
+    pub async fn put_verified(&self, object: Verified) -> Result<PutOutcome> {
+        self.check_put(object.content().len())?;
+        let (id, kind, content) = object.into_parts();
         // Deduplicate only against an intact copy: a damaged one is replaced
         // by this put (read repair heals through put).
         if let Found::Intact(_) = self.shared.find_verified(&id).await? {
@@ -313,6 +313,20 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             group_commit::Reply::Put(outcome) => Ok(outcome),
             _ => Err(StoreError::WriterGone),
         }
+    }
+
+    /// Refuses a put the shard cannot take (not writable, or too large)
+    /// before any hashing is spent on it.
+    fn check_put(&self, len: usize) -> Result<()> {
+        self.shared.check_writable()?;
+        let max = self.shared.config.max_object_bytes;
+        if len as u64 > max {
+            return Err(StoreError::TooLarge {
+                size: len as u64,
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Deletes an object with a durable tombstone. Returns whether a live
@@ -656,24 +670,5 @@ impl<F: StoreFs> Shared<F> {
             kind,
             content: Rc::from(content),
         }))
-    }
-}
-
-/// Content at least this large is hashed only after [`yield_to_io_workers`].
-const YIELD_BEFORE_HASH_BYTES: usize = 16 << 10;
-
-/// Gives the CPU away for a moment before a long hash.
-///
-/// On ext4, an O_DIRECT write that allocates blocks (every batch that
-/// appends) is handed by io_uring to an io-wq worker thread, and that
-/// worker inherits the shard's pinned CPU. A shard busy hashing never
-/// sleeps, so the worker would submit the batch's write only after the
-/// hashing is done, serializing the two. One `sched_yield` per large put
-/// (about a microsecond, against 13 µs of hashing for 16 KiB) lets it run
-/// first. It pays off together with the deferred acknowledgements in
-/// `group_commit` (figures: ARCHITECTURE.md, "glommio notes").
-fn yield_to_io_workers(content_len: usize) {
-    if content_len >= YIELD_BEFORE_HASH_BYTES {
-        std::thread::yield_now();
     }
 }
