@@ -147,6 +147,11 @@ impl Connection {
         }
     }
 
+    /// Answers this connection waits for.
+    pub fn answers_due(&self) -> usize {
+        self.in_flight.len()
+    }
+
     /// Whether the loop must wake up for this connection's timers.
     pub fn has_timers(&self) -> bool {
         !self.in_flight.is_empty()

@@ -15,6 +15,22 @@ use crate::config::ClientConfig;
 
 pub(super) const WAKER: Token = Token(usize::MAX);
 
+/// With at least this many answers due, the next one is moments away: the
+/// loop sleeps without asking senders to wake it, and takes their requests
+/// when that answer wakes it. With fewer, a request could wait a whole
+/// round trip, so senders wake the loop as usual.
+pub(super) const MANY_ANSWERS_DUE: usize = 16;
+
+/// The longest a loop sleeps with many answers due (a hung node must not
+/// hold new requests back longer than this).
+pub(super) const ANSWERS_DUE_WAKE: Duration = Duration::from_micros(100);
+
+/// What the loop tells senders about its sleep (see `IoPool::send`).
+pub(super) struct Signals {
+    pub sleeping: Arc<AtomicBool>,
+    pub answers_due: Arc<AtomicBool>,
+}
+
 /// How often timers are checked while anything is pending: the resolution
 /// of request and connect timeouts.
 const TICK: Duration = Duration::from_millis(10);
@@ -41,7 +57,7 @@ impl Settings {
 pub(super) fn run(
     mut poll: Poll,
     inbox: flume::Receiver<Command>,
-    sleeping: Arc<AtomicBool>,
+    signals: Signals,
     settings: Settings,
 ) {
     // Indexed by route slot: the routes decided which connections are ours.
@@ -87,19 +103,33 @@ pub(super) fn run(
             }
             next_tick = now + TICK;
         }
-        let timeout = connections
+        // Many answers due: the loop wakes by itself (an answer, or within
+        // ANSWERS_DUE_WAKE), so senders need not wake it. The flag is set
+        // before `sleeping`, and the inbox checked after both: a request
+        // queued before the check is seen now, one queued after it sees the
+        // flags.
+        let due: usize = connections
+            .iter()
+            .flatten()
+            .map(Connection::answers_due)
+            .sum();
+        let answers_due = due >= MANY_ANSWERS_DUE;
+        signals.answers_due.store(answers_due, Ordering::SeqCst);
+        signals.sleeping.store(true, Ordering::SeqCst);
+        let timers = connections
             .iter()
             .flatten()
             .any(Connection::has_timers)
             .then(|| next_tick.saturating_duration_since(now));
-        sleeping.store(true, Ordering::SeqCst);
-        let timeout = if inbox.is_empty() {
-            timeout
-        } else {
+        let timeout = if !inbox.is_empty() {
             Some(Duration::ZERO)
+        } else if answers_due {
+            timers.map(|tick| tick.min(ANSWERS_DUE_WAKE))
+        } else {
+            timers
         };
         let polled = poll.poll(&mut events, timeout);
-        sleeping.store(false, Ordering::SeqCst);
+        signals.sleeping.store(false, Ordering::SeqCst);
         if let Err(err) = polled {
             if err.kind() != std::io::ErrorKind::Interrupted {
                 tracing::error!(error = %err, "I/O thread cannot poll; stopping it");
