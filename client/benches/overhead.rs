@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use stratum_client::{Client, ClientConfig, ObjectId};
 use stratum_node::server::allowed_cpus;
-use stratum_testkit::{object, process_cpu_seconds, TestNode};
+use stratum_testkit::{object, process_cpu_seconds, rusage, TestNode};
 use stratum_wire::message::Get;
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Message, MessageKind};
@@ -114,22 +114,6 @@ fn pin(cpus: &[usize]) {
     }
 }
 
-/// CPU time (user + system) this process has used so far, and its context
-/// switches (voluntary and not).
-fn usage() -> (Duration, u64) {
-    // SAFETY: getrusage fills the zeroed struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    (
-        Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime)),
-        (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
-    )
-}
-
 /// One measurement: gets per second, this process's CPU time and context
 /// switches per get, and how busy the node was (its CPU seconds per second:
 /// 1.0 is one core saturated). A node short of saturation while the load
@@ -145,15 +129,15 @@ struct Figure {
 
 fn measured(node: &TestNode, seconds: f64, run: impl FnOnce() -> u64) -> Figure {
     let node_pid = node.pid() as u32;
-    let ((cpu, switches), started) = (usage(), Instant::now());
+    let ((cpu, switches), started) = (rusage(libc::RUSAGE_SELF), Instant::now());
     let node_cpu = process_cpu_seconds(node_pid);
     let gets = run().max(1);
     let elapsed = started.elapsed().as_secs_f64().max(seconds);
     let node_cpu = process_cpu_seconds(node_pid) - node_cpu;
-    let (cpu_after, switches_after) = usage();
+    let (cpu_after, switches_after) = rusage(libc::RUSAGE_SELF);
     Figure {
         per_sec: gets as f64 / elapsed,
-        cpu_us_per_get: (cpu_after - cpu).as_secs_f64() * 1e6 / gets as f64,
+        cpu_us_per_get: (cpu_after - cpu) * 1e6 / gets as f64,
         switches_per_get: (switches_after - switches) as f64 / gets as f64,
         node_busy: node_cpu / elapsed,
     }

@@ -196,16 +196,6 @@ fn redis_benchmark(port: u16, test: &str, args: &Args) -> (f64, f64) {
         .unwrap_or_else(|| panic!("cannot parse redis-benchmark output:\n{text}"))
 }
 
-/// CPU seconds used by this process (`who` = RUSAGE_SELF) or by its reaped
-/// children (RUSAGE_CHILDREN: the redis-benchmark runs).
-fn rusage_cpu(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut usage) };
-    let seconds = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
 /// One phase's figures: throughput, and CPU per request on the server and
 /// on the load generator. CPU per request is much steadier than
 /// throughput on a shared machine: it tells which server does less work
@@ -222,12 +212,12 @@ impl Phase {
     fn measure(server_pid: u32, load_who: libc::c_int, load: impl FnOnce() -> (f64, f64)) -> Self {
         let (server_before, load_before) = (
             stratum_testkit::process_cpu_seconds(server_pid),
-            rusage_cpu(load_who),
+            stratum_testkit::rusage(load_who).0,
         );
         let (requests, seconds) = load();
         let (server_after, load_after) = (
             stratum_testkit::process_cpu_seconds(server_pid),
-            rusage_cpu(load_who),
+            stratum_testkit::rusage(load_who).0,
         );
         let per_request = |cpu: f64| cpu * 1e6 / requests.max(1.0);
         Self {

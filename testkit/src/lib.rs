@@ -40,6 +40,23 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     ticks / per_second as f64
 }
 
+/// CPU seconds (user + system) and context switches (voluntary and not)
+/// from getrusage: `who` is `libc::RUSAGE_SELF` (this process) or
+/// `libc::RUSAGE_CHILDREN` (its children that have been waited for).
+pub fn rusage(who: libc::c_int) -> (f64, u64) {
+    // SAFETY: getrusage only writes the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let seconds = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    (
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+    )
+}
+
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Held by a test while it runs a multi-node cluster: such tests of one

@@ -108,19 +108,20 @@ pub(super) fn run(
         // before `sleeping`, and the inbox checked after both: a request
         // queued before the check is seen now, one queued after it sees the
         // flags.
-        let due: usize = connections
-            .iter()
-            .flatten()
-            .map(Connection::answers_due)
-            .sum();
+        let (due, any_timers) =
+            connections
+                .iter()
+                .flatten()
+                .fold((0, false), |(due, timers), connection| {
+                    (
+                        due + connection.answers_due(),
+                        timers || connection.has_timers(),
+                    )
+                });
         let answers_due = due >= MANY_ANSWERS_DUE;
         signals.answers_due.store(answers_due, Ordering::SeqCst);
         signals.sleeping.store(true, Ordering::SeqCst);
-        let timers = connections
-            .iter()
-            .flatten()
-            .any(Connection::has_timers)
-            .then(|| next_tick.saturating_duration_since(now));
+        let timers = any_timers.then(|| next_tick.saturating_duration_since(now));
         let timeout = if !inbox.is_empty() {
             Some(Duration::ZERO)
         } else if answers_due {

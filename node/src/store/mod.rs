@@ -290,8 +290,10 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         kind: ObjectKind,
         content: Vec<u8>,
     ) -> Result<PutOutcome> {
+        // Refused before any hashing is spent on it.
         self.check_put(content.len())?;
-        self.put_verified(Verified::check(id, kind, content)?).await
+        self.store_checked(Verified::check(id, kind, content)?)
+            .await
     }
 
     /// Stores an object whose content was already checked against its id
@@ -299,6 +301,11 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// again.
     pub async fn put_verified(&self, object: Verified) -> Result<PutOutcome> {
         self.check_put(object.content().len())?;
+        self.store_checked(object).await
+    }
+
+    /// The put itself, once the shard may take it and its hash is checked.
+    async fn store_checked(&self, object: Verified) -> Result<PutOutcome> {
         let (id, kind, content) = object.into_parts();
         // Deduplicate only against an intact copy: a damaged one is replaced
         // by this put (read repair heals through put).
@@ -315,8 +322,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         }
     }
 
-    /// Refuses a put the shard cannot take (not writable, or too large)
-    /// before any hashing is spent on it.
+    /// Refuses a put the shard cannot take: not writable, or too large.
     fn check_put(&self, len: usize) -> Result<()> {
         self.shared.check_writable()?;
         let max = self.shared.config.max_object_bytes;
