@@ -2,7 +2,7 @@
 //! directory.
 //!
 //! ```text
-//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick]
+//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k]
 //! ```
 //!
 //! For 1 KiB, 16 KiB and 256 KiB objects:
@@ -20,6 +20,7 @@
 //! Also reported: the resident index's bytes per object at 10 million
 //! objects, and the time to reopen a shard of 1 million objects
 //! (`--quick`: 100,000) with and without a fresh index checkpoint.
+//! `--sizes` measures only the sizes listed and skips these two.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -43,18 +44,38 @@ const READERS: usize = 64;
 struct Args {
     dir: Option<PathBuf>,
     quick: bool,
+    /// Object sizes to measure; `None` runs all three plus the index and
+    /// recovery measures.
+    sizes: Option<Vec<usize>>,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         dir: None,
         quick: false,
+        sizes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--dir" => args.dir = it.next().map(PathBuf::from),
             "--quick" => args.quick = true,
+            "--sizes" => {
+                let list = it.next().unwrap_or_default();
+                let sizes = list.split(',').map(|size| match size {
+                    "1k" => Ok(1024),
+                    "16k" => Ok(16 << 10),
+                    "256k" => Ok(256 << 10),
+                    other => Err(other.to_owned()),
+                });
+                match sizes.collect::<Result<Vec<_>, _>>() {
+                    Ok(sizes) => args.sizes = Some(sizes),
+                    Err(bad) => {
+                        eprintln!("--sizes takes a list of 1k, 16k, 256k; got {bad:?}");
+                        std::process::exit(2);
+                    }
+                }
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -125,9 +146,27 @@ fn config(cache_bytes: usize) -> StoreConfig {
     config
 }
 
-/// Durable puts with 64 writers. Returns (ops/s, content bytes/s, average
-/// bytes per group commit).
-async fn store_puts(dir: &Path, objects: ObjectPool) -> (f64, f64, u64) {
+/// CPU seconds this thread has used: the executor's own work, without the
+/// kernel's I/O workers, the same on both sides of a comparison.
+fn thread_cpu() -> f64 {
+    stratum_testkit::rusage(libc::RUSAGE_THREAD).0
+}
+
+/// What a run of durable puts measured.
+struct PutRun {
+    ops_per_second: f64,
+    content_bytes_per_second: f64,
+    bytes_per_commit: u64,
+    /// Executor CPU seconds per put: the store's own work.
+    cpu_per_put: f64,
+    /// Fraction of the run with a group commit's write or fdatasync in
+    /// flight. Far below 1 with the executor idle too means the store's CPU
+    /// work and the device take turns instead of overlapping.
+    device_busy: f64,
+}
+
+/// Durable puts with 64 writers.
+async fn store_puts(dir: &Path, objects: ObjectPool) -> PutRun {
     let count = objects.borrow().len();
     let bytes: usize = objects
         .borrow()
@@ -141,6 +180,7 @@ async fn store_puts(dir: &Path, objects: ObjectPool) -> (f64, f64, u64) {
     let store = Rc::new(store);
     let next = Rc::new(Cell::new(0usize));
     let started = Instant::now();
+    let cpu_before = thread_cpu();
     let mut tasks = Vec::new();
     for _ in 0..WRITERS {
         let (store, next, objects) = (Rc::clone(&store), Rc::clone(&next), Rc::clone(&objects));
@@ -162,11 +202,18 @@ async fn store_puts(dir: &Path, objects: ObjectPool) -> (f64, f64, u64) {
         task.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = thread_cpu() - cpu_before;
     let stats = store.stats();
     let store = Rc::try_unwrap(store).ok().expect("sole owner");
     store.close().await.expect("close");
-    let per_commit = (stats.disk_bytes - stats.segments * 4096) / stats.group_commits.max(1);
-    (count as f64 / elapsed, bytes as f64 / elapsed, per_commit)
+    let device_micros = stats.group_commit_write_micros + stats.group_commit_sync_micros;
+    PutRun {
+        ops_per_second: count as f64 / elapsed,
+        content_bytes_per_second: bytes as f64 / elapsed,
+        bytes_per_commit: (stats.disk_bytes - stats.segments * 4096) / stats.group_commits.max(1),
+        cpu_per_put: cpu / count as f64,
+        device_busy: device_micros as f64 * 1e-6 / elapsed,
+    }
 }
 
 /// The same write pattern with no store: `batch` bytes per write (split at
@@ -412,6 +459,7 @@ fn main() {
     let root = base.path().to_owned();
     let base_path = base.path().to_owned();
     let quick = args.quick;
+    let sizes = args.sizes.clone();
     println!(
         "data dir: {} (max I/O {} KiB)",
         root.display(),
@@ -429,6 +477,9 @@ fn main() {
             let mut rows = Vec::new();
             let scale = if quick { 10 } else { 1 };
             for (size, count) in [(1024usize, 60_000usize), (16 << 10, 12_000), (256 << 10, 1_200)] {
+                if sizes.as_ref().is_some_and(|sizes| !sizes.contains(&size)) {
+                    continue;
+                }
                 let count = count / scale;
                 let label = match size {
                     1024 => "1 KiB",
@@ -439,7 +490,8 @@ fn main() {
                 let objects: Rc<Vec<ObjectId>> = Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
                 let generated = Rc::new(std::cell::RefCell::new(generated.into_iter().map(Some).collect()));
                 let store_dir = root.join(format!("store-{size}"));
-                let (ops, bytes, per_commit) = store_puts(&store_dir, generated).await;
+                let run = store_puts(&store_dir, generated).await;
+                let (ops, per_commit) = (run.ops_per_second, run.bytes_per_commit);
                 let total = count as u64 * record::disk_len(size);
                 let raw_path = root.join(format!("raw-{size}.dat"));
                 let raw = raw_writes(&fs, &raw_path, total, per_commit).await;
@@ -447,8 +499,12 @@ fn main() {
                 // bytes are content plus its 48-byte header).
                 let store_record_bytes = ops * record::disk_len(size) as f64;
                 println!(
-                    "{label}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit",
-                    bytes / 1e6
+                    "{label}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit, \
+                     {:.2} us of executor CPU per put, device busy {:.2}, executor busy {:.2}",
+                    run.content_bytes_per_second / 1e6,
+                    run.cpu_per_put * 1e6,
+                    run.device_busy,
+                    run.cpu_per_put * ops,
                 );
                 rows.push(Row {
                     what: format!("durable puts {label}"),
@@ -488,6 +544,9 @@ fn main() {
         .expect("bench thread");
     print_rows(&rows);
     println!("\ntarget for cached 1 KiB gets: 1000000 ops/s per core");
+    if args.sizes.is_some() {
+        return;
+    }
     index_memory();
     recovery_time(
         &base_path.join("recovery"),
