@@ -163,6 +163,9 @@ struct PutRun {
     /// flight. Far below 1 with the executor idle too means the store's CPU
     /// work and the device take turns instead of overlapping.
     device_busy: f64,
+    /// Mean microseconds of one group commit's write, and of its fdatasync.
+    write_micros: u64,
+    sync_micros: u64,
 }
 
 /// Durable puts with 64 writers.
@@ -213,6 +216,8 @@ async fn store_puts(dir: &Path, objects: ObjectPool) -> PutRun {
         bytes_per_commit: (stats.disk_bytes - stats.segments * 4096) / stats.group_commits.max(1),
         cpu_per_put: cpu / count as f64,
         device_busy: device_micros as f64 * 1e-6 / elapsed,
+        write_micros: stats.group_commit_write_micros / stats.group_commits.max(1),
+        sync_micros: stats.group_commit_sync_micros / stats.group_commits.max(1),
     }
 }
 
@@ -237,7 +242,9 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
     // into zeros made durable ahead of it, 1 MiB at a time, in the same
     // write + fdatasync as the batch that runs out.
     let mut prepared = 0u64;
+    let (mut write_time, mut sync_time, mut commits) = (0f64, 0f64, 0u64);
     while offset < total {
+        let write_started = Instant::now();
         let mut written = 0;
         while written < batch {
             let len = max_io.min(batch - written);
@@ -262,10 +269,19 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
                 zero += len;
             }
         }
+        let sync_started = Instant::now();
         file.fdatasync().await.expect("raw fdatasync");
+        sync_time += sync_started.elapsed().as_secs_f64();
+        write_time += (sync_started - write_started).as_secs_f64();
+        commits += 1;
         offset += batch;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "  raw: {batch} bytes per commit, write {:.0} us + fdatasync {:.0} us per commit",
+        write_time * 1e6 / commits as f64,
+        sync_time * 1e6 / commits as f64
+    );
     file.close().await.expect("close raw");
     total as f64 / elapsed
 }
@@ -500,10 +516,12 @@ fn main() {
                 let store_record_bytes = ops * record::disk_len(size) as f64;
                 println!(
                     "{label}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit, \
-                     {:.2} us of executor CPU per put, device busy {:.2}, executor busy {:.2}",
+                     {:.2} us of executor CPU per put, device busy {:.2} (write {} us + fdatasync {} us per commit), executor busy {:.2}",
                     run.content_bytes_per_second / 1e6,
                     run.cpu_per_put * 1e6,
                     run.device_busy,
+                    run.write_micros,
+                    run.sync_micros,
                     run.cpu_per_put * ops,
                 );
                 rows.push(Row {

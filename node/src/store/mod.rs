@@ -358,15 +358,14 @@ impl<F: StoreFs + 'static> ShardStore<F> {
 
     async fn submit(&self, op: group_commit::Op) -> Result<group_commit::Reply> {
         let queue = self.queue.as_ref().ok_or(StoreError::WriterGone)?;
-        let (done, reply) = flume::bounded(1);
+        // A oneshot, not a flume channel: one allocation and no lock per
+        // op (the writer answers thousands of these per group commit).
+        let (done, reply) = futures_channel::oneshot::channel();
         queue
             .send_async(group_commit::WriteOp { op, done })
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        reply
-            .recv_async()
-            .await
-            .map_err(|_| StoreError::WriterGone)?
+        reply.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Reads an object. Every read from disk checks the record checksum and
