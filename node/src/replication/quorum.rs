@@ -137,8 +137,8 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
             let (core, results_tx) = (task_core, task_tx);
             let result = match target {
                 Target::Local => {
-                    // The store takes the bytes by value: one copy, no
-                    // second hash (the clone keeps the proof).
+                    // The clone shares the bytes and keeps the proof: no
+                    // copy, no second hash.
                     let write = match &object {
                         Some(object) => Write::Put(Verified::clone(object)),
                         None => Write::Delete { id },

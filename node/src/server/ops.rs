@@ -31,7 +31,7 @@ pub enum Op {
 /// when read locally, moved when they come from another core.
 #[derive(Debug)]
 pub enum Content {
-    Local(std::rc::Rc<[u8]>),
+    Local(bytes::Bytes),
     Moved(Vec<u8>),
 }
 

@@ -3,13 +3,14 @@
 //! so a hit is served without re-verification.
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+
+use bytes::Bytes;
 
 use stratum_wire::{ObjectId, ObjectKind};
 
 struct Entry {
     kind: ObjectKind,
-    content: Rc<[u8]>,
+    content: Bytes,
     referenced: bool,
 }
 
@@ -23,7 +24,7 @@ pub struct ObjectCache {
 }
 
 /// Fixed per-entry overhead charged against the budget (map slot, clock
-/// slot, Rc header), so a cache of tiny objects stays bounded too.
+/// slot, `Bytes` header), so a cache of tiny objects stays bounded too.
 const ENTRY_OVERHEAD: usize = 96;
 
 impl ObjectCache {
@@ -38,12 +39,12 @@ impl ObjectCache {
         }
     }
 
-    pub fn get(&mut self, id: &ObjectId) -> Option<(ObjectKind, Rc<[u8]>)> {
+    pub fn get(&mut self, id: &ObjectId) -> Option<(ObjectKind, Bytes)> {
         match self.map.get_mut(id) {
             Some(entry) => {
                 entry.referenced = true;
                 self.hits += 1;
-                Some((entry.kind, Rc::clone(&entry.content)))
+                Some((entry.kind, entry.content.clone()))
             }
             None => {
                 self.misses += 1;
@@ -54,11 +55,11 @@ impl ObjectCache {
 
     /// Like [`ObjectCache::get`], but a miss is not counted (the caller
     /// falls back to a counted `get`).
-    pub fn peek(&mut self, id: &ObjectId) -> Option<(ObjectKind, Rc<[u8]>)> {
+    pub fn peek(&mut self, id: &ObjectId) -> Option<(ObjectKind, Bytes)> {
         let entry = self.map.get_mut(id)?;
         entry.referenced = true;
         self.hits += 1;
-        Some((entry.kind, Rc::clone(&entry.content)))
+        Some((entry.kind, entry.content.clone()))
     }
 
     /// Whether an object of `len` bytes may enter. One object may not take
@@ -68,7 +69,7 @@ impl ObjectCache {
         len + ENTRY_OVERHEAD <= self.capacity / 8
     }
 
-    pub fn insert(&mut self, id: ObjectId, kind: ObjectKind, content: Rc<[u8]>) {
+    pub fn insert(&mut self, id: ObjectId, kind: ObjectKind, content: Bytes) {
         let cost = content.len() + ENTRY_OVERHEAD;
         if !self.admits(content.len()) || self.map.contains_key(&id) {
             return;
@@ -137,11 +138,11 @@ mod tests {
     #[test]
     fn stays_within_its_byte_budget_and_keeps_hot_entries() {
         let mut cache = ObjectCache::new(64 * 1024);
-        let content: Rc<[u8]> = vec![7u8; 1000].into();
-        cache.insert(id(0), ObjectKind::Blob, Rc::clone(&content));
+        let content = Bytes::from(vec![7u8; 1000]);
+        cache.insert(id(0), ObjectKind::Blob, content.clone());
         for i in 1..1000 {
             assert!(cache.get(&id(0)).is_some(), "hot entry evicted at {i}");
-            cache.insert(id(i), ObjectKind::Blob, Rc::clone(&content));
+            cache.insert(id(i), ObjectKind::Blob, content.clone());
             assert!(cache.bytes() <= 64 * 1024);
         }
         assert!(cache.len() < 70);

@@ -40,6 +40,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use stratum_wire::{ObjectId, ObjectKind};
 
 use super::checkpoint::{self, SegmentState};
@@ -54,7 +55,7 @@ pub(crate) enum Op {
     Put {
         id: ObjectId,
         kind: ObjectKind,
-        content: Vec<u8>,
+        content: Bytes,
     },
     Delete {
         id: ObjectId,
@@ -120,7 +121,8 @@ pub(crate) struct Tail {
 /// One record of a batch.
 struct Planned {
     header: RecordHeader,
-    content: Option<Vec<u8>>,
+    /// Moved on to the cache once durable (a refcount, not a copy).
+    content: Option<Bytes>,
     effect: Effect,
     /// Offset inside the batch, set by layout.
     offset: u64,
@@ -389,7 +391,7 @@ impl<F: StoreFs> Writer<F> {
                     touched.insert(id, Some(planned.len()));
                     planned.push(Planned {
                         header: record.header,
-                        content: Some(record.content),
+                        content: Some(Bytes::from(record.content)),
                         effect: Effect::Relocate(from),
                         offset: 0,
                     });
@@ -598,7 +600,7 @@ impl<F: StoreFs> Writer<F> {
                     stats.puts_stored += 1;
                     if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
                         if cache.admits(content.len()) {
-                            cache.insert(id, kind, Rc::from(content));
+                            cache.insert(id, kind, content);
                         }
                     }
                 }
@@ -629,7 +631,7 @@ impl<F: StoreFs> Writer<F> {
                     );
                     if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
                         if cache.admits(content.len()) {
-                            cache.insert(id, kind, Rc::from(content));
+                            cache.insert(id, kind, content);
                         }
                     }
                 }

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use bytes::Bytes;
 use stratum_wire::{ObjectId, ObjectKind};
 
 pub use compaction::CompactionReport;
@@ -149,7 +150,8 @@ pub enum PutOutcome {
 #[derive(Debug, Clone)]
 pub struct StoredObject {
     pub kind: ObjectKind,
-    pub content: Rc<[u8]>,
+    /// Shared with the cache, never copied on the way to a reply.
+    pub content: Bytes,
 }
 
 /// Counters of one store.
@@ -381,11 +383,10 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             // shares the 64-bit key is skipped.
             match self.shared.read_object(id, location).await {
                 Ok(Some(object)) => {
-                    self.shared.cache.borrow_mut().insert(
-                        *id,
-                        object.kind,
-                        Rc::clone(&object.content),
-                    );
+                    self.shared
+                        .cache
+                        .borrow_mut()
+                        .insert(*id, object.kind, object.content.clone());
                     return Ok(Some(object));
                 }
                 Ok(None) => {}
@@ -673,7 +674,7 @@ impl<F: StoreFs> Shared<F> {
         }
         Ok(Some(StoredObject {
             kind,
-            content: Rc::from(content),
+            content: Bytes::copy_from_slice(content),
         }))
     }
 }

@@ -8,15 +8,18 @@
 //! are private and its only constructor hashes, so no path can skip the
 //! check: a value of this type *is* the proof.
 
+use bytes::Bytes;
 use stratum_wire::{ObjectId, ObjectKind};
 
 use super::error::{Result, StoreError};
 
+/// Cloning shares the bytes (a refcount): a coordinator hands the same
+/// proven content to its store and to every replica it sends it to.
 #[derive(Debug, Clone)]
 pub struct Verified {
     id: ObjectId,
     kind: ObjectKind,
-    content: Vec<u8>,
+    content: Bytes,
 }
 
 impl Verified {
@@ -27,7 +30,11 @@ impl Verified {
         if !id.verify(kind, &content) {
             return Err(StoreError::HashMismatch { id });
         }
-        Ok(Self { id, kind, content })
+        Ok(Self {
+            id,
+            kind,
+            content: Bytes::from(content),
+        })
     }
 
     pub fn id(&self) -> ObjectId {
@@ -42,7 +49,7 @@ impl Verified {
         &self.content
     }
 
-    pub fn into_parts(self) -> (ObjectId, ObjectKind, Vec<u8>) {
+    pub fn into_parts(self) -> (ObjectId, ObjectKind, Bytes) {
         (self.id, self.kind, self.content)
     }
 }
