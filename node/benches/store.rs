@@ -2,7 +2,7 @@
 //! directory.
 //!
 //! ```text
-//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k]
+//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3]
 //! ```
 //!
 //! For 1 KiB, 16 KiB and 256 KiB objects:
@@ -15,7 +15,10 @@
 //! - cached gets (one task, everything cached).
 //!
 //! Ratios are store / raw from the same run, so a noisy shared machine moves
-//! both sides together.
+//! both sides together. Each put and uncached-get measure runs `--rounds`
+//! times (default 3), each round a fresh store beside its raw baseline run
+//! right after it; the report gives the medians and every round's ratio (a
+//! single round moves by ±20% on a shared VM).
 //!
 //! Also reported: the resident index's bytes per object at 10 million
 //! objects, and the time to reopen a shard of 1 million objects
@@ -44,6 +47,8 @@ const READERS: usize = 64;
 struct Args {
     dir: Option<PathBuf>,
     quick: bool,
+    /// Store/raw pairs per measure; the report gives their medians.
+    rounds: usize,
     /// Object sizes to measure; `None` runs all three plus the index and
     /// recovery measures.
     sizes: Option<Vec<usize>>,
@@ -53,6 +58,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         dir: None,
         quick: false,
+        rounds: 3,
         sizes: None,
     };
     let mut it = std::env::args().skip(1);
@@ -60,6 +66,13 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--dir" => args.dir = it.next().map(PathBuf::from),
             "--quick" => args.quick = true,
+            "--rounds" => match it.next().and_then(|n| n.parse().ok()) {
+                Some(rounds) if rounds > 0 => args.rounds = rounds,
+                _ => {
+                    eprintln!("--rounds takes a positive number");
+                    std::process::exit(2);
+                }
+            },
             "--sizes" => {
                 let list = it.next().unwrap_or_default();
                 let sizes = list.split(',').map(|size| match size {
@@ -107,35 +120,77 @@ fn objects(size: usize, count: usize, salt: u64) -> Vec<Object> {
         .collect()
 }
 
+/// One measure, over the rounds: the store's figure and, where there is
+/// one, the raw baseline's from the same round.
 struct Row {
     what: String,
-    store: f64,
-    raw: Option<f64>,
+    store: Vec<f64>,
+    raw: Vec<f64>,
     unit: &'static str,
     target: Option<f64>,
 }
 
+impl Row {
+    fn new(what: String, unit: &'static str, target: Option<f64>) -> Self {
+        Self {
+            what,
+            store: Vec::new(),
+            raw: Vec::new(),
+            unit,
+            target,
+        }
+    }
+
+    /// Store / raw per round (a round's pair ran back to back).
+    fn ratios(&self) -> Vec<f64> {
+        self.store
+            .iter()
+            .zip(&self.raw)
+            .map(|(store, raw)| store / raw)
+            .collect()
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Medians over the rounds; the ratio column is the median of the rounds'
+/// ratios, each round's follow it.
 fn print_rows(rows: &[Row]) {
     println!();
     println!(
-        "{:<34} {:>14} {:>14} {:>8} {:>8}",
-        "measure", "store", "raw", "ratio", "target"
+        "{:<34} {:>14} {:>14} {:>8} {:>8}  ratio per round",
+        "measure (medians)", "store", "raw", "ratio", "target"
     );
     for row in rows {
-        let raw = row.raw.map_or("-".to_owned(), |raw| format!("{raw:.0}"));
-        let ratio = row
-            .raw
-            .map_or("-".to_owned(), |raw| format!("{:.2}", row.store / raw));
+        let ratios = row.ratios();
+        let (raw, ratio) = if ratios.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                format!("{:.0}", median(&row.raw)),
+                format!("{:.2}", median(&ratios)),
+            )
+        };
         let target = row
             .target
             .map_or("-".to_owned(), |target| format!("{target:.2}"));
+        let rounds: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
         println!(
-            "{:<34} {:>14} {:>14} {:>8} {:>8}",
+            "{:<34} {:>14} {:>14} {:>8} {:>8}  {}",
             format!("{} ({})", row.what, row.unit),
-            format!("{:.0}", row.store),
+            format!("{:.0}", median(&row.store)),
             raw,
             ratio,
-            target
+            target,
+            rounds.join(" ")
         );
     }
 }
@@ -475,6 +530,7 @@ fn main() {
     let root = base.path().to_owned();
     let base_path = base.path().to_owned();
     let quick = args.quick;
+    let rounds = args.rounds;
     let sizes = args.sizes.clone();
     println!(
         "data dir: {} (max I/O {} KiB)",
@@ -502,58 +558,58 @@ fn main() {
                     16384 => "16 KiB",
                     _ => "256 KiB",
                 };
-                let generated = objects(size, count, size as u64);
-                let objects: Rc<Vec<ObjectId>> = Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
-                let generated = Rc::new(std::cell::RefCell::new(generated.into_iter().map(Some).collect()));
-                let store_dir = root.join(format!("store-{size}"));
-                let run = store_puts(&store_dir, generated).await;
-                let (ops, per_commit) = (run.ops_per_second, run.bytes_per_commit);
-                let total = count as u64 * record::disk_len(size);
-                let raw_path = root.join(format!("raw-{size}.dat"));
-                let raw = raw_writes(&fs, &raw_path, total, per_commit).await;
-                // Compare record bytes/s on both sides (the store's record
-                // bytes are content plus its 48-byte header).
-                let store_record_bytes = ops * record::disk_len(size) as f64;
-                println!(
-                    "{label}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit, \
-                     {:.2} us of executor CPU per put, device busy {:.2} (write {} us + fdatasync {} us per commit), executor busy {:.2}",
-                    run.content_bytes_per_second / 1e6,
-                    run.cpu_per_put * 1e6,
-                    run.device_busy,
-                    run.write_micros,
-                    run.sync_micros,
-                    run.cpu_per_put * ops,
-                );
-                rows.push(Row {
-                    what: format!("durable puts {label}"),
-                    store: store_record_bytes / 1e6,
-                    raw: Some(raw / 1e6),
-                    unit: "MB/s",
-                    target: Some(0.70),
-                });
-                if size <= 16 << 10 {
-                    let reads = count.min(40_000);
-                    let uncached = store_gets(&store_dir, Rc::clone(&objects), 0, READERS, reads).await;
-                    let raw_iops = raw_reads(&fs, &raw_path, size, READERS, reads).await;
-                    rows.push(Row {
-                        what: format!("uncached gets {label}"),
-                        store: uncached,
-                        raw: Some(raw_iops),
-                        unit: "ops/s",
-                        target: Some(0.80),
-                    });
-                    let cache = count * (size + 256) * 2;
-                    let cached = store_gets(&store_dir, Rc::clone(&objects), cache, 1, 1_000_000 / scale).await;
-                    rows.push(Row {
-                        what: format!("cached gets {label}"),
-                        store: cached,
-                        raw: None,
-                        unit: "ops/s",
-                        target: None,
-                    });
+                let mut puts = Row::new(format!("durable puts {label}"), "MB/s", Some(0.70));
+                let mut uncached = Row::new(format!("uncached gets {label}"), "ops/s", Some(0.80));
+                let mut cached = Row::new(format!("cached gets {label}"), "ops/s", None);
+                for round in 0..rounds {
+                    // Fresh objects and a fresh store each round: nothing
+                    // deduplicates against an earlier round.
+                    let generated = objects(size, count, size as u64 ^ (round as u64) << 32);
+                    let objects: Rc<Vec<ObjectId>> = Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
+                    let generated = Rc::new(std::cell::RefCell::new(generated.into_iter().map(Some).collect()));
+                    let store_dir = root.join(format!("store-{size}"));
+                    let run = store_puts(&store_dir, generated).await;
+                    let (ops, per_commit) = (run.ops_per_second, run.bytes_per_commit);
+                    let total = count as u64 * record::disk_len(size);
+                    let raw_path = root.join(format!("raw-{size}.dat"));
+                    let raw = raw_writes(&fs, &raw_path, total, per_commit).await;
+                    println!(
+                        "{label} round {round}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit, \
+                         {:.2} us of executor CPU per put, device busy {:.2} (write {} us + fdatasync {} us per commit), executor busy {:.2}",
+                        run.content_bytes_per_second / 1e6,
+                        run.cpu_per_put * 1e6,
+                        run.device_busy,
+                        run.write_micros,
+                        run.sync_micros,
+                        run.cpu_per_put * ops,
+                    );
+                    // Compare record bytes/s on both sides (the store's
+                    // record bytes are content plus its 48-byte header).
+                    puts.store.push(ops * record::disk_len(size) as f64 / 1e6);
+                    puts.raw.push(raw / 1e6);
+                    if size <= 16 << 10 {
+                        let reads = count.min(40_000);
+                        uncached
+                            .store
+                            .push(store_gets(&store_dir, Rc::clone(&objects), 0, READERS, reads).await);
+                        uncached
+                            .raw
+                            .push(raw_reads(&fs, &raw_path, size, READERS, reads).await);
+                        if round + 1 == rounds {
+                            let cache = count * (size + 256) * 2;
+                            cached.store.push(
+                                store_gets(&store_dir, Rc::clone(&objects), cache, 1, 1_000_000 / scale).await,
+                            );
+                        }
+                    }
+                    let _ = std::fs::remove_file(&raw_path);
+                    let _ = std::fs::remove_dir_all(&store_dir);
                 }
-                let _ = std::fs::remove_file(&raw_path);
-                let _ = std::fs::remove_dir_all(&store_dir);
+                rows.push(puts);
+                if size <= 16 << 10 {
+                    rows.push(uncached);
+                    rows.push(cached);
+                }
             }
             rows
         })
