@@ -592,8 +592,14 @@ fn main() {
     // the rounds' own ratios (each from a back-to-back pair).
     let row = |what: &str, stratum: f64, redis: f64, ratio: f64, target: f64| {
         let verdict = if ratio >= target { "met" } else { "MISSED" };
+        // Three decimals when two would round a miss up to the target.
+        let shown = if ratio < target && format!("{ratio:.2}") == format!("{target:.2}") {
+            format!("{ratio:.3}")
+        } else {
+            format!("{ratio:.2}")
+        };
         results.borrow_mut().push(format!(
-            "{what:<34} stratum {stratum:>10.0}/s   redis {redis:>10.0}/s   ratio {ratio:>5.2}  (target >= {target:.1}: {verdict})"
+            "{what:<34} stratum {stratum:>10.0}/s   redis {redis:>10.0}/s   ratio {shown:>5}  (target >= {target:.1}: {verdict})"
         ));
     };
     row(
