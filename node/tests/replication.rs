@@ -441,6 +441,22 @@ fn a_replica_missing_an_object_copies_it_on_a_client_read() {
     assert!(matches!(reply.to_message().unwrap(), Message::Error(_)));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!cluster.holds(3, id));
+
+    // A client's batch get on node 3 misses it too, and repairs it the same
+    // way.
+    let mut client = cluster.node(3).client(0);
+    let request = client.send(&Message::BatchGet(BatchGet { ids: vec![id] }), &[]);
+    let end = loop {
+        let frame = client.recv().unwrap();
+        assert_eq!(frame.request_id(), request);
+        match frame.to_message().unwrap() {
+            Message::BatchItem(item) => assert_eq!(item.status, BatchStatus::NotFound),
+            Message::BatchEnd(end) => break end,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!((end.found, end.not_found, end.failed), (0, 1, 0));
+    cluster.wait_holds_all(3, &[id], Duration::from_secs(10));
 }
 
 #[test]

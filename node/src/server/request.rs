@@ -426,7 +426,14 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
             let index = index as u32;
             let (status, content) = match conn.core.run_op(&id, Op::Get { id }).await {
                 Ok(Done::Get(Some((kind, content)))) => (BatchStatus::Found(kind), Some(content)),
-                Ok(Done::Get(None)) => (BatchStatus::NotFound, None),
+                Ok(Done::Get(None)) => {
+                    // As for a single get: the client fails over by itself,
+                    // and this replica copies the object in the background.
+                    if conn.peer.role == PeerRole::Client {
+                        read_repair::maybe_repair(&conn.core, id);
+                    }
+                    (BatchStatus::NotFound, None)
+                }
                 Ok(_) => (BatchStatus::Failed(ErrorCode::Internal), None),
                 Err(err) => (BatchStatus::Failed(err.code), None),
             };
