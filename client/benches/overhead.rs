@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use stratum_client::{Client, ClientConfig, ObjectId};
 use stratum_node::server::allowed_cpus;
-use stratum_testkit::{object, process_cpu_seconds, rusage, TestNode};
+use stratum_testkit::{median, object, process_cpu_seconds, rusage, TestNode};
 use stratum_wire::message::Get;
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Message, MessageKind};
@@ -222,11 +222,6 @@ fn through_client(client: &Client, ids: &[ObjectId], depth: usize, seconds: f64)
     })
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 fn run_layout(layout: Layout, options: &Options) {
     let cpus = allowed_cpus();
     let (node_cpus, load_cpus, shards) = match (layout, cpus.split_last()) {
@@ -285,8 +280,8 @@ fn run_layout(layout: Layout, options: &Options) {
         raw_cpu.push(r.cpu_us_per_get);
         client_cpu.push(c.cpu_us_per_get);
     }
-    let (r, c) = (median(&mut raws), median(&mut clients));
-    let (rc, cc) = (median(&mut raw_cpu), median(&mut client_cpu));
+    let (r, c) = (median(&raws), median(&clients));
+    let (rc, cc) = (median(&raw_cpu), median(&client_cpu));
     println!(
         "  gets of {} B objects, {} in flight, {shards} shard(s): raw loop {r:.0}/s, client {c:.0}/s; \
          client/raw = {:.2} (cost {:.0}% of throughput; target < 15%); \

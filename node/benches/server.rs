@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use stratum_testkit::median;
 use stratum_wire::message::{Get, Hello, PeerRole, Put};
 use stratum_wire::placement::shard_of;
 use stratum_wire::{FrameDecoder, FrameEncoder, Message, ObjectId, ObjectKind};
@@ -95,11 +96,6 @@ fn wait_for_port(port: u16) {
         assert!(Instant::now() < deadline, "port {port} never opened");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Group-commit counters: commits, records, write seconds, sync seconds.
@@ -581,8 +577,8 @@ fn main() {
     if put_ratios.is_empty() {
         println!(
             "stratum puts/s {:.0}, gets/s {:.0} (medians)",
-            median(&mut puts_all),
-            median(&mut gets_all)
+            median(&puts_all),
+            median(&gets_all)
         );
         println!("redis-server not found: run scripts/install-bench-deps.sh for the comparison");
         return;
@@ -604,16 +600,16 @@ fn main() {
     };
     row(
         "durable puts vs SET (fsync always)",
-        median(&mut puts_all),
-        median(&mut sets_all),
-        median(&mut put_ratios),
+        median(&puts_all),
+        median(&sets_all),
+        median(&put_ratios),
         1.5,
     );
     row(
         "gets vs GET",
-        median(&mut gets_all),
-        median(&mut redis_gets_all),
-        median(&mut get_ratios),
+        median(&gets_all),
+        median(&redis_gets_all),
+        median(&get_ratios),
         1.0,
     );
     for line in results.borrow().iter() {
@@ -621,9 +617,9 @@ fn main() {
     }
     println!(
         "server CPU per request (medians): stratum put {:.1} us vs redis SET {:.1} us; stratum get {:.1} us vs redis GET {:.1} us",
-        median(&mut put_cpu),
-        median(&mut set_cpu),
-        median(&mut get_cpu),
-        median(&mut redis_get_cpu)
+        median(&put_cpu),
+        median(&set_cpu),
+        median(&get_cpu),
+        median(&redis_get_cpu)
     );
 }

@@ -35,6 +35,7 @@ use stratum_node::store::fs::{StoreFile, StoreFs, WriteBuf};
 use stratum_node::store::group_commit::{PREPARE_BELOW, PREPARE_STEP};
 use stratum_node::store::record;
 use stratum_node::store::{ShardStore, StoreConfig};
+use stratum_testkit::median;
 use stratum_wire::{ObjectId, ObjectKind};
 
 const WRITERS: usize = 64;
@@ -148,16 +149,6 @@ impl Row {
             .zip(&self.raw)
             .map(|(store, raw)| store / raw)
             .collect()
-    }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 

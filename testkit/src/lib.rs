@@ -57,6 +57,19 @@ pub fn rusage(who: libc::c_int) -> (f64, u64) {
     )
 }
 
+/// The median of benchmark figures (the mean of the middle two for an even
+/// count; NaN for none). Benchmarks here report medians over rounds: one
+/// round moves by ±20% on a shared VM.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Held by a test while it runs a multi-node cluster: such tests of one

@@ -17,7 +17,7 @@ use stratum_wire::ObjectId;
 
 use super::mesh::{CoreMsg, Mesh};
 use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
-use super::ops::{self, Content, Done, Op, OpError};
+use super::ops::{self, Done, Op, OpError};
 use super::{connection, maintenance};
 use crate::config::NodeConfig;
 use crate::replication::handoff::{self, Handoff};
@@ -97,7 +97,7 @@ impl Core {
 
     /// Runs `op` on the core that owns `id`: here, or forwarded by message
     /// (counted as misrouted: a shard-aware client never needs it).
-    pub async fn run_op(&self, id: &ObjectId, op: Op) -> Result<Done<Content>, OpError> {
+    pub async fn run_op(&self, id: &ObjectId, op: Op) -> Result<Done, OpError> {
         let owner = self.owner_of(id);
         if owner == self.shard_id {
             return ops::execute(&self.store, op).await;
@@ -115,7 +115,7 @@ impl Core {
             ));
         }
         match answer.recv_async().await {
-            Ok(result) => result.map(Done::into_local),
+            Ok(result) => result,
             Err(_) => Err(OpError::new(
                 ErrorCode::Internal,
                 format!("shard {owner} dropped a forwarded request"),
@@ -332,7 +332,7 @@ async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
                 let core = Rc::clone(&core);
                 glommio::spawn_local(async move {
                     let result = ops::execute(&core.store, op).await;
-                    let _ = reply.send(result.map(Done::into_sendable));
+                    let _ = reply.send(result);
                 })
                 .detach();
             }

@@ -13,7 +13,7 @@ pub enum CoreMsg {
     /// A request another core received for an object this core owns.
     Forward {
         op: Op,
-        reply: flume::Sender<Result<Done<Vec<u8>>, OpError>>,
+        reply: flume::Sender<Result<Done, OpError>>,
     },
     /// A snapshot of this core's metrics (admin endpoint, `stats`).
     Metrics {

@@ -5,6 +5,7 @@
 //! another core's object can forward the op and get the result back by
 //! message (see `mesh.rs`).
 
+use bytes::Bytes;
 use stratum_wire::message::{ErrorCode, PutOutcome as WirePutOutcome, ReplicaFailure};
 use stratum_wire::{ObjectId, ObjectKind};
 
@@ -27,57 +28,15 @@ pub enum Op {
     },
 }
 
-/// Object bytes on their way to a reply: shared with the owning core's cache
-/// when read locally, moved when they come from another core.
+/// A successful op's result. Object bytes are `Bytes`: shared with the
+/// owning core's cache, and `Send`, so a result forwarded from another core
+/// moves without a copy.
 #[derive(Debug)]
-pub enum Content {
-    Local(bytes::Bytes),
-    Moved(Vec<u8>),
-}
-
-impl AsRef<[u8]> for Content {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Self::Local(bytes) => bytes,
-            Self::Moved(bytes) => bytes,
-        }
-    }
-}
-
-/// A successful op's result.
-#[derive(Debug)]
-pub enum Done<C> {
+pub enum Done {
     Put(WirePutOutcome),
-    Get(Option<(ObjectKind, C)>),
+    Get(Option<(ObjectKind, Bytes)>),
     Has(bool),
     Delete(bool),
-}
-
-impl Done<Content> {
-    /// The `Send` form, for a reply to another core (copies object bytes
-    /// read locally; forwarding is the rare, misrouted path).
-    pub fn into_sendable(self) -> Done<Vec<u8>> {
-        match self {
-            Self::Put(outcome) => Done::Put(outcome),
-            Self::Get(found) => Done::Get(found.map(|(kind, content)| match content {
-                Content::Local(bytes) => (kind, bytes.to_vec()),
-                Content::Moved(bytes) => (kind, bytes),
-            })),
-            Self::Has(present) => Done::Has(present),
-            Self::Delete(existed) => Done::Delete(existed),
-        }
-    }
-}
-
-impl Done<Vec<u8>> {
-    pub fn into_local(self) -> Done<Content> {
-        match self {
-            Self::Put(outcome) => Done::Put(outcome),
-            Self::Get(found) => Done::Get(found.map(|(kind, bytes)| (kind, Content::Moved(bytes)))),
-            Self::Has(present) => Done::Has(present),
-            Self::Delete(existed) => Done::Delete(existed),
-        }
-    }
 }
 
 /// A failed op: the wire code and a human-readable reason.
@@ -120,10 +79,7 @@ impl From<StoreError> for OpError {
 }
 
 /// Runs `op` against the store of the current core.
-pub async fn execute<F: StoreFs + 'static>(
-    store: &ShardStore<F>,
-    op: Op,
-) -> Result<Done<Content>, OpError> {
+pub async fn execute<F: StoreFs + 'static>(store: &ShardStore<F>, op: Op) -> Result<Done, OpError> {
     Ok(match op {
         Op::Put(object) => Done::Put(match store.put_verified(object).await? {
             PutOutcome::Stored => WirePutOutcome::Stored,
@@ -133,7 +89,7 @@ pub async fn execute<F: StoreFs + 'static>(
             store
                 .get(&id)
                 .await?
-                .map(|object| (object.kind, Content::Local(object.content))),
+                .map(|object| (object.kind, object.content)),
         ),
         Op::Has { id } => Done::Has(store.has(&id).await?),
         Op::Delete { id } => Done::Delete(store.delete(id).await?),

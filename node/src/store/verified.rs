@@ -1,7 +1,7 @@
 //! Object content proven to hash to its id.
 //!
 //! Hashing is the costly part of a put (SHA-256 of the Git encoding, about
-//! 0.6 µs per KiB here). A [`Verified`] is made once, where the bytes enter
+//! 0.85 µs per KiB here: 1.2 GB/s with SHA-NI). A [`Verified`] is made once, where the bytes enter
 //! the node (a client's put, a replica write, a read-repair copy), and is
 //! carried through coordination, forwarding to the owning core and the
 //! group commit, which trust the type instead of hashing again. Its fields
