@@ -17,6 +17,10 @@ pub struct TestNode {
     pub base_port: u16,
     pub admin_port: u16,
     pub shards: u16,
+    /// The ports are known to others (a topology names them, or clients
+    /// reached the node there): every launch uses them, waiting for the
+    /// kernel to release them after a kill, never moving elsewhere.
+    fixed_ports: bool,
     extra: Vec<String>,
     pub secret: Option<ClusterSecret>,
     _temp: Option<tempfile::TempDir>,
@@ -89,6 +93,7 @@ impl TestNode {
             base_port: base,
             admin_port: base + shards,
             shards,
+            fixed_ports: true,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
             secret: None,
             _temp: Some(temp),
@@ -149,6 +154,7 @@ impl TestNode {
             base_port: 0,
             admin_port: 0,
             shards,
+            fixed_ports: false,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
             secret: None,
             _temp: Some(temp),
@@ -190,16 +196,16 @@ impl TestNode {
         command
     }
 
-    /// (Re)starts the process on fresh ports (retrying if they were taken)
-    /// and waits until every shard completes a handshake.
+    /// (Re)starts the process and waits until every shard completes a
+    /// handshake. A node whose ports are fixed (see `fixed_ports`) restarts
+    /// on them once the kernel has released them (after a SIGKILL, sockets
+    /// of the old process can hold them for a moment); a new node started
+    /// with `start` takes fresh ports, and fresh ones again if another
+    /// process took them first.
     pub fn launch(&mut self) {
-        for attempt in 0..5 {
-            if attempt == 0
-                && self.base_port != 0
-                && (self.base_port..self.base_port + self.shards).all(port_free)
-                && port_free(self.admin_port)
-            {
-                // Restart on the same ports when they are still free.
+        for _attempt in 0..5 {
+            if self.fixed_ports {
+                self.wait_ports_free(Duration::from_secs(30));
             } else {
                 let base = free_ports(self.shards + 1);
                 self.base_port = base;
@@ -217,6 +223,7 @@ impl TestNode {
                 .expect("spawn stratum-node");
             self.child = Some(child);
             if self.wait_ready(Duration::from_secs(30)) {
+                self.fixed_ports = true;
                 return;
             }
             if let Some(mut child) = self.child.take() {
@@ -225,6 +232,21 @@ impl TestNode {
             }
         }
         panic!("stratum-node did not start; log:\n{}", self.log());
+    }
+
+    fn wait_ports_free(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !((self.base_port..self.base_port + self.shards).all(port_free)
+            && port_free(self.admin_port))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "ports {}..={} still taken after {limit:?}",
+                self.base_port,
+                self.admin_port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_ready(&mut self, limit: Duration) -> bool {
