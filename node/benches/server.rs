@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! scripts/install-bench-deps.sh      # redis-server, redis-benchmark
-//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --rounds 3 --dir DIR]
+//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --rounds 3 --dir DIR --sync-method dsync|fdatasync]
 //! ```
 //!
 //! The Stratum side mirrors redis-benchmark: one load thread, `--clients`
@@ -40,6 +40,8 @@ struct Args {
     shards: u16,
     rounds: usize,
     dir: Option<PathBuf>,
+    /// The node's `store.sync_method` (its default when not given).
+    sync_method: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -50,6 +52,7 @@ fn parse_args() -> Args {
         shards: 2,
         rounds: 3,
         dir: None,
+        sync_method: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -61,6 +64,7 @@ fn parse_args() -> Args {
             "--shards" => args.shards = value().parse().expect("--shards N"),
             "--rounds" => args.rounds = value().parse().expect("--rounds N"),
             "--dir" => args.dir = Some(PathBuf::from(value())),
+            "--sync-method" => args.sync_method = Some(value()),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -121,8 +125,15 @@ fn node_metric(admin_port: u16, name: &str) -> f64 {
         .sum()
 }
 
-fn start_node(dir: &Path, port: u16, shards: u16) -> Killed {
-    let child = Command::new(env!("CARGO_BIN_EXE_stratum-node"))
+fn start_node(dir: &Path, port: u16, shards: u16, sync_method: Option<&str>) -> Killed {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stratum-node"));
+    if let Some(method) = sync_method {
+        let config = dir.join("stratum.toml");
+        std::fs::write(&config, format!("[store]\nsync_method = \"{method}\"\n"))
+            .expect("write node config");
+        command.arg("--config").arg(config);
+    }
+    let child = command
         .arg("--data-dir")
         .arg(dir.join("stratum"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -497,13 +508,17 @@ fn main() {
     };
     let dir = dir.path();
     println!(
-        "server bench: {} B values, {} clients, 1 request in flight each, {} s per phase, {} shards",
-        args.size, args.clients, args.seconds, args.shards
+        "server bench: {} B values, {} clients, 1 request in flight each, {} s per phase, {} shards, sync method {}",
+        args.size,
+        args.clients,
+        args.seconds,
+        args.shards,
+        args.sync_method.as_deref().unwrap_or("(node default)")
     );
 
     let port = free_port_run(args.shards + 1);
     let admin_port = port + args.shards;
-    let node = start_node(dir, port, args.shards);
+    let node = start_node(dir, port, args.shards, args.sync_method.as_deref());
     let stored = make_objects(10_000, args.size, 2);
     preload(&args, port, &stored);
     let ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();

@@ -2,7 +2,7 @@
 //! directory.
 //!
 //! ```text
-//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3]
+//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3] [--sync-method dsync|fdatasync]
 //! ```
 //!
 //! For 1 KiB, 16 KiB and 256 KiB objects:
@@ -31,7 +31,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use stratum_node::store::fs::dma::DmaFs;
-use stratum_node::store::fs::{StoreFile, StoreFs, WriteBuf};
+use stratum_node::store::fs::{StoreFile, StoreFs, SyncMethod, WriteBuf};
 use stratum_node::store::group_commit::{PREPARE_BELOW, PREPARE_STEP};
 use stratum_node::store::record;
 use stratum_node::store::{ShardStore, StoreConfig};
@@ -53,6 +53,8 @@ struct Args {
     /// Object sizes to measure; `None` runs all three plus the index and
     /// recovery measures.
     sizes: Option<Vec<usize>>,
+    /// How the store's batches become durable (`--sync-method`).
+    sync_method: SyncMethod,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +63,7 @@ fn parse_args() -> Args {
         quick: false,
         rounds: 3,
         sizes: None,
+        sync_method: SyncMethod::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -90,6 +93,13 @@ fn parse_args() -> Args {
                     }
                 }
             }
+            "--sync-method" => match it.next().unwrap_or_default().parse() {
+                Ok(method) => args.sync_method = method,
+                Err(err) => {
+                    eprintln!("--sync-method: {err}");
+                    std::process::exit(2);
+                }
+            },
             _ => {} // cargo bench passes --bench
         }
     }
@@ -223,7 +233,8 @@ async fn store_puts(dir: &Path, objects: ObjectPool) -> PutRun {
         .flatten()
         .map(|(_, _, content)| content.len())
         .sum();
-    let (store, _) = ShardStore::open(DmaFs::for_dir(dir), dir, config(0))
+    let fs = DmaFs::for_dir(dir).with_sync_method(sync_method());
+    let (store, _) = ShardStore::open(fs, dir, config(0))
         .await
         .expect("open store");
     let store = Rc::new(store);
@@ -339,7 +350,8 @@ async fn store_gets(
     tasks: usize,
     count: usize,
 ) -> f64 {
-    let (store, _) = ShardStore::open(DmaFs::for_dir(dir), dir, config(cache_bytes))
+    let fs = DmaFs::for_dir(dir).with_sync_method(sync_method());
+    let (store, _) = ShardStore::open(fs, dir, config(cache_bytes))
         .await
         .expect("open store");
     let store = Rc::new(store);
@@ -434,7 +446,7 @@ fn recovery_time(dir: &Path, count: usize) {
             std::fs::create_dir_all(&dir).expect("dir");
             let probe = dir.join("probe");
             std::fs::write(&probe, vec![1u8; 4096]).expect("probe file");
-            let fs = DmaFs::for_dir(&dir);
+            let fs = DmaFs::for_dir(&dir).with_sync_method(sync_method());
             fs.open(&probe, false)
                 .await
                 .expect("probe")
@@ -509,8 +521,16 @@ fn recovery_time(dir: &Path, count: usize) {
     );
 }
 
+/// The store's sync method for this run (set once from the arguments).
+static SYNC_METHOD: std::sync::OnceLock<SyncMethod> = std::sync::OnceLock::new();
+
+fn sync_method() -> SyncMethod {
+    SYNC_METHOD.get().copied().unwrap_or_default()
+}
+
 fn main() {
     let args = parse_args();
+    let _ = SYNC_METHOD.set(args.sync_method);
     let base = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).expect("create --dir");
@@ -524,9 +544,10 @@ fn main() {
     let rounds = args.rounds;
     let sizes = args.sizes.clone();
     println!(
-        "data dir: {} (max I/O {} KiB)",
+        "data dir: {} (max I/O {} KiB), store sync method {} (raw loop: write + fdatasync)",
         root.display(),
-        DmaFs::for_dir(&root).max_io() / 1024
+        DmaFs::for_dir(&root).max_io() / 1024,
+        args.sync_method.name()
     );
     let rows = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(4 << 20)
@@ -534,7 +555,9 @@ fn main() {
             // The first DMA file opened must not be empty (glommio's probe).
             let probe = root.join("probe");
             std::fs::write(&probe, vec![1u8; 4096]).expect("probe file");
-            let fs = DmaFs::for_dir(&root);
+            // The raw loop is plain writes then fdatasync, whatever the
+            // store's sync method.
+            let fs = DmaFs::for_dir(&root).with_sync_method(SyncMethod::Fdatasync);
             fs.open(&probe, false).await.expect("probe").close().await.expect("close probe");
 
             let mut rows = Vec::new();

@@ -14,6 +14,7 @@ use stratum_wire::placement::topology::MAX_SHARDS_PER_NODE;
 use stratum_wire::{FrameLimits, Topology, TopologyError};
 
 use crate::io_properties::{self, IoProperties};
+use crate::store::fs::SyncMethod;
 use crate::store::StoreConfig;
 
 /// Shard 0's default port; shard `i` listens on `DEFAULT_PORT + i`.
@@ -171,6 +172,7 @@ struct FileStore {
     segment_bytes: Option<u64>,
     cache_bytes: Option<u64>,
     io_memory_bytes: Option<u64>,
+    sync_method: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +239,8 @@ pub struct NodeConfig {
     pub cache_bytes: u64,
     /// Memory each core's io_uring locks for I/O buffers.
     pub io_memory_bytes: u64,
+    /// How group commits make their writes durable.
+    pub sync_method: SyncMethod,
     /// Group-commit size (from the I/O properties file, else 1 MiB).
     pub max_batch_bytes: u64,
     /// Reads a batch-get keeps in flight (from the I/O properties file,
@@ -416,6 +420,12 @@ impl NodeConfig {
                 "must be at least 65536 (each core's io_uring needs buffers)",
             ));
         }
+        let sync_method = match &store.sync_method {
+            Some(name) => name
+                .parse::<SyncMethod>()
+                .map_err(|err| invalid("store.sync_method", err))?,
+            None => SyncMethod::default(),
+        };
         let maintenance = resolve_maintenance(&file.maintenance)?;
         let replication = resolve_replication(&file.replication)?;
         let data_dir = flags
@@ -468,6 +478,7 @@ impl NodeConfig {
             segment_bytes,
             cache_bytes,
             io_memory_bytes,
+            sync_method,
             max_batch_bytes,
             read_parallelism,
             io_properties,
@@ -750,6 +761,25 @@ mod tests {
         );
         assert!(Flags::try_parse_from(["stratum-node", "--shards", "0"]).is_err());
         assert!(Flags::try_parse_from(["stratum-node", "--admin", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn the_sync_method_defaults_to_dsync_and_a_bad_one_is_named() {
+        assert_eq!(resolve(&[]).unwrap().sync_method, SyncMethod::Dsync);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[store]\nsync_method = \"fdatasync\"\n").unwrap();
+        let config = resolve(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(config.sync_method, SyncMethod::Fdatasync);
+
+        std::fs::write(&path, "[store]\nsync_method = \"fsync\"\n").unwrap();
+        let err = resolve(&["--config", path.to_str().unwrap()]).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(setting_of(err), "store.sync_method");
+        assert!(
+            message.contains("\"fsync\"") && message.contains("fdatasync"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod common;
 
 use common::{object, on_executor};
 use stratum_node::store::fs::dma::DmaFs;
+use stratum_node::store::fs::SyncMethod;
 use stratum_node::store::{PutOutcome, ShardStore, StoreConfig, StoreError};
 use stratum_wire::ObjectKind;
 
@@ -17,10 +18,22 @@ fn config() -> StoreConfig {
 
 #[test]
 fn put_get_has_delete_and_survive_reopen() {
+    // The default (O_DSYNC files), reopened the other way: the sync method
+    // changes how writes reach the disk, not what is on it.
+    put_get_has_delete_and_survive_reopen_with(SyncMethod::Dsync, SyncMethod::Fdatasync);
+}
+
+#[test]
+fn put_get_has_delete_and_survive_reopen_with_fdatasync() {
+    put_get_has_delete_and_survive_reopen_with(SyncMethod::Fdatasync, SyncMethod::Dsync);
+}
+
+fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMethod) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("shard-0");
     on_executor(move || async move {
-        let (store, report) = ShardStore::open(DmaFs::for_dir(dir.path()), &path, config())
+        let fs = DmaFs::for_dir(dir.path()).with_sync_method(first);
+        let (store, report) = ShardStore::open(fs, &path, config())
             .await
             .expect("open new");
         assert_eq!(report.objects, 0);
@@ -58,9 +71,8 @@ fn put_get_has_delete_and_survive_reopen() {
         store.close().await.expect("close");
 
         // Reopen: everything acknowledged is there, the delete held.
-        let (store, report) = ShardStore::open(DmaFs::for_dir(dir.path()), &path, config())
-            .await
-            .expect("reopen");
+        let fs = DmaFs::for_dir(dir.path()).with_sync_method(then);
+        let (store, report) = ShardStore::open(fs, &path, config()).await.expect("reopen");
         assert_eq!(report.objects, 299);
         assert_eq!(report.torn_tail_bytes, 0);
         assert!(report.quarantined.is_empty(), "{:?}", report.quarantined);

@@ -61,11 +61,24 @@ fn objects(range: std::ops::Range<u64>, len: usize) -> Vec<Obj> {
     range.map(|i| object(i, len + i as usize % 700)).collect()
 }
 
+/// A disk of either kind: files opened write-through (`O_DSYNC`, the
+/// default sync method) or written and then fdatasync'd.
+fn disk(write_through: bool) -> SimFs {
+    if write_through {
+        SimFs::write_through()
+    } else {
+        SimFs::new()
+    }
+}
+
 #[test]
 fn torn_last_write() {
-    for prefix in [0usize, 1, 100, 511, 512, 1000, 4096] {
+    for (write_through, prefix) in [false, true]
+        .into_iter()
+        .flat_map(|mode| [0usize, 1, 100, 511, 512, 1000, 4096].map(|prefix| (mode, prefix)))
+    {
         on_executor(move || async move {
-            let fs = SimFs::new();
+            let fs = disk(write_through);
             let store = open(&fs).await;
             let acked = objects(0..40, 900);
             put_all(&store, &acked).await;
@@ -104,6 +117,75 @@ fn power_loss_drops_only_what_was_never_synced() {
         assert!(store.put(id, kind, content).await.is_err());
         drop(store);
         assert_survived(&fs, &acked, &unsynced).await;
+    });
+}
+
+/// Write-through files: a batch is durable when its writes complete, so no
+/// fdatasync is issued for it, and every acknowledged put survives a power
+/// loss. (The same puts on an fdatasync disk issue one per batch; without
+/// them the power loss would take the objects, as the test above shows.)
+#[test]
+fn write_through_batches_are_durable_without_fdatasync() {
+    for write_through in [true, false] {
+        on_executor(move || async move {
+            let fs = disk(write_through);
+            let store = open(&fs).await;
+            // The first put starts a segment (its header is synced either way).
+            let first = objects(0..1, 900);
+            put_all(&store, &first).await;
+            let before = fs.fdatasyncs();
+            let acked = objects(1..80, 900);
+            futures_util::future::join_all(
+                acked
+                    .iter()
+                    .map(|(id, kind, content)| store.put(*id, *kind, content.clone())),
+            )
+            .await
+            .into_iter()
+            .for_each(|result| {
+                result.expect("put");
+            });
+            let issued = fs.fdatasyncs() - before;
+            if write_through {
+                assert_eq!(issued, 0, "a write-through batch issued fdatasync");
+            } else {
+                assert!(issued > 0, "an fdatasync disk's batches were never synced");
+            }
+            drop(store); // the process dies, then the power goes
+            let all: Vec<Obj> = first.iter().chain(&acked).cloned().collect();
+            assert_survived(&fs, &all, &[]).await;
+        });
+    }
+}
+
+/// On a write-through file a failed sync is a failed write: not
+/// acknowledged, and the shard fails stop for writes (never retried).
+#[test]
+fn write_through_write_eio_fails_stop() {
+    on_executor(|| async {
+        let fs = SimFs::write_through();
+        let store = open(&fs).await;
+        let acked = objects(0..20, 500);
+        put_all(&store, &acked).await;
+        fs.set_faults(Faults {
+            write_errno: Some(5),
+            ..Faults::default()
+        });
+        let (id, kind, content) = object(300, 700);
+        let err = store
+            .put(id, kind, content.clone())
+            .await
+            .expect_err("not acknowledged");
+        assert!(err.to_string().contains("write to"), "{err}");
+        fs.set_faults(Faults::default());
+        let err = store
+            .put(id, kind, content)
+            .await
+            .expect_err("still failed");
+        assert!(matches!(err, StoreError::Failed { .. }), "{err}");
+        assert_present(&store, &acked).await;
+        drop(store);
+        assert_survived(&fs, &acked, &[]).await;
     });
 }
 
@@ -418,8 +500,14 @@ fn scrub_honours_its_rate_limit() {
 /// tail.
 #[test]
 fn prepared_space_survives_crashes_and_torn_writes_inside_it_are_cut() {
-    on_executor(|| async {
-        let fs = SimFs::new();
+    for write_through in [false, true] {
+        prepared_space_case(write_through);
+    }
+}
+
+fn prepared_space_case(write_through: bool) {
+    on_executor(move || async move {
+        let fs = disk(write_through);
         let store = open(&fs).await;
         let first = objects(0..30, 700);
         put_all(&store, &first).await;
@@ -447,7 +535,7 @@ fn prepared_space_survives_crashes_and_torn_writes_inside_it_are_cut() {
         assert_eq!(fs.file_len(&segment), len_before);
 
         // A torn write inside the prepared space: the next put's bytes only
-        // partly reach the disk and its fdatasync never happens.
+        // partly reach the disk and its sync never happens.
         fs.set_faults(Faults {
             torn_write: Some(700),
             ..Faults::default()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use stratum_node::io_properties::{DurableAppend, IoProperties, RandomRead};
 use stratum_node::store::fs::dma::DmaFs;
-use stratum_node::store::fs::{StoreFile, StoreFs, WriteBuf};
+use stratum_node::store::fs::{StoreFile, StoreFs, SyncMethod, WriteBuf};
 use stratum_node::store::group_commit::{PREPARE_BELOW, PREPARE_STEP};
 
 /// Group-commit sizes measured.
@@ -144,7 +144,9 @@ async fn measure(
     budget: Duration,
     progress: &impl Fn(&str),
 ) -> Result<Measured, IotuneError> {
-    let fs = DmaFs::for_dir(work);
+    // Writes then fdatasync, as these measures have always been taken (the
+    // node's default `O_DSYNC` files are not what is measured here).
+    let fs = DmaFs::for_dir(work).with_sync_method(SyncMethod::Fdatasync);
     let max_io = fs.max_io();
     // glommio's polled-I/O probe reads offset 0 of the first DMA file opened
     // on a device: it must not be empty (see node/src/store/fs/dma.rs).

@@ -180,17 +180,17 @@ pub async fn run(
         return;
     }
     let started = Instant::now();
-    let (store, report) =
-        match ShardStore::open(DmaFs::for_dir(&dir), &dir, config.store_config(shard_id)).await {
-            Ok(opened) => opened,
-            Err(err) => {
-                let _ = ready.send(Err(format!(
-                    "shard {shard_id}: cannot open store: {}",
-                    chain(&err)
-                )));
-                return;
-            }
-        };
+    let fs = DmaFs::for_dir(&dir).with_sync_method(config.sync_method);
+    let (store, report) = match ShardStore::open(fs, &dir, config.store_config(shard_id)).await {
+        Ok(opened) => opened,
+        Err(err) => {
+            let _ = ready.send(Err(format!(
+                "shard {shard_id}: cannot open store: {}",
+                chain(&err)
+            )));
+            return;
+        }
+    };
     let hints_dir = dir.join("hints");
     let handoff =
         match Handoff::open(hints_dir.clone(), config.replication.max_queued_hint_bytes).await {
@@ -213,6 +213,7 @@ pub async fn run(
         torn_tail_bytes = report.torn_tail_bytes,
         quarantined = report.quarantined.len(),
         checkpoint_ignored = report.checkpoint_ignored.as_deref().unwrap_or("-"),
+        sync_method = config.sync_method.name(),
         "shard open"
     );
     let core = Rc::new(Core {

@@ -389,7 +389,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_group_commits_total", "counter", "Group commits (one write + one fdatasync each).", |s| s.store.group_commits as f64),
         ("stratum_group_commit_records_total", "counter", "Records written by group commits; divided by stratum_group_commits_total it is the mean batch size.", |s| s.store.group_commit_records as f64),
         ("stratum_group_commit_write_seconds_total", "counter", "Time group commits spent writing batches.", |s| s.store.group_commit_write_micros as f64 / 1e6),
-        ("stratum_group_commit_sync_seconds_total", "counter", "Time group commits spent in fdatasync.", |s| s.store.group_commit_sync_micros as f64 / 1e6),
+        ("stratum_group_commit_sync_seconds_total", "counter", "Time group commits spent in fdatasync (none with store.sync_method dsync: its writes include the sync).", |s| s.store.group_commit_sync_micros as f64 / 1e6),
         ("stratum_cache_hits_total", "counter", "Object cache hits.", |s| s.store.cache_hits as f64),
         ("stratum_cache_misses_total", "counter", "Object cache misses.", |s| s.store.cache_misses as f64),
         ("stratum_corrupt_reads_total", "counter", "Reads that found a damaged record.", |s| s.store.corrupt_reads as f64),

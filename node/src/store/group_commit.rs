@@ -2,23 +2,29 @@
 //!
 //! Puts and deletes queue here. The writer takes the first waiting op at
 //! once (a lone put is never delayed waiting for company), then everything
-//! else already queued, up to `max_batch_bytes`; while that batch's write and
-//! `fdatasync` are in flight, new ops queue up and form the next batch. So
-//! batch size follows load with no timer.
+//! else already queued, up to `max_batch_bytes`; while that batch is on its
+//! way to stable storage, new ops queue up and form the next batch. So batch
+//! size follows load with no timer.
 //!
 //! A batch is laid out at the segment tail (always block-aligned), padded
-//! with zeros to the block size, written, and fdatasync'd. Only then are
-//! index entries published and callers answered: a reader never sees an
-//! object that is not durable, and no put is acknowledged before its bytes
-//! are on stable storage.
+//! with zeros to the block size, and made durable: written through an
+//! `O_DSYNC` file (the default, [`SyncMethod::Dsync`]: each write completes
+//! only once durable), or written and then fdatasync'd
+//! ([`SyncMethod::Fdatasync`]). Only then are index entries published and
+//! callers answered: a reader never sees an object that is not durable, and
+//! no put is acknowledged before its bytes are on stable storage.
+//!
+//! [`SyncMethod::Dsync`]: super::fs::SyncMethod::Dsync
+//! [`SyncMethod::Fdatasync`]: super::fs::SyncMethod::Fdatasync
 //!
 //! Prepared space: a small batch (under [`PREPARE_BELOW`]) is written over
 //! blocks of the active segment that were already written with zeros and
-//! made durable, [`PREPARE_STEP`] at a time, by an earlier batch. Its
-//! `fdatasync` then has no metadata to commit (no new blocks, no new file
-//! size), only the data and a cache flush: measured here 242 → 164 µs per
-//! group commit. Larger batches are bandwidth-bound, so they append
-//! directly and zeroing ahead of them would only double their writes.
+//! made durable, [`PREPARE_STEP`] at a time, by an earlier batch. Its sync
+//! (the `O_DSYNC` write's, or the `fdatasync`) then has no metadata to
+//! commit (no new blocks, no new file size), only the data and a cache
+//! flush: measured here 242 → 164 µs per group commit (with fdatasync).
+//! Larger batches are bandwidth-bound, so they append directly and zeroing
+//! ahead of them would only double their writes.
 //! Recovery knows a prepared tail (all zeros after the last record) from a
 //! torn one.
 //!
@@ -30,9 +36,10 @@
 //! starts and the two overlap (figures: ARCHITECTURE.md, "glommio notes").
 //!
 //! Failures: ENOSPC puts the shard in read-only mode; any other write error
-//! or any fdatasync error makes it fail stop for writes. An fsync is never
-//! retried: after a failed fsync the kernel may have dropped the dirty pages,
-//! and a retry that "succeeds" proves nothing.
+//! (on an `O_DSYNC` file that includes a failed sync) or any fdatasync error
+//! makes it fail stop for writes. A sync is never retried: after a failed
+//! sync the kernel may have dropped the dirty pages, and a retry that
+//! "succeeds" proves nothing.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -513,7 +520,7 @@ impl<F: StoreFs> Writer<F> {
         // buffers, and every byte that reaches the disk must be ours.
         zero_range(&mut chunks, max_io, records, padded);
         // A small batch that runs past the prepared space prepares the next
-        // step in the same write and fdatasync (zeros, explicitly: S3).
+        // step in the same durable write (zeros, explicitly: S3).
         let end = start + padded;
         let mut prepared = self.prepared.max(end);
         if padded < PREPARE_BELOW && end > self.prepared {
@@ -560,9 +567,13 @@ impl<F: StoreFs> Writer<F> {
             return Err(failure);
         }
         let sync_started = std::time::Instant::now();
-        file.fdatasync()
-            .await
-            .map_err(|err| WriteFailure::sync(&path, err))?;
+        // A write-through file's writes are durable when they complete: no
+        // second I/O, and no second trip through the reactor.
+        if !file.writes_are_durable() {
+            file.fdatasync()
+                .await
+                .map_err(|err| WriteFailure::sync(&path, err))?;
+        }
         let synced = std::time::Instant::now();
 
         // Durable: publish.

@@ -168,7 +168,8 @@ pub struct StoreStats {
     pub group_commit_records: u64,
     /// Time group commits spent writing their batch, and in fdatasync
     /// (microseconds, summed): divided by `group_commits`, the mean cost of
-    /// each step.
+    /// each step. With write-through files the write includes the sync and
+    /// no fdatasync is issued.
     pub group_commit_write_micros: u64,
     pub group_commit_sync_micros: u64,
     pub cache_hits: u64,

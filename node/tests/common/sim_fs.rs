@@ -2,7 +2,8 @@
 //! disks have. Each file keeps two images: `volatile` (what reads see: the
 //! page cache) and `durable` (what survives power loss: only what an
 //! fdatasync covered). A new file's directory entry is durable only after
-//! `sync_dir`.
+//! `sync_dir`. A disk made with [`SimFs::write_through`] models files opened
+//! `O_DSYNC`: a write that returns `Ok` is durable at once.
 //!
 //! It also enforces O_DIRECT's rules: a write whose offset or length is not
 //! a multiple of the block size fails with EINVAL, as it would on a device.
@@ -49,6 +50,7 @@ struct Disk {
     files: BTreeMap<PathBuf, FileData>,
     faults: Faults,
     fdatasyncs: u64,
+    write_through: bool,
 }
 
 /// A shared handle: clones see the same disk.
@@ -60,6 +62,13 @@ pub struct SimFs {
 impl SimFs {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A disk whose files are opened write-through (`O_DSYNC`).
+    pub fn write_through() -> Self {
+        let fs = Self::default();
+        fs.disk.borrow_mut().write_through = true;
+        fs
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -154,6 +163,7 @@ impl StoreFile for SimFile {
             return Err(errno(code));
         }
         let torn = disk.faults.torn_write.take();
+        let write_through = disk.write_through;
         let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
         let bytes = match torn {
             Some(prefix) => &buf.0[..prefix.min(buf.0.len())],
@@ -169,7 +179,20 @@ impl StoreFile for SimFile {
             file.durable = file.volatile.clone();
             return Err(errno(5));
         }
+        if write_through {
+            // Only this write's range: earlier writes of a file are durable
+            // already, and nothing else is written to it behind our back.
+            let end = start + bytes.len();
+            if file.durable.len() < end {
+                file.durable.resize(end, 0);
+            }
+            file.durable[start..end].copy_from_slice(bytes);
+        }
         Ok(buf.0.len())
+    }
+
+    fn writes_are_durable(&self) -> bool {
+        self.disk.borrow().write_through
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {

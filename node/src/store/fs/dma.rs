@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
-use super::{StoreFile, StoreFs, WriteBuf};
+use super::{StoreFile, StoreFs, SyncMethod, WriteBuf};
 
 /// Used when the device's limit cannot be read: the smallest limit common
 /// on Linux block devices.
@@ -78,13 +78,25 @@ fn write_atomic_blocking(path: &Path, contents: &[u8]) -> io::Result<()> {
 #[derive(Debug, Clone)]
 pub struct DmaFs {
     max_io: usize,
+    sync_method: SyncMethod,
 }
 
 impl DmaFs {
     pub fn new(max_io: usize) -> Self {
         Self {
             max_io: max_io.max(4096),
+            sync_method: SyncMethod::default(),
         }
+    }
+
+    /// Files opened from now on make their writes durable this way.
+    pub fn with_sync_method(mut self, sync_method: SyncMethod) -> Self {
+        self.sync_method = sync_method;
+        self
+    }
+
+    pub fn sync_method(&self) -> SyncMethod {
+        self.sync_method
     }
 
     /// Sized for the device under `dir`.
@@ -100,6 +112,8 @@ impl DmaFs {
 pub struct DmaStoreFile {
     file: DmaFile,
     max_io: usize,
+    /// Opened `O_DSYNC`.
+    write_through: bool,
 }
 
 pub struct DmaWriteBuf(DmaBuffer);
@@ -146,6 +160,10 @@ impl StoreFile for DmaStoreFile {
 
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize> {
         self.file.write_at(buf.0, offset).await.map_err(to_io)
+    }
+
+    fn writes_are_durable(&self) -> bool {
+        self.write_through
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {
@@ -214,12 +232,17 @@ impl StoreFs for DmaFs {
             .read(true)
             .write(true)
             .create(create)
+            .custom_flags(match self.sync_method {
+                SyncMethod::Dsync => libc::O_DSYNC,
+                SyncMethod::Fdatasync => 0,
+            })
             .dma_open(path)
             .await
             .map_err(to_io)?;
         Ok(DmaStoreFile {
             file,
             max_io: self.max_io,
+            write_through: self.sync_method == SyncMethod::Dsync,
         })
     }
 
