@@ -25,6 +25,7 @@ use stratum_wire::{
     Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
 };
 
+use super::event_loop::TICK;
 use super::{Event, Outgoing, PeerInfo};
 use crate::error::{AttemptError, Peer};
 
@@ -526,9 +527,27 @@ impl Connection {
             }
             _ => {}
         }
+        let expired = self.expire(now);
+        if expired && now.duration_since(self.last_heard) >= settings.request_timeout {
+            // Closing for silence. A request due within the next tick would
+            // time out there anyway (timers have tick resolution): it fails
+            // as the timeout it is, not as a lost connection that a retry
+            // would then wait out a second time.
+            self.expire(now + TICK);
+            let reason = format!(
+                "no bytes from the node for {:?} with requests pending",
+                now.duration_since(self.last_heard)
+            );
+            tracing::warn!(peer = %self.peer, "{reason}; closing the connection");
+            self.lost(registry, reason, settings);
+        }
+    }
+
+    /// Fails every request due by `by` with a timeout; true if any was.
+    fn expire(&mut self, by: Instant) -> bool {
         let mut expired = false;
         self.in_flight.retain(|request_id, pending| {
-            if now < pending.deadline {
+            if by < pending.deadline {
                 return true;
             }
             let _ = pending.reply.send(Event::Failed {
@@ -538,14 +557,7 @@ impl Connection {
             expired = true;
             false
         });
-        if expired && now.duration_since(self.last_heard) >= settings.request_timeout {
-            let reason = format!(
-                "no bytes from the node for {:?} with requests pending",
-                now.duration_since(self.last_heard)
-            );
-            tracing::warn!(peer = %self.peer, "{reason}; closing the connection");
-            self.lost(registry, reason, settings);
-        }
+        expired
     }
 
     fn close(&mut self, registry: &Registry) {

@@ -33,7 +33,7 @@ pub(super) struct Signals {
 
 /// How often timers are checked while anything is pending: the resolution
 /// of request and connect timeouts.
-const TICK: Duration = Duration::from_millis(10);
+pub(super) const TICK: Duration = Duration::from_millis(10);
 
 impl Settings {
     pub fn from_config(config: &ClientConfig) -> Self {
