@@ -200,7 +200,7 @@ fn device(facts: &Facts, out: &mut Vec<Finding>) {
     }
     if let Some(result) = &facts.o_direct {
         out.push(match result {
-            Ok(()) => ok("o_direct", "direct 4 KiB write, fdatasync and read work in the data dir"),
+            Ok(()) => ok("o_direct", "direct 4 KiB O_DSYNC write, fdatasync and read work in the data dir"),
             Err(reason) => fail(
                 "o_direct",
                 reason.clone(),
@@ -278,7 +278,20 @@ fn device(facts: &Facts, out: &mut Vec<Finding>) {
         out.push(ok(
             "write_cache",
             if cache == "write back" {
-                format!("{}: volatile write cache (write back){}; durability comes from the flush every fdatasync issues", dev.name, if dev.fua == Some(true) { ", FUA supported" } else { "" })
+                format!(
+                    "{}: volatile write cache (write back){}; durability comes from {}",
+                    dev.name,
+                    if dev.fua == Some(true) {
+                        ", FUA supported"
+                    } else {
+                        ""
+                    },
+                    if dev.fua == Some(true) {
+                        "FUA writes (store.sync_method dsync) or cache flushes (fdatasync)"
+                    } else {
+                        "a cache flush after each group commit's writes (O_DSYNC or fdatasync)"
+                    }
+                )
             } else {
                 format!("{}: {cache}", dev.name)
             },

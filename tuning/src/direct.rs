@@ -1,5 +1,6 @@
 //! Does O_DIRECT work in the data directory? (tmpfs and some network and
-//! overlay file systems refuse it, and the node's store needs it.)
+//! overlay file systems refuse it, and the node's store needs it, with
+//! O_DSYNC under the default `store.sync_method`.)
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fs::OpenOptions;
@@ -36,7 +37,8 @@ impl Drop for Aligned {
     }
 }
 
-/// Writes, syncs and reads back one 4 KiB block with O_DIRECT in `dir`.
+/// Writes (O_DSYNC: durable when it returns), syncs and reads back one
+/// 4 KiB block with O_DIRECT in `dir`.
 pub fn probe(dir: &Path) -> Result<(), String> {
     let path = dir.join(format!(".stratum-tune-odirect-{}", std::process::id()));
     let result = (|| {
@@ -44,9 +46,9 @@ pub fn probe(dir: &Path) -> Result<(), String> {
             .read(true)
             .write(true)
             .create_new(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
             .open(&path)
-            .map_err(|err| format!("open with O_DIRECT: {err}"))?;
+            .map_err(|err| format!("open with O_DIRECT | O_DSYNC: {err}"))?;
         let mut out = Aligned::new(BLOCK).ok_or("cannot allocate an aligned buffer")?;
         for (i, byte) in out.bytes().iter_mut().enumerate() {
             *byte = (i * 7 + 3) as u8;
