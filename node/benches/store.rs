@@ -225,7 +225,7 @@ struct PutRun {
 }
 
 /// Durable puts with 64 writers.
-async fn store_puts(dir: &Path, objects: ObjectPool) -> PutRun {
+async fn store_puts(dir: &Path, sync: SyncMethod, objects: ObjectPool) -> PutRun {
     let count = objects.borrow().len();
     let bytes: usize = objects
         .borrow()
@@ -233,7 +233,7 @@ async fn store_puts(dir: &Path, objects: ObjectPool) -> PutRun {
         .flatten()
         .map(|(_, _, content)| content.len())
         .sum();
-    let fs = DmaFs::for_dir(dir).with_sync_method(sync_method());
+    let fs = DmaFs::for_dir(dir).with_sync_method(sync);
     let (store, _) = ShardStore::open(fs, dir, config(0))
         .await
         .expect("open store");
@@ -345,12 +345,13 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
 
 async fn store_gets(
     dir: &Path,
+    sync: SyncMethod,
     objects: Rc<Vec<ObjectId>>,
     cache_bytes: usize,
     tasks: usize,
     count: usize,
 ) -> f64 {
-    let fs = DmaFs::for_dir(dir).with_sync_method(sync_method());
+    let fs = DmaFs::for_dir(dir).with_sync_method(sync);
     let (store, _) = ShardStore::open(fs, dir, config(cache_bytes))
         .await
         .expect("open store");
@@ -438,7 +439,7 @@ fn index_memory() {
 /// Fills a shard with `count` 1 KiB objects (64 writers), closes it (which
 /// checkpoints the index), and times the reopen with the checkpoint and,
 /// after deleting it, without (a full replay).
-fn recovery_time(dir: &Path, count: usize) {
+fn recovery_time(dir: &Path, sync: SyncMethod, count: usize) {
     let dir = dir.to_owned();
     let (fill, reopen, objects) = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(4 << 20)
@@ -446,7 +447,7 @@ fn recovery_time(dir: &Path, count: usize) {
             std::fs::create_dir_all(&dir).expect("dir");
             let probe = dir.join("probe");
             std::fs::write(&probe, vec![1u8; 4096]).expect("probe file");
-            let fs = DmaFs::for_dir(&dir).with_sync_method(sync_method());
+            let fs = DmaFs::for_dir(&dir).with_sync_method(sync);
             fs.open(&probe, false)
                 .await
                 .expect("probe")
@@ -521,16 +522,9 @@ fn recovery_time(dir: &Path, count: usize) {
     );
 }
 
-/// The store's sync method for this run (set once from the arguments).
-static SYNC_METHOD: std::sync::OnceLock<SyncMethod> = std::sync::OnceLock::new();
-
-fn sync_method() -> SyncMethod {
-    SYNC_METHOD.get().copied().unwrap_or_default()
-}
-
 fn main() {
     let args = parse_args();
-    let _ = SYNC_METHOD.set(args.sync_method);
+    let sync = args.sync_method;
     let base = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).expect("create --dir");
@@ -582,7 +576,7 @@ fn main() {
                     let objects: Rc<Vec<ObjectId>> = Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
                     let generated = Rc::new(std::cell::RefCell::new(generated.into_iter().map(Some).collect()));
                     let store_dir = root.join(format!("store-{size}"));
-                    let run = store_puts(&store_dir, generated).await;
+                    let run = store_puts(&store_dir, sync, generated).await;
                     let (ops, per_commit) = (run.ops_per_second, run.bytes_per_commit);
                     let total = count as u64 * record::disk_len(size);
                     let raw_path = root.join(format!("raw-{size}.dat"));
@@ -605,14 +599,14 @@ fn main() {
                         let reads = count.min(40_000);
                         uncached
                             .store
-                            .push(store_gets(&store_dir, Rc::clone(&objects), 0, READERS, reads).await);
+                            .push(store_gets(&store_dir, sync, Rc::clone(&objects), 0, READERS, reads).await);
                         uncached
                             .raw
                             .push(raw_reads(&fs, &raw_path, size, READERS, reads).await);
                         if round + 1 == rounds {
                             let cache = count * (size + 256) * 2;
                             cached.store.push(
-                                store_gets(&store_dir, Rc::clone(&objects), cache, 1, 1_000_000 / scale).await,
+                                store_gets(&store_dir, sync, Rc::clone(&objects), cache, 1, 1_000_000 / scale).await,
                             );
                         }
                     }
@@ -638,6 +632,7 @@ fn main() {
     index_memory();
     recovery_time(
         &base_path.join("recovery"),
+        sync,
         if quick { 100_000 } else { 1_000_000 },
     );
 }

@@ -158,25 +158,22 @@ fn write_through_batches_are_durable_without_fdatasync() {
     }
 }
 
-/// On a write-through file a failed sync is a failed write: not
-/// acknowledged, and the shard fails stop for writes (never retried).
-#[test]
-fn write_through_write_eio_fails_stop() {
-    on_executor(|| async {
-        let fs = SimFs::write_through();
+/// A failed sync: the put is not acknowledged and says which step failed,
+/// the shard fails stop for writes and never retries (it stays failed once
+/// the fault is gone), reads go on, and every acknowledged object survives.
+fn a_failed_sync_fails_stop(write_through: bool, fault: Faults, says: &'static str) {
+    on_executor(move || async move {
+        let fs = disk(write_through);
         let store = open(&fs).await;
         let acked = objects(0..20, 500);
         put_all(&store, &acked).await;
-        fs.set_faults(Faults {
-            write_errno: Some(5),
-            ..Faults::default()
-        });
+        fs.set_faults(fault);
         let (id, kind, content) = object(300, 700);
         let err = store
             .put(id, kind, content.clone())
             .await
             .expect_err("not acknowledged");
-        assert!(err.to_string().contains("write to"), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
         fs.set_faults(Faults::default());
         let err = store
             .put(id, kind, content)
@@ -191,32 +188,21 @@ fn write_through_write_eio_fails_stop() {
 
 #[test]
 fn fdatasync_eio_fails_stop_for_writes_but_reads_go_on() {
-    on_executor(|| async {
-        let fs = SimFs::new();
-        let store = open(&fs).await;
-        let acked = objects(0..20, 500);
-        put_all(&store, &acked).await;
-        fs.set_faults(Faults {
-            fdatasync_eio: true,
-            ..Faults::default()
-        });
-        let (id, kind, content) = object(300, 700);
-        let err = store
-            .put(id, kind, content.clone())
-            .await
-            .expect_err("not acknowledged");
-        assert!(err.to_string().contains("fdatasync"), "{err}");
-        // The fault is gone, but the shard never retries: it stays failed.
-        fs.set_faults(Faults::default());
-        let err = store
-            .put(id, kind, content)
-            .await
-            .expect_err("still failed");
-        assert!(matches!(err, StoreError::Failed { .. }), "{err}");
-        assert_present(&store, &acked).await;
-        drop(store);
-        assert_survived(&fs, &acked, &[]).await;
-    });
+    let fault = Faults {
+        fdatasync_eio: true,
+        ..Faults::default()
+    };
+    a_failed_sync_fails_stop(false, fault, "fdatasync");
+}
+
+/// On a write-through file a failed sync is a failed write.
+#[test]
+fn write_through_write_eio_fails_stop() {
+    let fault = Faults {
+        write_errno: Some(5),
+        ..Faults::default()
+    };
+    a_failed_sync_fails_stop(true, fault, "write to");
 }
 
 #[test]

@@ -95,10 +95,6 @@ impl DmaFs {
         self
     }
 
-    pub fn sync_method(&self) -> SyncMethod {
-        self.sync_method
-    }
-
     /// Sized for the device under `dir`.
     pub fn for_dir(dir: &Path) -> Self {
         Self::new(detect_max_io(dir))
