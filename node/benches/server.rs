@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! scripts/install-bench-deps.sh      # redis-server, redis-benchmark
-//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --rounds 3 --dir DIR --sync-method dsync|fdatasync]
+//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --rounds 3 --dir DIR --sync-method dsync|fdatasync --no-redis-rewrite]
 //! ```
 //!
 //! The Stratum side mirrors redis-benchmark: one load thread, `--clients`
@@ -42,6 +42,8 @@ struct Args {
     dir: Option<PathBuf>,
     /// The node's `store.sync_method` (its default when not given).
     sync_method: Option<String>,
+    /// Start Redis with automatic AOF rewrites off.
+    no_redis_rewrite: bool,
 }
 
 fn parse_args() -> Args {
@@ -53,6 +55,7 @@ fn parse_args() -> Args {
         rounds: 3,
         dir: None,
         sync_method: None,
+        no_redis_rewrite: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +68,7 @@ fn parse_args() -> Args {
             "--rounds" => args.rounds = value().parse().expect("--rounds N"),
             "--dir" => args.dir = Some(PathBuf::from(value())),
             "--sync-method" => args.sync_method = Some(value()),
+            "--no-redis-rewrite" => args.no_redis_rewrite = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -125,6 +129,18 @@ fn node_metric(admin_port: u16, name: &str) -> f64 {
         .sum()
 }
 
+/// AOF rewrites Redis has done so far (`INFO persistence`).
+fn redis_aof_rewrites(port: u16) -> u64 {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    stream.write_all(b"INFO persistence\r\nQUIT\r\n").unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .find_map(|line| line.strip_prefix("aof_rewrites:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no aof_rewrites in Redis INFO:\n{text}"))
+}
+
 fn start_node(dir: &Path, port: u16, shards: u16, sync_method: Option<&str>) -> Killed {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stratum-node"));
     if let Some(method) = sync_method {
@@ -149,7 +165,7 @@ fn start_node(dir: &Path, port: u16, shards: u16, sync_method: Option<&str>) -> 
     Killed(child)
 }
 
-fn start_redis(dir: &Path, port: u16) -> Option<Killed> {
+fn start_redis(dir: &Path, port: u16, rewrite: bool) -> Option<Killed> {
     let redis_dir = dir.join("redis");
     std::fs::create_dir_all(&redis_dir).unwrap();
     let child = Command::new("redis-server")
@@ -162,6 +178,15 @@ fn start_redis(dir: &Path, port: u16) -> Option<Killed> {
             "--save",
             "",
         ])
+        // Redis's defaults rewrite the AOF (a forked copy of the dataset)
+        // each time it doubles, several times per phase here; that is part
+        // of what sustained durable SETs cost with a stock Redis, so it stays
+        // on unless asked (the rewrites per phase are printed).
+        .args(if rewrite {
+            &[][..]
+        } else {
+            &["--auto-aof-rewrite-percentage", "0"][..]
+        })
         .arg("--dir")
         .arg(&redis_dir)
         .stdout(Stdio::null())
@@ -172,13 +197,12 @@ fn start_redis(dir: &Path, port: u16) -> Option<Killed> {
 }
 
 /// Requests done and seconds taken by `redis-benchmark --csv` for one test
-/// (SET or GET), from the requests/s it reports.
-fn redis_benchmark(port: u16, test: &str, args: &Args) -> (f64, f64) {
-    // Enough requests for about `seconds` at the rates this machine reaches.
-    let requests = match test {
-        "set" => 20_000 * args.seconds,
-        _ => 100_000 * args.seconds,
-    };
+/// (SET or GET), from the requests/s it reports. redis-benchmark runs a
+/// request count, not a duration: the count is `rate` (the rate this test
+/// reached in the previous round, or a first guess) times `--seconds`, so
+/// Redis's phases last about as long as Stratum's and see the same noise.
+fn redis_benchmark(port: u16, test: &str, rate: f64, args: &Args) -> (f64, f64) {
+    let requests = ((rate * args.seconds as f64) as u64).max(10_000);
     let output = Command::new("redis-benchmark")
         .args(["-p", &port.to_string(), "-q", "--csv"])
         .args([
@@ -524,7 +548,7 @@ fn main() {
     let ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
     drop(stored);
     let redis_port = free_port_run(1);
-    let redis = start_redis(dir, redis_port);
+    let redis = start_redis(dir, redis_port, !args.no_redis_rewrite);
 
     // Rounds alternate the two servers phase by phase, so drift on a shared
     // machine hits both; the ratio of each round's pair is reported, and
@@ -535,6 +559,8 @@ fn main() {
     // Server CPU microseconds per request, per round.
     let (mut put_cpu, mut set_cpu, mut get_cpu, mut redis_get_cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // First guesses of Redis's rates here; each round uses the last one.
+    let (mut set_rate, mut get_rate) = (60_000.0, 150_000.0);
     for round in 0..args.rounds.max(1) {
         let before = group_commit_counters(admin_port);
         // Enough fresh objects for twice the puts Redis manages here.
@@ -556,22 +582,34 @@ fn main() {
             write_s * 1e6 / commits.max(1.0),
             sync_s * 1e6 / commits.max(1.0),
         );
+        let rewrites_before = redis.as_ref().map(|_| redis_aof_rewrites(redis_port));
         let redis_sets = redis.as_ref().map(|redis| {
             Phase::measure(redis.0.id(), libc::RUSAGE_CHILDREN, || {
-                redis_benchmark(redis_port, "set", &args)
+                redis_benchmark(redis_port, "set", set_rate, &args)
             })
         });
+        let rewrites = rewrites_before.map(|before| redis_aof_rewrites(redis_port) - before);
+        if let Some(sets) = &redis_sets {
+            set_rate = sets.per_second;
+        }
         let stratum_gets = Phase::measure(node.0.id(), libc::RUSAGE_SELF, || {
             stratum_load(&args, port, &[], &ids)
         });
         let redis_gets = redis.as_ref().map(|redis| {
             Phase::measure(redis.0.id(), libc::RUSAGE_CHILDREN, || {
-                redis_benchmark(redis_port, "get", &args)
+                redis_benchmark(redis_port, "get", get_rate, &args)
             })
         });
+        if let Some(gets) = &redis_gets {
+            get_rate = gets.per_second;
+        }
         let show = |phase: &Option<Phase>| phase.as_ref().map_or("-".into(), Phase::show);
         println!("round {round}: stratum puts  {}", stratum_puts.show());
-        println!("round {round}: redis SET     {}", show(&redis_sets));
+        println!(
+            "round {round}: redis SET     {}{}",
+            show(&redis_sets),
+            rewrites.map_or(String::new(), |count| format!(", AOF rewrites {count}"))
+        );
         println!("round {round}: stratum gets  {}", stratum_gets.show());
         println!("round {round}: redis GET     {}", show(&redis_gets));
         puts_all.push(stratum_puts.per_second);
