@@ -17,8 +17,12 @@
 //!
 //! Both servers run side by side and rounds alternate them phase by phase
 //! (Stratum puts, Redis SET, Stratum gets, Redis GET), so drift on a shared
-//! machine hits both. Results are ratios Stratum / Redis: each round's, and
-//! their median.
+//! machine hits both; every phase lasts about `--seconds`. Results are
+//! ratios Stratum / Redis: each round's, and their median.
+//!
+//! Redis runs with its defaults beyond the AOF settings, so it rewrites its
+//! AOF as the file doubles (printed per SET phase); `--no-redis-rewrite`
+//! turns that off for a steady-state comparison.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
