@@ -55,6 +55,18 @@ pub fn main() -> ExitCode {
         read_parallelism = config.read_parallelism,
         "starting"
     );
+    if let Some(measured) = config
+        .io_properties_sync_method
+        .filter(|measured| *measured != config.sync_method)
+    {
+        tracing::warn!(
+            measured_with = measured.name(),
+            sync_method = config.sync_method.name(),
+            max_batch_bytes = config.max_batch_bytes,
+            "the I/O properties were measured with another sync method, so max_batch_bytes may not suit this one; re-run `stratum-tune iotune --sync-method {}`",
+            config.sync_method.name()
+        );
+    }
     let mut node = match Node::start(Arc::clone(&config)) {
         Ok(node) => node,
         Err(err) => {

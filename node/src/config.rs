@@ -248,6 +248,9 @@ pub struct NodeConfig {
     pub read_parallelism: u32,
     /// The I/O properties file the two settings above came from.
     pub io_properties: Option<PathBuf>,
+    /// The sync method that file's durable appends were measured with (the
+    /// node warns at startup when it is not `sync_method`).
+    pub io_properties_sync_method: Option<SyncMethod>,
     pub maintenance: Maintenance,
     pub replication: Replication,
 }
@@ -448,6 +451,7 @@ impl NodeConfig {
                 ),
             ));
         }
+        let io_properties_sync_method = measured.as_ref().map(|measured| measured.sync_method);
         let (max_batch_bytes, read_parallelism, io_properties) = match measured {
             Some(measured) => (
                 measured.max_batch_bytes,
@@ -482,6 +486,7 @@ impl NodeConfig {
             max_batch_bytes,
             read_parallelism,
             io_properties,
+            io_properties_sync_method,
             maintenance,
             replication,
         };
@@ -830,6 +835,19 @@ mod tests {
             (262144, 8)
         );
         assert_eq!(config.store_config(0).max_batch_bytes, 262144);
+        // A file without `sync_method` predates it: measured with fdatasync.
+        assert_eq!(
+            config.io_properties_sync_method,
+            Some(SyncMethod::Fdatasync)
+        );
+        let path = dir.path().join(io_properties::FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("sync_method = \"dsync\"\n{text}")).unwrap();
+        let config = resolve(&["--data-dir", data]).unwrap();
+        assert_eq!(config.io_properties_sync_method, Some(SyncMethod::Dsync));
+        std::fs::write(&path, format!("sync_method = \"fsync\"\n{text}")).unwrap();
+        let err = resolve(&["--data-dir", data]).unwrap_err();
+        assert_eq!(setting_of(err), "io_properties");
         let missing = dir.path().join("nope.toml");
         let err = resolve(&["--io-properties", missing.to_str().unwrap()]).unwrap_err();
         assert_eq!(setting_of(err), "io_properties");

@@ -10,6 +10,7 @@
 //! seq_write_bytes_per_sec = 180000000
 //! max_batch_bytes = 1048576        # group-commit size the node uses
 //! read_parallelism = 16            # reads a batch-get keeps in flight
+//! sync_method = "dsync"            # how the durable appends were synced
 //! [[durable_append]]
 //! group_bytes = 4096
 //! appends_per_sec = 5900.0
@@ -21,6 +22,8 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::fs::SyncMethod;
 
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "io-properties.toml";
@@ -44,15 +47,25 @@ pub struct IoProperties {
     pub max_batch_bytes: u64,
     /// The smallest read depth that reached 90% of the best random-read IOPS.
     pub read_parallelism: u32,
+    /// How the durable appends below were made durable: `max_batch_bytes`
+    /// fits a node with this `store.sync_method`. Files written before the
+    /// field existed were measured with fdatasync.
+    #[serde(default = "measured_with_fdatasync")]
+    pub sync_method: SyncMethod,
     pub durable_append: Vec<DurableAppend>,
     pub random_read: Vec<RandomRead>,
+}
+
+fn measured_with_fdatasync() -> SyncMethod {
+    SyncMethod::Fdatasync
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DurableAppend {
     pub group_bytes: u64,
-    /// Write + fdatasync cycles per second.
+    /// Durable appends of `group_bytes` per second (a write through an
+    /// `O_DSYNC` file, or a write then an fdatasync: see `sync_method`).
     pub appends_per_sec: f64,
 }
 
@@ -211,6 +224,7 @@ mod tests {
             seq_write_bytes_per_sec: 2e9,
             max_batch_bytes: 256 << 10,
             read_parallelism: 64,
+            sync_method: SyncMethod::Dsync,
             durable_append: vec![DurableAppend {
                 group_bytes: 4096,
                 appends_per_sec: 30000.0,
@@ -221,6 +235,7 @@ mod tests {
             }],
         };
         std::fs::write(&path, properties.to_toml()).unwrap();
+        assert!(properties.to_toml().contains("sync_method = \"dsync\""));
         assert_eq!(IoProperties::load(&path).unwrap(), Some(properties.clone()));
         let mut bad = properties;
         bad.read_parallelism = 0;

@@ -5,9 +5,11 @@
 //! Three measurements, within a time budget:
 //! 1. sequential write bandwidth (the largest writes the device takes, two
 //!    in flight, then one fdatasync);
-//! 2. durable appends per second at several group-commit sizes (write +
-//!    fdatasync per group, with the node's prepared-space rule for small
-//!    groups);
+//! 2. durable appends per second at several group-commit sizes, made
+//!    durable as the node's group commit makes them under the chosen
+//!    `store.sync_method` (writes through an `O_DSYNC` file, or writes then
+//!    an fdatasync), with all of a group's writes in flight at once and the
+//!    node's prepared-space rule for small groups;
 //! 3. random 4 KiB read IOPS at several queue depths, over the file written
 //!    in step 1.
 
@@ -104,6 +106,7 @@ impl Pattern {
 pub fn run(
     dir: &Path,
     budget: Duration,
+    sync_method: SyncMethod,
     progress: impl Fn(&str) + Send + 'static,
 ) -> Result<IoProperties, IotuneError> {
     if budget < Duration::from_secs(2) {
@@ -117,7 +120,7 @@ pub fn run(
     let result = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("iotune")
         .io_memory(512 << 10)
-        .spawn(move || async move { measure(&work_in, budget, &progress).await })
+        .spawn(move || async move { measure(&work_in, budget, sync_method, &progress).await })
         .map_err(IotuneError::Executor)?
         .join()
         .map_err(IotuneError::Executor)
@@ -132,6 +135,7 @@ pub fn run(
         seq_write_bytes_per_sec: seq,
         max_batch_bytes,
         read_parallelism,
+        sync_method,
         durable_append: durable,
         random_read: reads,
     })
@@ -142,11 +146,13 @@ type Measured = (usize, f64, Vec<DurableAppend>, Vec<RandomRead>);
 async fn measure(
     work: &Path,
     budget: Duration,
+    sync_method: SyncMethod,
     progress: &impl Fn(&str),
 ) -> Result<Measured, IotuneError> {
-    // Writes then fdatasync, as these measures have always been taken (the
-    // node's default `O_DSYNC` files are not what is measured here).
+    // Sequential bandwidth and reads use plain files (writes, then one
+    // fdatasync at the end); the durable appends use the node's method.
     let fs = DmaFs::for_dir(work).with_sync_method(SyncMethod::Fdatasync);
+    let durable_fs = DmaFs::for_dir(work).with_sync_method(sync_method);
     let max_io = fs.max_io();
     // glommio's polled-I/O probe reads offset 0 of the first DMA file opened
     // on a device: it must not be empty (see node/src/store/fs/dma.rs).
@@ -179,10 +185,11 @@ async fn measure(
     let mut durable = Vec::new();
     for (n, group) in GROUP_SIZES.iter().enumerate() {
         let path = work.join(format!("durable-{n}"));
-        let per_sec = durable_appends(&fs, &path, *group, durable_slice).await?;
+        let per_sec = durable_appends(&durable_fs, &path, *group, durable_slice).await?;
         let _ = std::fs::remove_file(&path);
         progress(&format!(
-            "durable appends, {:>4} KiB groups: {per_sec:>8.0}/s ({:.0} MB/s)",
+            "durable appends ({}), {:>4} KiB groups: {per_sec:>8.0}/s ({:.0} MB/s)",
+            sync_method.name(),
             group >> 10,
             per_sec * *group as f64 / 1e6
         ));
@@ -239,7 +246,10 @@ async fn sequential(fs: &DmaFs, path: &Path, slice: Duration) -> Result<(f64, u6
     Ok((rate, offset))
 }
 
-/// Write + fdatasync cycles of `group` bytes for `slice`.
+/// Durable appends of `group` bytes for `slice`, each as the node's group
+/// commit makes one: the group's writes (and, for a small group that runs
+/// past the prepared space, the next step of zeros) all in flight at once,
+/// then an fdatasync unless the file's writes are durable themselves.
 async fn durable_appends(
     fs: &DmaFs,
     path: &Path,
@@ -254,14 +264,13 @@ async fn durable_appends(
     let started = Instant::now();
     let (mut offset, mut prepared, mut cycles) = (0u64, 0u64, 0u64);
     while started.elapsed() < slice {
+        let mut writes = Vec::new();
         let mut done = 0;
         while done < group {
             let len = max_io.min(group - done);
             let mut buf = file.alloc(len as usize);
             pattern.fill(buf.as_mut_bytes());
-            file.write_at(buf, offset + done)
-                .await
-                .map_err(io("writing", path))?;
+            writes.push(file.write_at(buf, offset + done));
             done += len;
         }
         // The node's rule: a small group writes into zeros prepared ahead.
@@ -272,13 +281,17 @@ async fn durable_appends(
                 let len = max_io.min(prepared - zero);
                 let mut buf = file.alloc(len as usize);
                 buf.as_mut_bytes().fill(0);
-                file.write_at(buf, zero)
-                    .await
-                    .map_err(io("writing", path))?;
+                writes.push(file.write_at(buf, zero));
                 zero += len;
             }
         }
-        file.fdatasync().await.map_err(io("syncing", path))?;
+        // Every write is awaited, even after a failure.
+        for result in futures_util::future::join_all(writes).await {
+            result.map_err(io("writing", path))?;
+        }
+        if !file.writes_are_durable() {
+            file.fdatasync().await.map_err(io("syncing", path))?;
+        }
         offset += group;
         cycles += 1;
     }

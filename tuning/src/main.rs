@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use stratum_node::io_properties;
+use stratum_node::store::fs::SyncMethod;
 use stratum_tune::checks::{self, Plan};
 use stratum_tune::facts::Facts;
 use stratum_tune::{iotune, recommend};
@@ -76,6 +77,10 @@ enum Command {
         /// Where to write the properties [default: DATA_DIR/io-properties.toml].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// How the durable appends are made durable: the node's
+        /// `store.sync_method` ("dsync" or "fdatasync").
+        #[arg(long, default_value = "dsync")]
+        sync_method: SyncMethod,
     },
     /// Print the sysctl settings, limits and systemd unit that fit this host.
     Recommend {
@@ -116,7 +121,8 @@ fn main() -> ExitCode {
             data_dir,
             budget_secs,
             out,
-        } => run_iotune(data_dir, budget_secs, out),
+            sync_method,
+        } => run_iotune(data_dir, budget_secs, out, sync_method),
         Command::Recommend {
             plan,
             binary,
@@ -159,18 +165,25 @@ fn check(data_dir: Option<PathBuf>, json: bool, plan: &Plan) -> ExitCode {
     ExitCode::from(worst.exit_code())
 }
 
-fn run_iotune(data_dir: PathBuf, budget_secs: u64, out: Option<PathBuf>) -> ExitCode {
+fn run_iotune(
+    data_dir: PathBuf,
+    budget_secs: u64,
+    out: Option<PathBuf>,
+    sync_method: SyncMethod,
+) -> ExitCode {
     if let Err(err) = std::fs::create_dir_all(&data_dir) {
         eprintln!("stratum-tune: cannot create {}: {err}", data_dir.display());
         return ExitCode::from(1);
     }
     let out = out.unwrap_or_else(|| data_dir.join(io_properties::FILE_NAME));
     eprintln!(
-        "iotune: measuring {} for about {budget_secs} s",
-        data_dir.display()
+        "iotune: measuring {} for about {budget_secs} s (durable appends: sync method {})",
+        data_dir.display(),
+        sync_method.name()
     );
     let started = std::time::Instant::now();
-    let properties = match iotune::run(&data_dir, Duration::from_secs(budget_secs), |line| {
+    let budget = Duration::from_secs(budget_secs);
+    let properties = match iotune::run(&data_dir, budget, sync_method, |line| {
         eprintln!("iotune: {line}")
     }) {
         Ok(properties) => properties,
@@ -197,7 +210,11 @@ fn run_iotune(data_dir: PathBuf, budget_secs: u64, out: Option<PathBuf>) -> Exit
     for append in &properties.durable_append {
         println!(
             "{:<34} {:>12.0} {:>12.0}",
-            format!("durable appends, {} KiB groups", append.group_bytes >> 10),
+            format!(
+                "durable appends ({}), {} KiB groups",
+                properties.sync_method.name(),
+                append.group_bytes >> 10
+            ),
             append.appends_per_sec,
             append.bytes_per_sec() / 1e6
         );
@@ -212,8 +229,10 @@ fn run_iotune(data_dir: PathBuf, budget_secs: u64, out: Option<PathBuf>) -> Exit
     }
     println!();
     println!(
-        "node settings: max_batch_bytes = {} (group-commit size), read_parallelism = {}",
-        properties.max_batch_bytes, properties.read_parallelism
+        "node settings: max_batch_bytes = {} (group-commit size, for store.sync_method = \"{}\"), read_parallelism = {}",
+        properties.max_batch_bytes,
+        properties.sync_method.name(),
+        properties.read_parallelism
     );
     let text = format!(
         "# Written by stratum-tune iotune for {}; stratum-node reads it at startup.\n{}",

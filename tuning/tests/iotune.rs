@@ -2,6 +2,7 @@
 //! real disk (not tmpfs: the node's DMA I/O needs O_DIRECT).
 
 use stratum_node::io_properties::IoProperties;
+use stratum_node::store::fs::SyncMethod;
 
 #[test]
 fn iotune_measures_and_writes_a_file_the_node_reads() {
@@ -17,7 +18,10 @@ fn iotune_measures_and_writes_a_file_the_node_reads() {
     // Progress went to stderr as each measurement finished.
     assert!(stderr.contains("sequential write"), "{stderr}");
     assert!(stderr.contains("depth 64"), "{stderr}");
-    assert!(stdout.contains("durable appends, 4 KiB groups"), "{stdout}");
+    assert!(
+        stdout.contains("durable appends (dsync), 4 KiB groups"),
+        "{stdout}"
+    );
 
     let path = dir.path().join(stratum_node::io_properties::FILE_NAME);
     let properties = IoProperties::load(&path)
@@ -32,6 +36,8 @@ fn iotune_measures_and_writes_a_file_the_node_reads() {
         .all(|d| d.appends_per_sec > 0.0));
     assert!(properties.random_read.iter().all(|r| r.iops > 0.0));
     assert!(properties.max_batch_bytes >= 4096);
+    // Measured the way a node with the default store.sync_method commits.
+    assert_eq!(properties.sync_method, SyncMethod::Dsync);
     // Nothing is left behind but the properties file.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -47,4 +53,40 @@ fn iotune_measures_and_writes_a_file_the_node_reads() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("too small"));
+}
+
+#[test]
+fn iotune_measures_durable_appends_with_the_sync_method_asked_for() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = dir.path().join("fdatasync.toml");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
+        .args(["iotune", "--budget-secs", "2", "--sync-method", "fdatasync"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("durable appends (fdatasync), 1024 KiB groups"),
+        "{stdout}"
+    );
+    let properties = IoProperties::load(&out).unwrap().expect("written");
+    assert_eq!(properties.sync_method, SyncMethod::Fdatasync);
+    assert!(properties
+        .durable_append
+        .iter()
+        .all(|d| d.appends_per_sec > 0.0));
+
+    // An unknown method is a usage error that names the accepted ones.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
+        .args(["iotune", "--sync-method", "fsync", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"dsync\" or \"fdatasync\""), "{stderr}");
 }

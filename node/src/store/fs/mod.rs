@@ -21,7 +21,8 @@ use std::path::Path;
 /// cache flush. `Fdatasync` is the classic write-then-sync pair, for a device
 /// or file system where O_DSYNC turns out slower (PostgreSQL offers the same
 /// choice as `wal_sync_method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SyncMethod {
     /// Segment files are opened `O_DSYNC`: a write completes only once its
     /// bytes (and what is needed to read them back) are on stable storage.
