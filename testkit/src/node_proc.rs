@@ -255,8 +255,11 @@ impl TestNode {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|child| child.try_wait()) {
                 return false;
             }
+            // The admin endpoint starts after the shards: a test that reads
+            // metrics right after a launch must find it up too.
             let all = (0..self.shards)
-                .all(|shard| TestClient::connect(self.addr(shard), self.secret.as_ref()).is_ok());
+                .all(|shard| TestClient::connect(self.addr(shard), self.secret.as_ref()).is_ok())
+                && TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok();
             if all {
                 return true;
             }

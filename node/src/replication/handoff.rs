@@ -7,9 +7,13 @@
 //! has its quorum; read repair can still heal that replica). Appends and the
 //! truncation of a fully replayed file are serialized by one lock, so a hint
 //! queued during a replay is never truncated away unreplayed. A replay that
-//! stops halfway (peer gone again, crash) starts again from the last record
-//! acknowledged in memory, or from the file's start after a restart:
-//! replaying a put or a delete twice is harmless.
+//! stops halfway (peer gone again) resumes from the last record
+//! acknowledged; across a restart it resumes from the durable progress mark
+//! (`hint_log`), saved every 250 ms and after every page while a replay
+//! runs, when it pauses, and right after every replayed delete. Replaying a put twice is harmless (objects
+//! are immutable); replaying a delete twice is not once the object was put
+//! again since, which is why a delete's mark is saved at once. Only a crash
+//! between a delete's acknowledgement and that save can replay it again.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -29,6 +33,10 @@ use crate::server::core::Core;
 const REPLAY_TICK: Duration = Duration::from_millis(500);
 /// Bytes read from a hint file at a time during replay.
 const REPLAY_PAGE_BYTES: u64 = 1 << 20;
+/// How often replay progress is made durable while a replay runs (besides
+/// after every page, every delete and every pause): what a restart may
+/// replay again is at most this long a stretch of puts.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default, Clone, Copy)]
 struct FileState {
@@ -64,15 +72,24 @@ impl Handoff {
             if file.cut_bytes > 0 {
                 tracing::warn!(dir = %dir.display(), node = file.node, cut_bytes = file.cut_bytes, "hint file had a damaged tail; cut it off");
             }
-            if file.records > 0 {
-                tracing::info!(node = file.node, hints = file.records, "hints to replay");
+            if file.progress_ignored {
+                tracing::warn!(dir = %dir.display(), node = file.node, "hint replay mark damaged or off a record boundary; replaying the file from its start");
+            }
+            if file.records > file.replayed_records {
+                tracing::info!(
+                    node = file.node,
+                    hints = file.records - file.replayed_records,
+                    already_replayed = file.replayed_records,
+                    "hints to replay"
+                );
             }
             files.insert(
                 file.node,
                 FileState {
                     len: file.len,
+                    replayed: file.replayed,
                     records: file.records,
-                    ..FileState::default()
+                    replayed_records: file.replayed_records,
                 },
             );
         }
@@ -154,6 +171,21 @@ impl Handoff {
     pub async fn flush_queued(&self, stats: &RefCell<ReplicationStats>) {
         self.flush(stats, None).await;
     }
+
+    /// Makes `node`'s replay progress durable. A failure only costs a
+    /// longer replay after a restart, so it is logged, not raised.
+    async fn save_progress(&self, node: u32) {
+        let Some(offset) = self.files.borrow().get(&node).map(|file| file.replayed) else {
+            return;
+        };
+        let dir = self.dir.clone();
+        let saved = glommio::executor()
+            .spawn_blocking(move || hint_log::save_progress(&dir, node, offset))
+            .await;
+        if let Err(err) = saved {
+            tracing::warn!(node, offset, dir = %self.dir.display(), error = %err, "cannot save hint replay progress; a restart will replay more");
+        }
+    }
 }
 
 /// Writes queued hints as they come.
@@ -196,6 +228,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
     let epoch = placement.topology().epoch();
     drop(placement);
     let me = core.config.node_id;
+    let mut saved_at = Instant::now();
     loop {
         let Some(state) = handoff.files.borrow().get(&node).copied() else {
             return;
@@ -230,6 +263,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
         };
         for (hint, after) in page {
             let Some(link) = core.replication.link(node, shard_of(&hint.id, shards)) else {
+                handoff.save_progress(node).await;
                 return;
             };
             let put = match &hint.op {
@@ -238,6 +272,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
             };
             if let Err(err) = quorum::remote(&link, me, epoch, hint.id, put, true).await {
                 tracing::debug!(node, error = %err, "hint replay paused: the peer is not taking writes");
+                handoff.save_progress(node).await;
                 return;
             }
             if let Some(file) = handoff.files.borrow_mut().get_mut(&node) {
@@ -245,8 +280,13 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
                 file.replayed_records += 1;
             }
             core.replication.stats.borrow_mut().hints_replayed += 1;
+            if put.is_none() || saved_at.elapsed() >= PROGRESS_EVERY {
+                handoff.save_progress(node).await;
+                saved_at = Instant::now();
+            }
             pacer.pace().await;
         }
+        handoff.save_progress(node).await;
     }
     // Everything replayed: empty the file unless a hint was appended since.
     let Ok(_lock) = handoff.file_lock.acquire_permit(1).await else {
@@ -260,8 +300,9 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
     if !done {
         return;
     }
+    let dir = handoff.dir.clone();
     let truncated = glommio::executor()
-        .spawn_blocking(move || hint_log::truncate(&path))
+        .spawn_blocking(move || hint_log::truncate(&dir, node))
         .await;
     match truncated {
         Ok(()) => {

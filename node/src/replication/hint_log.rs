@@ -21,6 +21,21 @@
 //! the first bad record cannot be framed reliably, and every hint is only an
 //! extra copy of a write that already has its quorum. Once every record of a
 //! file has been replayed the file is truncated to zero.
+//!
+//! Replay progress sits beside it in `node-<id>.replayed`, 16 bytes
+//! overwritten in place and fdatasync'd:
+//!
+//! ```text
+//! offset size field
+//!  0     4    magic  "SRPL" (0x4C505253, little-endian)
+//!  4     8    offset in the hint file up to which every record was replayed
+//! 12     4    CRC-32 (crc32fast) of bytes 0..12
+//! ```
+//!
+//! It is trusted at open only if it is intact and falls on a record
+//! boundary of the intact prefix; otherwise replay starts from the file's
+//! beginning. It is reset to zero before a replayed file is truncated, so a
+//! stale mark can never skip hints appended after the truncation.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -29,6 +44,8 @@ use std::path::{Path, PathBuf};
 use stratum_wire::{ObjectId, ObjectKind};
 
 const MAGIC: u32 = 0x544E_4853;
+const PROGRESS_MAGIC: u32 = 0x4C50_5253;
+const PROGRESS_LEN: usize = 16;
 const HEADER: usize = 12;
 const FIXED_BODY: usize = 1 + 1 + 32;
 /// Largest body: a 4 GiB payload limit plus the fixed fields, so a damaged
@@ -89,14 +106,73 @@ pub fn path_of(dir: &Path, node: u32) -> PathBuf {
     dir.join(format!("node-{node}.hints"))
 }
 
+/// The replay-progress file of `node`'s hints.
+pub fn progress_path_of(dir: &Path, node: u32) -> PathBuf {
+    dir.join(format!("node-{node}.replayed"))
+}
+
 /// A hint file found at open: its target node, the length of its intact
-/// prefix, how many records that holds, and what was cut off.
+/// prefix, how many records that holds, how much of it was already
+/// replayed (per its progress file), and what was cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub node: u32,
     pub len: u64,
     pub records: u64,
+    /// Offset up to which every record was replayed (0: none).
+    pub replayed: u64,
+    /// Records before `replayed`.
+    pub replayed_records: u64,
+    /// A progress mark was found but not usable (damaged, or not on a
+    /// record boundary of the intact prefix); replay starts over.
+    pub progress_ignored: bool,
     pub cut_bytes: u64,
+}
+
+/// Makes `offset` the durable replay mark of `node`'s hint file.
+pub fn save_progress(dir: &Path, node: u32, offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let path = progress_path_of(dir, node);
+    let created = !path.exists();
+    let mut bytes = [0u8; PROGRESS_LEN];
+    bytes[0..4].copy_from_slice(&PROGRESS_MAGIC.to_le_bytes());
+    bytes[4..12].copy_from_slice(&offset.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    // Not truncated: the mark is overwritten in place, so it is never
+    // briefly empty.
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // One 16-byte write inside one sector: it lands whole or not at all on
+    // any device we support, and the CRC catches anything else.
+    file.write_all_at(&bytes, 0)?;
+    file.sync_data()?;
+    if created {
+        // The new name must survive a crash too.
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The durable replay mark of `node`'s hint file: `Ok(None)` when there is
+/// none, `Err` only for I/O errors; a damaged mark reads as `Some(None)`.
+fn load_progress(dir: &Path, node: u32) -> io::Result<Option<Option<u64>>> {
+    let bytes = match std::fs::read(progress_path_of(dir, node)) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    if bytes.len() != PROGRESS_LEN {
+        return Ok(Some(None));
+    }
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap_or_default());
+    let offset = u64::from_le_bytes(bytes[4..12].try_into().unwrap_or_default());
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+    let intact = magic == PROGRESS_MAGIC && crc == crc32fast::hash(&bytes[..12]);
+    Ok(Some(intact.then_some(offset)))
 }
 
 /// Reads the next record at the reader's position: `Ok(None)` at a clean
@@ -156,20 +232,30 @@ pub fn open(dir: &Path) -> io::Result<Vec<Found>> {
         let path = entry.path();
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let total = file.metadata()?.len();
+        let mark = load_progress(dir, node)?;
+        let wanted = mark.flatten().filter(|offset| *offset > 0);
         let mut reader = BufReader::new(&file);
         let (mut len, mut records) = (0u64, 0u64);
+        let mut replayed = None;
         while let Some((_, size)) = next_record(&mut reader)? {
             len += size;
             records += 1;
+            if wanted == Some(len) {
+                replayed = Some((len, records));
+            }
         }
         if len < total {
             file.set_len(len)?;
             file.sync_data()?;
         }
+        let (replayed, replayed_records) = replayed.unwrap_or((0, 0));
         found.push(Found {
             node,
             len,
             records,
+            replayed,
+            replayed_records,
+            progress_ignored: matches!(mark, Some(None)) || (wanted.is_some() && replayed == 0),
             cut_bytes: total - len,
         });
     }
@@ -210,9 +296,12 @@ pub fn read_from(path: &Path, offset: u64, max_bytes: u64) -> io::Result<Vec<(Hi
     Ok(out)
 }
 
-/// Empties a fully replayed file.
-pub fn truncate(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+/// Empties `node`'s fully replayed file. Its progress mark goes back to
+/// zero first: a crash in between leaves a file replayed again from its
+/// start, never a stale mark over hints appended later.
+pub fn truncate(dir: &Path, node: u32) -> io::Result<()> {
+    save_progress(dir, node, 0)?;
+    let file = OpenOptions::new().write(true).open(path_of(dir, node))?;
     file.set_len(0)?;
     file.sync_data()
 }
@@ -311,7 +400,80 @@ mod tests {
             offset = page.last().unwrap().1;
         }
         assert_eq!(seen, 10);
-        truncate(&path).unwrap();
+        truncate(dir.path(), 3).unwrap();
         assert!(read_from(&path, 0, u64::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn replay_progress_survives_a_reopen_only_when_it_can_be_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<Vec<u8>> = (0..4).map(|seed| put(seed, 100).encode()).collect();
+        let len = append(dir.path(), 5, &records).unwrap();
+        let after_two = (records[0].len() + records[1].len()) as u64;
+        let found_with = |mark: Option<u64>| {
+            if let Some(offset) = mark {
+                save_progress(dir.path(), 5, offset).unwrap();
+            }
+            let found = open(dir.path()).unwrap();
+            assert_eq!(found.len(), 1, "the mark is not taken for a hint file");
+            let found = &found[0];
+            (
+                found.replayed,
+                found.replayed_records,
+                found.progress_ignored,
+            )
+        };
+        // No mark yet: everything is to replay.
+        assert_eq!(found_with(None), (0, 0, false));
+        // A mark on a record boundary is resumed from.
+        assert_eq!(found_with(Some(after_two)), (after_two, 2, false));
+        assert_eq!(found_with(Some(len)), (len, 4, false));
+        // Off a boundary, or past the end: start over, and say so.
+        assert_eq!(found_with(Some(after_two + 1)), (0, 0, true));
+        assert_eq!(found_with(Some(len + 46)), (0, 0, true));
+        // A damaged mark is not trusted.
+        save_progress(dir.path(), 5, after_two).unwrap();
+        let mark = progress_path_of(dir.path(), 5);
+        let mut bytes = std::fs::read(&mark).unwrap();
+        bytes[5] ^= 0x01;
+        std::fs::write(&mark, &bytes).unwrap();
+        assert_eq!(found_with(None), (0, 0, true));
+        std::fs::write(&mark, &bytes[..10]).unwrap();
+        assert_eq!(found_with(None), (0, 0, true));
+        // A mark past a torn tail that open cuts off is not trusted either.
+        save_progress(dir.path(), 5, len).unwrap();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path_of(dir.path(), 5))
+            .unwrap();
+        file.set_len(len - 1).unwrap();
+        let keep = len - records[3].len() as u64;
+        let found = open(dir.path()).unwrap();
+        assert_eq!(
+            (found[0].len, found[0].replayed, found[0].progress_ignored),
+            (keep, 0, true)
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_starts_with_no_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<Vec<u8>> = (0..3).map(|seed| put(seed, 64).encode()).collect();
+        let len = append(dir.path(), 8, &records).unwrap();
+        save_progress(dir.path(), 8, len).unwrap();
+        truncate(dir.path(), 8).unwrap();
+        // New hints land where the old ones were; the old mark must not
+        // skip them, even where it falls on one of their boundaries.
+        let later: Vec<Vec<u8>> = (10..13).map(|seed| put(seed, 64).encode()).collect();
+        append(dir.path(), 8, &later).unwrap();
+        let found = open(dir.path()).unwrap();
+        assert_eq!(
+            (
+                found[0].records,
+                found[0].replayed,
+                found[0].replayed_records
+            ),
+            (3, 0, 0)
+        );
     }
 }
