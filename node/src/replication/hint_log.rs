@@ -221,12 +221,22 @@ pub fn open(dir: &Path) -> io::Result<Vec<Found>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(node) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix("node-"))
-            .and_then(|rest| rest.strip_suffix(".hints"))
-            .and_then(|id| id.parse::<u32>().ok())
-        else {
+        let node_of = |suffix: &str| {
+            name.to_str()
+                .and_then(|name| name.strip_prefix("node-"))
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .and_then(|id| id.parse::<u32>().ok())
+        };
+        // A mark whose hint file is gone (removed by hand) would otherwise
+        // be read against the next file of that name, and could skip its
+        // hints: it goes.
+        if let Some(node) = node_of(".replayed") {
+            if !path_of(dir, node).exists() {
+                std::fs::remove_file(entry.path())?;
+            }
+            continue;
+        }
+        let Some(node) = node_of(".hints") else {
             continue;
         };
         let path = entry.path();
@@ -475,5 +485,20 @@ mod tests {
             ),
             (3, 0, 0)
         );
+    }
+
+    #[test]
+    fn a_mark_without_its_hint_file_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<Vec<u8>> = (0..3).map(|seed| put(seed, 64).encode()).collect();
+        let len = append(dir.path(), 4, &records).unwrap();
+        save_progress(dir.path(), 4, len).unwrap();
+        std::fs::remove_file(path_of(dir.path(), 4)).unwrap();
+        assert!(open(dir.path()).unwrap().is_empty());
+        assert!(!progress_path_of(dir.path(), 4).exists());
+        // New hints of the same size are all replayed.
+        append(dir.path(), 4, &records).unwrap();
+        let found = open(dir.path()).unwrap();
+        assert_eq!((found[0].records, found[0].replayed_records), (3, 0));
     }
 }
