@@ -10,10 +10,11 @@
 //! stops halfway (peer gone again) resumes from the last record
 //! acknowledged; across a restart it resumes from the durable progress mark
 //! (`hint_log`), saved every 250 ms and after every page while a replay
-//! runs, when it pauses, and right after every replayed delete. Replaying a put twice is harmless (objects
-//! are immutable); replaying a delete twice is not once the object was put
-//! again since, which is why a delete's mark is saved at once. Only a crash
-//! between a delete's acknowledgement and that save can replay it again.
+//! runs, when it pauses, and right after every replayed delete. Replaying a
+//! put twice is harmless (objects are immutable); replaying a delete twice
+//! is not once the object was put again since, which is why a delete's mark
+//! is saved at once. Only a crash between a delete's acknowledgement and
+//! that save can replay it again.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
