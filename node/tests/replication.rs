@@ -298,6 +298,54 @@ fn a_coordinator_restarted_mid_replay_resumes_where_it_left_off() {
     );
 }
 
+#[test]
+fn hints_for_a_node_removed_from_the_topology_are_reported_stranded() {
+    let _one = one_cluster_at_a_time();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    cluster.node(3).sigkill();
+    for seed in 300..310u64 {
+        let (_, kind, content) = object(seed, 200);
+        expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.node(1).metric("stratum_hints_pending", "") < 10.0 {
+        assert!(Instant::now() < deadline, "hints never queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cluster.node(1).metric("stratum_hints_stranded", ""), 0.0);
+
+    // Node 3 is decommissioned: epoch 2 names nodes 1 and 2 only.
+    let specs: Vec<(u32, String, u16)> = (1..=2)
+        .map(|id| (id, cluster.node(id).address(), 1))
+        .collect();
+    std::fs::write(&cluster.topology, topology_text(2, 2, 2, &specs)).unwrap();
+    cluster.node(1).sighup();
+    cluster.node(2).sighup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let node = cluster.node(1);
+        let (pending, stranded) = (
+            node.metric("stratum_hints_pending", ""),
+            node.metric("stratum_hints_stranded", ""),
+        );
+        if pending == 0.0 && stranded == 10.0 && node.log().contains("left the topology") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pending {pending}, stranded {stranded}; log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Said once, not on every replay tick.
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(
+        cluster.node(1).log().matches("left the topology").count(),
+        1
+    );
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -17,7 +17,7 @@
 //! that save can replay it again.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -58,6 +58,8 @@ pub struct Handoff {
     files: RefCell<BTreeMap<u32, FileState>>,
     /// Appends vs. truncation of a replayed file.
     file_lock: Semaphore,
+    /// Nodes whose hints were reported stranded (warned about once).
+    stranded_reported: RefCell<BTreeSet<u32>>,
 }
 
 impl Handoff {
@@ -103,6 +105,7 @@ impl Handoff {
             max_queued,
             files: RefCell::new(files),
             file_lock: Semaphore::new(1),
+            stranded_reported: RefCell::new(BTreeSet::new()),
         })
     }
 
@@ -121,15 +124,13 @@ impl Handoff {
         let _ = self.queue_tx.send((node, record));
     }
 
-    /// Hints not yet replayed (queued or in files).
-    pub fn pending(&self) -> u64 {
-        let in_files: u64 = self
-            .files
-            .borrow()
-            .values()
-            .map(|file| file.records - file.replayed_records)
-            .sum();
-        in_files + self.queue_rx.len() as u64
+    /// Hints not yet replayed, split in two: those for nodes in the
+    /// topology (queued or in files; they will be replayed) and those in
+    /// files of nodes that left it (stranded: never replayed, kept for an
+    /// operator).
+    pub fn pending(&self, in_topology: impl Fn(u32) -> bool) -> (u64, u64) {
+        let (pending, stranded) = count_unreplayed(&self.files.borrow(), in_topology);
+        (pending + self.queue_rx.len() as u64, stranded)
     }
 
     /// Writes `first` and everything queued after it, one fdatasync per
@@ -189,6 +190,23 @@ impl Handoff {
     }
 }
 
+/// Unreplayed hints in `files`: (of nodes in the topology, of the others).
+fn count_unreplayed(
+    files: &BTreeMap<u32, FileState>,
+    in_topology: impl Fn(u32) -> bool,
+) -> (u64, u64) {
+    files
+        .iter()
+        .fold((0, 0), |(pending, stranded), (node, file)| {
+            let left = file.records - file.replayed_records;
+            if in_topology(*node) {
+                (pending + left, stranded)
+            } else {
+                (pending, stranded + left)
+            }
+        })
+}
+
 /// Writes queued hints as they come.
 pub async fn write_loop(core: Rc<Core>) {
     let handoff = &core.replication.handoff;
@@ -223,9 +241,21 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
     let path = hint_log::path_of(&handoff.dir, node);
     let placement = core.replication.placement();
     let Some(shards) = placement.node(node).map(|spec| spec.shards) else {
-        // The node left the topology: its hints stay on disk for an operator.
+        // The node left the topology: its hints stay on disk for an
+        // operator (counted as stranded), said once per node.
+        if handoff.stranded_reported.borrow_mut().insert(node) {
+            let (_, stranded) = count_unreplayed(&handoff.files.borrow(), |other| other != node);
+            tracing::warn!(
+                node,
+                hints = stranded,
+                file = %path.display(),
+                epoch = placement.topology().epoch(),
+                "hints for a node that left the topology are not replayed; remove the file (node stopped) once its objects are re-replicated"
+            );
+        }
         return;
     };
+    handoff.stranded_reported.borrow_mut().remove(&node);
     let epoch = placement.topology().epoch();
     drop(placement);
     let me = core.config.node_id;
@@ -346,5 +376,24 @@ impl Pacer {
         }
         self.window_start = Instant::now();
         self.in_window = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_of_nodes_outside_the_topology_count_as_stranded() {
+        let file = |records, replayed_records| FileState {
+            len: 0,
+            replayed: 0,
+            records,
+            replayed_records,
+        };
+        let files = BTreeMap::from([(2, file(10, 4)), (3, file(7, 0)), (9, file(5, 5))]);
+        assert_eq!(count_unreplayed(&files, |_| true), (13, 0));
+        assert_eq!(count_unreplayed(&files, |node| node != 3), (6, 7));
+        assert_eq!(count_unreplayed(&files, |_| false), (0, 13));
     }
 }

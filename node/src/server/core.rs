@@ -126,6 +126,11 @@ impl Core {
     pub fn snapshot(&self) -> MetricsSnapshot {
         let mut metrics = self.metrics.borrow().clone();
         metrics.open_connections = u64::from(self.open_connections.get());
+        let placement = self.replication.placement();
+        let (hints_pending, hints_stranded) = self
+            .replication
+            .handoff
+            .pending(|node| placement.node(node).is_some());
         MetricsSnapshot {
             shard_id: self.shard_id,
             metrics,
@@ -133,7 +138,8 @@ impl Core {
             write_mode: self.store.write_mode(),
             replication: self.replication.stats.borrow().clone(),
             peers: self.replication.peer_snapshots(),
-            hints_pending: self.replication.handoff.pending(),
+            hints_pending,
+            hints_stranded,
             epoch_mismatches: self.replication.settings.epoch_mismatches.get(),
             topology_epoch: self.topology_epoch(),
             in_flight: u64::from(self.in_flight.get()),

@@ -216,6 +216,8 @@ pub struct MetricsSnapshot {
     /// This core's links to other nodes' cores.
     pub peers: Vec<PeerSnapshot>,
     pub hints_pending: u64,
+    /// Hints in files of nodes no longer in the topology (never replayed).
+    pub hints_stranded: u64,
     /// Peer handshakes that found another topology epoch.
     pub epoch_mismatches: u64,
     pub topology_epoch: u64,
@@ -290,6 +292,7 @@ impl MetricsSnapshot {
                     self.replication.hints_replayed,
                 ),
                 ("replication.hints_pending", self.hints_pending),
+                ("replication.hints_stranded", self.hints_stranded),
                 ("replication.read_repairs", self.replication.read_repairs),
                 (
                     "replication.read_repair_failures",
@@ -370,7 +373,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 34] = [
+    let simple: [(&str, &str, &str, Getter); 35] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
@@ -425,6 +428,12 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
             "gauge",
             "Hints waiting to be replayed to their replica.",
             |s| s.hints_pending as f64,
+        ),
+        (
+            "stratum_hints_stranded",
+            "gauge",
+            "Hints for nodes no longer in the topology: kept on disk, never replayed.",
+            |s| s.hints_stranded as f64,
         ),
         (
             "stratum_hints_replayed_total",
@@ -598,6 +607,7 @@ mod tests {
             replication: ReplicationStats::default(),
             peers: vec![peer_with_latencies()],
             hints_pending: 3,
+            hints_stranded: 5,
             epoch_mismatches: 0,
             topology_epoch: 2,
         };
@@ -621,6 +631,7 @@ mod tests {
         )
         .ends_with(" 1"));
         assert!(line("stratum_hints_pending{node=\"7\",shard=\"1\"}").ends_with(" 3"));
+        assert!(line("stratum_hints_stranded{node=\"7\",shard=\"1\"}").ends_with(" 5"));
         assert!(line(
             "stratum_requests_total{node=\"7\",shard=\"1\",op=\"get\",outcome=\"not_found\"}"
         )
