@@ -117,6 +117,33 @@ impl Cluster {
         }
     }
 
+    /// Puts objects `seeds` of `len` bytes through node 1 while one of the
+    /// three replicas is down: each acknowledged by exactly the two others
+    /// (and hinted for the third).
+    fn put_with_one_replica_down(
+        &mut self,
+        seeds: std::ops::Range<u64>,
+        len: usize,
+    ) -> Vec<ObjectId> {
+        seeds
+            .map(|seed| {
+                let (id, kind, content) = object(seed, len);
+                let ack = expect_ack(put(&mut self.node(1).client(0), kind, &content));
+                assert_eq!(ack.durable_replicas, 2);
+                id
+            })
+            .collect()
+    }
+
+    /// Waits until node 1 reports at least `hints` hints pending.
+    fn wait_hints_pending(&mut self, hints: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.node(1).metric("stratum_hints_pending", "") < hints {
+            assert!(Instant::now() < deadline, "hints never queued");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `node` holds every id, or panics after `limit`.
     fn wait_holds_all(&mut self, node: u32, ids: &[ObjectId], limit: Duration) {
         let deadline = Instant::now() + limit;
@@ -218,13 +245,7 @@ fn hints_survive_a_coordinator_crash_and_are_delivered_after_its_restart() {
     let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     cluster.node(3).sigkill();
-    let mut ids = Vec::new();
-    for seed in 100..130u64 {
-        let (id, kind, content) = object(seed, 900);
-        let ack = expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
-        assert_eq!(ack.durable_replicas, 2);
-        ids.push(id);
-    }
+    let ids = cluster.put_with_one_replica_down(100..130, 900);
     // The coordinator's hints reach its hint file (fdatasync'd), then it
     // is killed: no clean shutdown, no final flush.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -256,19 +277,9 @@ fn a_coordinator_restarted_mid_replay_resumes_where_it_left_off() {
     // the middle of it.
     let mut cluster = Cluster::start_replaying(3, 3, 2, 2_000, false, 20);
     cluster.node(3).sigkill();
-    let mut ids = Vec::new();
-    for seed in 200..240u64 {
-        let (id, kind, content) = object(seed, 300);
-        let ack = expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
-        assert_eq!(ack.durable_replicas, 2);
-        ids.push(id);
-    }
+    let ids = cluster.put_with_one_replica_down(200..240, 300);
     let hints = ids.len() as f64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster.node(1).metric("stratum_hints_pending", "") < hints {
-        assert!(Instant::now() < deadline, "hints never queued");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cluster.wait_hints_pending(hints);
 
     cluster.node(3).launch();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -303,15 +314,8 @@ fn hints_for_a_node_removed_from_the_topology_are_reported_stranded() {
     let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     cluster.node(3).sigkill();
-    for seed in 300..310u64 {
-        let (_, kind, content) = object(seed, 200);
-        expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster.node(1).metric("stratum_hints_pending", "") < 10.0 {
-        assert!(Instant::now() < deadline, "hints never queued");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cluster.put_with_one_replica_down(300..310, 200);
+    cluster.wait_hints_pending(10.0);
     assert_eq!(cluster.node(1).metric("stratum_hints_stranded", ""), 0.0);
 
     // Node 3 is decommissioned: epoch 2 names nodes 1 and 2 only.

@@ -278,20 +278,14 @@ fn device(facts: &Facts, out: &mut Vec<Finding>) {
         out.push(ok(
             "write_cache",
             if cache == "write back" {
-                format!(
-                    "{}: volatile write cache (write back){}; durability comes from {}",
-                    dev.name,
-                    if dev.fua == Some(true) {
-                        ", FUA supported"
+                {
+                    let (fua, durability) = if dev.fua == Some(true) {
+                        (", FUA supported", "FUA writes (store.sync_method dsync) or cache flushes (fdatasync)")
                     } else {
-                        ""
-                    },
-                    if dev.fua == Some(true) {
-                        "FUA writes (store.sync_method dsync) or cache flushes (fdatasync)"
-                    } else {
-                        "a cache flush after each group commit's writes (O_DSYNC or fdatasync)"
-                    }
-                )
+                        ("", "a cache flush after each group commit's writes (O_DSYNC or fdatasync)")
+                    };
+                    format!("{}: volatile write cache (write back){fua}; durability comes from {durability}", dev.name)
+                }
             } else {
                 format!("{}: {cache}", dev.name)
             },

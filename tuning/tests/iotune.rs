@@ -1,17 +1,27 @@
 //! `iotune` end to end on a small budget, in a temporary directory on the
 //! real disk (not tmpfs: the node's DMA I/O needs O_DIRECT).
 
+use std::path::Path;
+use std::process::Output;
+
 use stratum_node::io_properties::IoProperties;
 use stratum_node::store::fs::SyncMethod;
+
+/// `stratum-tune iotune ARGS --data-dir DIR`.
+fn iotune(args: &[&str], dir: &Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
+        .arg("iotune")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn iotune_measures_and_writes_a_file_the_node_reads() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
-        .args(["iotune", "--budget-secs", "3", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = iotune(&["--budget-secs", "3"], dir.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -46,11 +56,7 @@ fn iotune_measures_and_writes_a_file_the_node_reads() {
     assert_eq!(left, [std::ffi::OsString::from("io-properties.toml")]);
 
     // A budget too small to measure anything is refused.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
-        .args(["iotune", "--budget-secs", "1", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = iotune(&["--budget-secs", "1"], dir.path());
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("too small"));
 }
@@ -59,14 +65,18 @@ fn iotune_measures_and_writes_a_file_the_node_reads() {
 fn iotune_measures_durable_appends_with_the_sync_method_asked_for() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let out = dir.path().join("fdatasync.toml");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
-        .args(["iotune", "--budget-secs", "2", "--sync-method", "fdatasync"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let out_arg = out.to_str().unwrap();
+    let output = iotune(
+        &[
+            "--budget-secs",
+            "2",
+            "--sync-method",
+            "fdatasync",
+            "--out",
+            out_arg,
+        ],
+        dir.path(),
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
@@ -81,11 +91,7 @@ fn iotune_measures_durable_appends_with_the_sync_method_asked_for() {
         .all(|d| d.appends_per_sec > 0.0));
 
     // An unknown method is a usage error that names the accepted ones.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-tune"))
-        .args(["iotune", "--sync-method", "fsync", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = iotune(&["--sync-method", "fsync"], dir.path());
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("\"dsync\" or \"fdatasync\""), "{stderr}");

@@ -331,6 +331,11 @@ mod tests {
         }
     }
 
+    /// Encoded put hints of `len` bytes, one per seed.
+    fn encoded(seeds: std::ops::Range<u8>, len: usize) -> Vec<Vec<u8>> {
+        seeds.map(|seed| put(seed, len).encode()).collect()
+    }
+
     #[test]
     fn records_round_trip_and_a_torn_tail_is_cut_at_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -372,7 +377,7 @@ mod tests {
     #[test]
     fn a_flipped_bit_ends_the_intact_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let records: Vec<Vec<u8>> = (0..4).map(|seed| put(seed, 100).encode()).collect();
+        let records = encoded(0..4, 100);
         append(dir.path(), 2, &records).unwrap();
         let path = path_of(dir.path(), 2);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -396,7 +401,7 @@ mod tests {
     #[test]
     fn reads_come_in_bounded_pages_of_whole_records() {
         let dir = tempfile::tempdir().unwrap();
-        let records: Vec<Vec<u8>> = (0..10).map(|seed| put(seed, 1000).encode()).collect();
+        let records = encoded(0..10, 1000);
         append(dir.path(), 3, &records).unwrap();
         let path = path_of(dir.path(), 3);
         let (mut offset, mut seen) = (0, 0);
@@ -417,7 +422,7 @@ mod tests {
     #[test]
     fn replay_progress_survives_a_reopen_only_when_it_can_be_trusted() {
         let dir = tempfile::tempdir().unwrap();
-        let records: Vec<Vec<u8>> = (0..4).map(|seed| put(seed, 100).encode()).collect();
+        let records = encoded(0..4, 100);
         let len = append(dir.path(), 5, &records).unwrap();
         let after_two = (records[0].len() + records[1].len()) as u64;
         let found_with = |mark: Option<u64>| {
@@ -468,13 +473,13 @@ mod tests {
     #[test]
     fn a_truncated_file_starts_with_no_progress() {
         let dir = tempfile::tempdir().unwrap();
-        let records: Vec<Vec<u8>> = (0..3).map(|seed| put(seed, 64).encode()).collect();
+        let records = encoded(0..3, 64);
         let len = append(dir.path(), 8, &records).unwrap();
         save_progress(dir.path(), 8, len).unwrap();
         truncate(dir.path(), 8).unwrap();
         // New hints land where the old ones were; the old mark must not
         // skip them, even where it falls on one of their boundaries.
-        let later: Vec<Vec<u8>> = (10..13).map(|seed| put(seed, 64).encode()).collect();
+        let later = encoded(10..13, 64);
         append(dir.path(), 8, &later).unwrap();
         let found = open(dir.path()).unwrap();
         assert_eq!(
@@ -490,7 +495,7 @@ mod tests {
     #[test]
     fn a_mark_without_its_hint_file_is_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let records: Vec<Vec<u8>> = (0..3).map(|seed| put(seed, 64).encode()).collect();
+        let records = encoded(0..3, 64);
         let len = append(dir.path(), 4, &records).unwrap();
         save_progress(dir.path(), 4, len).unwrap();
         std::fs::remove_file(path_of(dir.path(), 4)).unwrap();

@@ -1,10 +1,11 @@
 //! Object content proven to hash to its id.
 //!
 //! Hashing is the costly part of a put (SHA-256 of the Git encoding, about
-//! 0.85 µs per KiB here: 1.2 GB/s with SHA-NI). A [`Verified`] is made once, where the bytes enter
-//! the node (a client's put, a replica write, a read-repair copy), and is
-//! carried through coordination, forwarding to the owning core and the
-//! group commit, which trust the type instead of hashing again. Its fields
+//! 0.85 µs per KiB here: 1.2 GB/s with SHA-NI). A [`Verified`] is made
+//! once, where the bytes enter the node (a client's put, a replica write, a
+//! read-repair copy), and is carried through coordination, forwarding to the
+//! owning core and the group commit, which trust the type instead of
+//! hashing again. Its fields
 //! are private and its only constructor hashes, so no path can skip the
 //! check: a value of this type *is* the proof.
 
