@@ -549,7 +549,8 @@ impl<F: StoreFs> Writer<F> {
         // one per chunk. They are polled here, in the writer's own task, not
         // spawned: a task per chunk costs an allocation and two trips through
         // the run queue, and buys nothing (throughput measured the same).
-        let path = self.shared.segment_path(slot);
+        // The segment's path names a failure only: built then, not per batch.
+        let path = || self.shared.segment_path(slot);
         let write_started = std::time::Instant::now();
         let writes = chunks.into_iter().map(|(chunk_offset, buffer)| {
             let len = buffer.as_bytes().len();
@@ -571,7 +572,7 @@ impl<F: StoreFs> Writer<F> {
             .await
             .into_iter()
             .find_map(Result::err)
-            .map(|err| WriteFailure::write(&path, err));
+            .map(|err| WriteFailure::write(&path(), err));
         if let Some(failure) = failure {
             return Err(failure);
         }
@@ -581,7 +582,7 @@ impl<F: StoreFs> Writer<F> {
         if !file.writes_are_durable() {
             file.fdatasync()
                 .await
-                .map_err(|err| WriteFailure::sync(&path, err))?;
+                .map_err(|err| WriteFailure::sync(&path(), err))?;
         }
         let synced = std::time::Instant::now();
 
