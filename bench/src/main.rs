@@ -130,6 +130,11 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+// The same allocator as `stratum-node`: with `--embedded` this binary runs
+// the nodes too (see `RUN_NODE_ENV`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     if std::env::var_os(RUN_NODE_ENV).is_some() {
         return stratum_node::cli::main();

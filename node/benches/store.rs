@@ -38,6 +38,10 @@ use stratum_node::store::{ShardStore, StoreConfig};
 use stratum_testkit::median;
 use stratum_wire::{ObjectId, ObjectKind};
 
+// The allocator `stratum-node` ships with, so the store is measured as it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WRITERS: usize = 64;
 
 type Object = (ObjectId, ObjectKind, Vec<u8>);
