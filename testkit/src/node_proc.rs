@@ -37,14 +37,62 @@ fn port_free(port: u16) -> bool {
 static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
+/// The kernel's range of ephemeral ports (the local ends of outgoing
+/// connections), from `/proc/sys/net/ipv4/ip_local_port_range`.
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+    Some((bounds.next()??, bounds.next()??))
+}
+
+/// Where test nodes listen: below the ephemeral range when there is room,
+/// else above it. A port in the ephemeral range can be taken as the local
+/// end of any outgoing connection (a peer link, a test client) as soon as
+/// a killed node frees it, and then a node restarted on its fixed ports
+/// cannot bind them for as long as that connection lives.
+fn listen_span() -> Option<std::ops::Range<u16>> {
+    const LOWEST: u16 = 10_000;
+    let (low, high) = ephemeral_range()?;
+    if low > LOWEST + 1_000 {
+        Some(LOWEST..low)
+    } else if high < u16::MAX - 1_000 {
+        Some(high + 1..u16::MAX)
+    } else {
+        None
+    }
+}
+
 /// A base port with `count` free ports after it, none handed out before by
-/// this process (still racy against other processes: `start` retries when
-/// the node cannot bind).
+/// this process, outside the ephemeral range where the kernel allows it
+/// (still racy against other processes: `start` retries when the node
+/// cannot bind).
 fn free_ports(count: u16) -> u16 {
-    loop {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = probe.local_addr().unwrap().port();
-        drop(probe);
+    let span = listen_span();
+    // Start each process somewhere else in the span, so test binaries run
+    // one after another do not all probe the same ports first.
+    let mut next = span.as_ref().map(|span| {
+        let spread = u64::from(span.end - span.start);
+        span.start + (u64::from(std::process::id()) * 7_919 % spread) as u16
+    });
+    for _probe in 0..100_000 {
+        let base = match (&span, next) {
+            (Some(span), Some(candidate)) => {
+                let base = if candidate.saturating_add(count) > span.end {
+                    span.start
+                } else {
+                    candidate
+                };
+                next = Some(base + count);
+                base
+            }
+            // No room outside the ephemeral range: take what the kernel offers.
+            _ => {
+                let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+                let base = probe.local_addr().unwrap().port();
+                drop(probe);
+                base
+            }
+        };
         let Some(end) = base.checked_add(count) else {
             continue;
         };
@@ -54,6 +102,7 @@ fn free_ports(count: u16) -> u16 {
             return base;
         }
     }
+    panic!("no {count} free ports in a row on 127.0.0.1");
 }
 
 /// The `stratum-node` binary the tests run: `$STRATUM_NODE_BIN`, else the
@@ -367,5 +416,27 @@ impl Drop for TestNode {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_nodes_listen_outside_the_ephemeral_range() {
+        let (low, high) = ephemeral_range().expect("a Linux ephemeral port range");
+        let base = free_ports(3);
+        let ports = base..base + 3;
+        assert!(
+            ports.end <= low || ports.start > high,
+            "ports {ports:?} overlap the ephemeral range {low}..={high}"
+        );
+        assert!(ports.clone().all(port_free), "ports {ports:?} are not free");
+        let again = free_ports(3);
+        assert!(
+            again >= ports.end || again + 3 <= ports.start,
+            "a port was handed out twice: {ports:?} and {again}"
+        );
     }
 }
