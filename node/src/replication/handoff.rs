@@ -244,7 +244,11 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
         // The node left the topology: its hints stay on disk for an
         // operator (counted as stranded), said once per node.
         if handoff.stranded_reported.borrow_mut().insert(node) {
-            let (_, stranded) = count_unreplayed(&handoff.files.borrow(), |other| other != node);
+            let stranded = handoff
+                .files
+                .borrow()
+                .get(&node)
+                .map_or(0, |file| file.records - file.replayed_records);
             tracing::warn!(
                 node,
                 hints = stranded,

@@ -336,6 +336,16 @@ mod tests {
         seeds.map(|seed| put(seed, len).encode()).collect()
     }
 
+    /// A hint file of three 64-byte puts for `node`, with its mark at the
+    /// end (every hint replayed); returns the directory and the records.
+    fn fully_replayed(node: u32) -> (tempfile::TempDir, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let records = encoded(0..3, 64);
+        let len = append(dir.path(), node, &records).unwrap();
+        save_progress(dir.path(), node, len).unwrap();
+        (dir, records)
+    }
+
     #[test]
     fn records_round_trip_and_a_torn_tail_is_cut_at_open() {
         let dir = tempfile::tempdir().unwrap();
@@ -472,10 +482,7 @@ mod tests {
 
     #[test]
     fn a_truncated_file_starts_with_no_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let records = encoded(0..3, 64);
-        let len = append(dir.path(), 8, &records).unwrap();
-        save_progress(dir.path(), 8, len).unwrap();
+        let (dir, _) = fully_replayed(8);
         truncate(dir.path(), 8).unwrap();
         // New hints land where the old ones were; the old mark must not
         // skip them, even where it falls on one of their boundaries.
@@ -494,10 +501,7 @@ mod tests {
 
     #[test]
     fn a_mark_without_its_hint_file_is_removed_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let records = encoded(0..3, 64);
-        let len = append(dir.path(), 4, &records).unwrap();
-        save_progress(dir.path(), 4, len).unwrap();
+        let (dir, records) = fully_replayed(4);
         std::fs::remove_file(path_of(dir.path(), 4)).unwrap();
         assert!(open(dir.path()).unwrap().is_empty());
         assert!(!progress_path_of(dir.path(), 4).exists());
