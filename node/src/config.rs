@@ -164,6 +164,7 @@ struct FileLimits {
     idle_timeout_secs: Option<u64>,
     frame_timeout_secs: Option<u64>,
     write_timeout_secs: Option<u64>,
+    handshake_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +204,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A frame must arrive whole within this long of its first byte.
     pub frame_timeout: Duration,
+    /// A new connection must finish `hello` (and `auth_proof` when a secret
+    /// is set) within this long of being accepted, or it is closed: an
+    /// unauthenticated peer holds a slot for seconds, not `idle_timeout`.
+    pub handshake_timeout: Duration,
     /// A peer that accepts no reply bytes for this long is disconnected (a
     /// client that stops reading cannot pin memory).
     pub write_timeout: Duration,
@@ -629,6 +634,11 @@ fn resolve_limits(
         idle_timeout: secs("limits.idle_timeout_secs", file.idle_timeout_secs, 300)?,
         frame_timeout: secs("limits.frame_timeout_secs", file.frame_timeout_secs, 30)?,
         write_timeout: secs("limits.write_timeout_secs", file.write_timeout_secs, 30)?,
+        handshake_timeout: secs(
+            "limits.handshake_timeout_secs",
+            file.handshake_timeout_secs,
+            10,
+        )?,
     };
     if limits.max_buffered_bytes_per_shard < max_object_bytes {
         return Err(invalid(

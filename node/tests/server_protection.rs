@@ -369,3 +369,146 @@ fn an_overloaded_shard_answers_busy_at_once() {
     ping_ok(&mut client);
     assert!(node.metric("stratum_requests_total", "op=\"put\",outcome=\"busy\"") >= 1.0);
 }
+
+/// The head of a put frame announcing `len` payload bytes (the payload
+/// itself is for the caller to send, or not).
+fn put_head(request_id: u64, len: usize) -> Vec<u8> {
+    let (id, kind, _) = object(77, 10);
+    let mut head = Vec::new();
+    FrameEncoder::new(stratum_wire::FrameLimits {
+        max_message_len: 1 << 20,
+        max_payload_len: u32::MAX,
+    })
+    .encode_head(
+        &mut head,
+        request_id,
+        &Message::Put(Put { id, kind }),
+        &vec![0u8; len],
+    )
+    .unwrap();
+    head
+}
+
+#[test]
+fn before_the_handshake_only_small_handshake_frames_are_read() {
+    let temp = tempfile::tempdir().unwrap();
+    let secret_path =
+        TestNode::write_file(temp.path(), "secret", "a cluster secret of good length\n");
+    let mut node = TestNode::start(1, &["--secret-file", secret_path.to_str().unwrap()]);
+    node.secret = Some(ClusterSecret::new(b"a cluster secret of good length").unwrap());
+    let mut good = node.client(0);
+    let rss_before = rss_kib(node.pid());
+
+    // 20 connections announce a 64 MiB put instead of hello and stream it:
+    // each is refused from the header alone, before its body is buffered.
+    let head = put_head(1, 64 << 20);
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut attackers = Vec::new();
+    for _ in 0..20 {
+        let mut raw = TcpStream::connect(node.addr(0)).unwrap();
+        raw.write_all(&head).unwrap();
+        raw.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        for _ in 0..8 {
+            if raw.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        attackers.push(raw);
+    }
+    for raw in &mut attackers {
+        assert!(
+            closed_by_peer(raw),
+            "an oversize pre-handshake frame was read"
+        );
+    }
+    // An authenticated-later connection that sent hello but no proof: its
+    // second frame is held to the handshake limits too.
+    let mut half = TestClient::connect(node.addr(0), None).unwrap();
+    half.stream.write_all(&head).unwrap();
+    assert!(closed_by_peer(&mut half.stream));
+
+    ping_ok(&mut good);
+    let grown = rss_kib(node.pid()).saturating_sub(rss_before);
+    assert!(grown < 64 * 1024, "node RSS grew {grown} KiB");
+    assert_eq!(node.metric("stratum_buffered_request_bytes", ""), 0.0);
+}
+
+#[test]
+fn silent_connections_are_closed_at_the_handshake_deadline() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = TestNode::write_file(
+        temp.path(),
+        "node.toml",
+        "[limits]\nhandshake_timeout_secs = 1\n",
+    );
+    let node = TestNode::start(
+        1,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--max-connections",
+            "20",
+        ],
+    );
+    // Twenty connections that never say hello fill the shard...
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(node.addr(0)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let err = TestClient::connect(node.addr(0), None)
+        .err()
+        .expect("refused while the silent ones hold every slot");
+    assert!(err.contains("Busy"), "{err}");
+    // ...for the handshake deadline, not the 300 s idle timeout.
+    let started = Instant::now();
+    for raw in &mut silent {
+        assert!(closed_by_peer(raw), "a silent connection was kept");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut client = loop {
+        match TestClient::connect(node.addr(0), None) {
+            Ok(client) => break client,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(err) => panic!("slots were never freed: {err}"),
+        }
+    };
+    ping_ok(&mut client);
+    assert!(
+        node.metric(
+            "stratum_connection_events_total",
+            "event=\"handshake_failed\""
+        ) >= 20.0
+    );
+}
+
+#[test]
+fn a_frame_still_arriving_counts_against_the_shard_budget() {
+    let node = TestNode::start(1, &[]);
+    let mut slow = node.client(0);
+    let head = put_head(1, 32 << 20);
+    slow.stream.write_all(&head).unwrap();
+    slow.stream.write_all(&vec![1u8; 8 << 20]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = node.metric("stratum_buffered_request_bytes", "");
+        if held >= f64::from(8u32 << 20) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a partial frame is not counted: {held}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.metric("stratum_buffered_request_bytes", "") != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection kept its charge"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

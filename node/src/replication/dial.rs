@@ -12,7 +12,7 @@ use stratum_wire::frame::PROTOCOL_VERSION;
 use stratum_wire::message::{AuthProof, Hello, PeerRole};
 use stratum_wire::{FrameEncoder, FrameLimits, Message, MessageRef};
 
-use crate::server::frame_reader::FrameReader;
+use crate::server::frame_reader::{ByteBudget, FrameReader};
 
 /// What every link of a core shares.
 #[derive(Debug)]
@@ -69,7 +69,15 @@ pub async fn dial(
     let _ = stream.set_nodelay(true);
     // Idle: pings keep a healthy link busier than this.
     let idle = settings.ping_interval * 4;
-    let mut reader = FrameReader::new(settings.frame_limits, idle, settings.request_timeout);
+    // Replies on a link answer this core's own requests (bounded by the
+    // link's in-flight requests), so they are not charged to the budget the
+    // shard's request tasks hold while they wait for these very replies.
+    let mut reader = FrameReader::new(
+        settings.frame_limits,
+        ByteBudget::unlimited(),
+        idle,
+        settings.request_timeout,
+    );
     let mut encoder = FrameEncoder::new(settings.frame_limits);
     let nonce = random_nonce().map_err(|err| DialError::Io(err.to_string()))?;
     let hello = Message::Hello(Hello {

@@ -19,7 +19,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use stratum_wire::message::{ErrorCode, ErrorReply};
-use stratum_wire::{FrameEncoder, Message};
+use stratum_wire::{FrameEncoder, FrameLimits, Message};
 
 use super::core::Core;
 use super::frame_reader::{FrameReader, ReadError};
@@ -103,10 +103,25 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
     };
     let limits = &core.config.limits;
     let frame_limits = core.config.frame_limits();
-    let mut reader = FrameReader::new(frame_limits, limits.idle_timeout, limits.frame_timeout);
+    // Until the peer has said who it is (and proved the secret, when there
+    // is one), it may send only small handshake frames, within a deadline.
+    let mut reader = FrameReader::new(
+        FrameLimits::HANDSHAKE,
+        core.buffered.clone(),
+        limits.idle_timeout,
+        limits.frame_timeout,
+    );
     let mut encoder = FrameEncoder::new(frame_limits);
-    let peer = match handshake::run(&core, &mut stream, &mut reader, &mut encoder).await {
-        Ok(peer) => peer,
+    let handshake = handshake::run(&core, &mut stream, &mut reader, &mut encoder);
+    let deadline = async {
+        glommio::timer::sleep(limits.handshake_timeout).await;
+        Err(HandshakeError::Deadline(limits.handshake_timeout))
+    };
+    let peer = match futures_lite::future::or(handshake, deadline).await {
+        Ok(peer) => {
+            reader.set_limits(frame_limits);
+            peer
+        }
         Err(HandshakeError::Closed) => return,
         Err(err) => {
             core.metrics

@@ -15,6 +15,7 @@ use stratum_wire::message::ErrorCode;
 use stratum_wire::placement::shard_of;
 use stratum_wire::ObjectId;
 
+use super::frame_reader::ByteBudget;
 use super::mesh::{CoreMsg, Mesh};
 use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
 use super::ops::{self, Done, Op, OpError};
@@ -37,7 +38,9 @@ pub struct Core {
     /// Peer links, quorum counts, hints, the placement this core routes by.
     pub replication: Replicator,
     in_flight: Cell<u32>,
-    buffered: Cell<u64>,
+    /// Request bytes held in memory: admitted bodies and frames still
+    /// arriving on this core's connections.
+    pub buffered: ByteBudget,
     /// Closed when draining starts: every `wait_shutdown` then returns. (A
     /// closed semaphore is glommio's broadcast.)
     shutdown: Semaphore,
@@ -57,9 +60,7 @@ pub struct Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.core.in_flight.set(self.core.in_flight.get() - 1);
-        self.core
-            .buffered
-            .set(self.core.buffered.get() - self.bytes);
+        self.core.buffered.give_back(self.bytes);
     }
 }
 
@@ -73,12 +74,11 @@ impl Core {
     pub fn admit(self: &Rc<Self>, body_bytes: u64) -> Option<Admission> {
         let limits = &self.config.limits;
         if self.in_flight.get() >= limits.max_in_flight_per_shard
-            || self.buffered.get() + body_bytes > limits.max_buffered_bytes_per_shard
+            || !self.buffered.try_take(body_bytes)
         {
             return None;
         }
         self.in_flight.set(self.in_flight.get() + 1);
-        self.buffered.set(self.buffered.get() + body_bytes);
         Some(Admission {
             core: Rc::clone(self),
             bytes: body_bytes,
@@ -143,7 +143,7 @@ impl Core {
             epoch_mismatches: self.replication.settings.epoch_mismatches.get(),
             topology_epoch: self.topology_epoch(),
             in_flight: u64::from(self.in_flight.get()),
-            buffered_bytes: self.buffered.get(),
+            buffered_bytes: self.buffered.used(),
         }
     }
 }
@@ -229,7 +229,7 @@ pub async fn run(
         metrics: RefCell::new(ShardMetrics::default()),
         replication: Replicator::new(&config, handoff),
         in_flight: Cell::new(0),
-        buffered: Cell::new(0),
+        buffered: ByteBudget::new(config.limits.max_buffered_bytes_per_shard),
         shutdown: Semaphore::new(0),
         connections: Gate::new(),
         open_connections: Cell::new(0),

@@ -4,8 +4,14 @@
 //! sends nothing for `idle_timeout` is closed, and so is one that takes more
 //! than `frame_timeout` to deliver a frame it has started (a slowloris cannot
 //! hold a connection by trickling bytes).
+//!
+//! It also adds memory: the bytes of a frame still arriving are charged to
+//! the shard's [`ByteBudget`], the same budget admitted requests are held
+//! to, and a reader stops reading while other connections hold the budget.
 
+use std::cell::Cell;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
@@ -27,8 +33,68 @@ pub enum ReadError {
     Io(#[source] io::Error),
 }
 
+/// A shard's budget of request bytes held in memory: frames still arriving
+/// and the bodies of admitted requests. Shared by everything on one core.
+#[derive(Debug, Clone)]
+pub struct ByteBudget {
+    used: Rc<Cell<u64>>,
+    limit: u64,
+}
+
+impl ByteBudget {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            used: Rc::new(Cell::new(0)),
+            limit,
+        }
+    }
+
+    /// A budget no reader ever waits for.
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX)
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.get()
+    }
+
+    /// Takes `bytes` if they fit under the limit.
+    pub fn try_take(&self, bytes: u64) -> bool {
+        let used = self.used.get();
+        if used.saturating_add(bytes) > self.limit {
+            return false;
+        }
+        self.used.set(used + bytes);
+        true
+    }
+
+    /// Takes `bytes` whether or not they fit (a frame already buffered).
+    fn take(&self, bytes: u64) {
+        self.used.set(self.used.get() + bytes);
+    }
+
+    pub fn give_back(&self, bytes: u64) {
+        debug_assert!(bytes <= self.used.get(), "budget released more than taken");
+        self.used.set(self.used.get().saturating_sub(bytes));
+    }
+
+    /// Whether a reader holding `mine` may read `more`: always when nobody
+    /// else holds anything (one frame of any allowed size must be able to
+    /// arrive), else only within the limit.
+    fn room_for(&self, mine: u64, more: u64) -> bool {
+        let others = self.used.get() - mine;
+        others == 0 || others.saturating_add(mine).saturating_add(more) <= self.limit
+    }
+}
+
+/// How often a reader waiting for budget looks again.
+const BUDGET_POLL: Duration = Duration::from_millis(2);
+
 pub struct FrameReader {
     decoder: FrameDecoder,
+    budget: ByteBudget,
+    /// What this reader's frame in progress holds of the budget.
+    charged: u64,
     buf: Vec<u8>,
     pos: usize,
     len: usize,
@@ -38,9 +104,16 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    pub fn new(limits: FrameLimits, idle_timeout: Duration, frame_timeout: Duration) -> Self {
+    pub fn new(
+        limits: FrameLimits,
+        budget: ByteBudget,
+        idle_timeout: Duration,
+        frame_timeout: Duration,
+    ) -> Self {
         Self {
             decoder: FrameDecoder::new(limits),
+            budget,
+            charged: 0,
             buf: vec![0; READ_CHUNK],
             pos: 0,
             len: 0,
@@ -48,6 +121,37 @@ impl FrameReader {
             idle_timeout,
             frame_timeout,
         }
+    }
+
+    /// Limits for the frames after the current one (see
+    /// [`FrameDecoder::set_limits`]).
+    pub fn set_limits(&mut self, limits: FrameLimits) {
+        self.decoder.set_limits(limits);
+    }
+
+    /// Brings this reader's charge to what its decoder holds now.
+    fn recharge(&mut self) {
+        let now = self.decoder.buffered_bytes() as u64;
+        if now > self.charged {
+            self.budget.take(now - self.charged);
+        } else {
+            self.budget.give_back(self.charged - now);
+        }
+        self.charged = now;
+    }
+
+    /// Waits until the shard's budget has room for another read, or fails
+    /// as a slow frame once the frame in progress runs out of time.
+    async fn wait_for_budget(&mut self) -> Result<(), ReadError> {
+        while !self.budget.room_for(self.charged, READ_CHUNK as u64) {
+            if let Some(started) = self.frame_started {
+                if started.elapsed() >= self.frame_timeout {
+                    return Err(ReadError::SlowFrame(self.frame_timeout));
+                }
+            }
+            glommio::timer::sleep(BUDGET_POLL).await;
+        }
+        Ok(())
     }
 
     /// The next whole frame; `Ok(None)` at a clean end of stream, or when
@@ -64,6 +168,7 @@ impl FrameReader {
                 let before = input.len();
                 let decoded = self.decoder.decode(&mut input);
                 self.pos += before - input.len();
+                self.recharge();
                 if let Some(frame) = decoded? {
                     self.frame_started = None;
                     return Ok(Some(frame));
@@ -80,6 +185,7 @@ impl FrameReader {
             } else {
                 self.idle_timeout
             };
+            self.wait_for_budget().await?;
             stream
                 .set_read_timeout(Some(timeout))
                 .map_err(|err| ReadError::Io(io::Error::other(err.to_string())))?;
@@ -108,5 +214,11 @@ impl FrameReader {
             self.pos = 0;
             self.len = n;
         }
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.budget.give_back(self.charged);
     }
 }

@@ -7,7 +7,7 @@ use glommio::net::TcpStream;
 use stratum_wire::auth::random_nonce;
 use stratum_wire::frame::PROTOCOL_VERSION;
 use stratum_wire::message::{AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole};
-use stratum_wire::{FrameEncoder, Message, MessageRef};
+use stratum_wire::{Frame, FrameEncoder, Message, MessageRef};
 
 use super::core::Core;
 use super::frame_reader::{FrameReader, ReadError};
@@ -18,6 +18,8 @@ pub enum HandshakeError {
     Read(#[from] ReadError),
     #[error("peer closed the connection during the handshake")]
     Closed,
+    #[error("handshake not completed within {0:?} of connecting")]
+    Deadline(std::time::Duration),
     #[error("expected {expected}, got {got}")]
     Unexpected {
         expected: &'static str,
@@ -46,10 +48,15 @@ pub async fn run(
     reader: &mut FrameReader,
     encoder: &mut FrameEncoder,
 ) -> Result<Peer, HandshakeError> {
-    let frame = reader
-        .next_frame(stream, std::future::pending())
-        .await?
-        .ok_or(HandshakeError::Closed)?;
+    let frame = next_frame(
+        core,
+        stream,
+        reader,
+        encoder,
+        ErrorCode::BadRequest,
+        "the first frame must be hello",
+    )
+    .await?;
     let request_id = frame.request_id();
     let MessageRef::Hello(hello) = frame.message() else {
         let got = frame.kind().name();
@@ -120,10 +127,15 @@ pub async fn run(
     let (Some(secret), Some(challenge)) = (&core.config.secret, challenge) else {
         return Ok(peer);
     };
-    let frame = reader
-        .next_frame(stream, std::future::pending())
-        .await?
-        .ok_or(HandshakeError::Closed)?;
+    let frame = next_frame(
+        core,
+        stream,
+        reader,
+        encoder,
+        ErrorCode::Unauthorized,
+        "this node requires authentication: send auth_proof after hello",
+    )
+    .await?;
     let request_id = frame.request_id();
     let MessageRef::AuthProof(proof) = frame.message() else {
         let got = frame.kind().name();
@@ -158,6 +170,29 @@ pub async fn run(
     });
     send(stream, encoder, request_id, &ok).await?;
     Ok(peer)
+}
+
+/// The next handshake frame. A frame the handshake limits refuse (anything
+/// with a payload or a large message: not a handshake frame) is answered
+/// with `code` and `expected` before the connection closes.
+async fn next_frame(
+    core: &Core,
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    encoder: &mut FrameEncoder,
+    code: ErrorCode,
+    expected: &str,
+) -> Result<Frame, HandshakeError> {
+    match reader.next_frame(stream, std::future::pending()).await {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(HandshakeError::Closed),
+        Err(ReadError::Frame(err)) => {
+            let detail = format!("{expected} ({err})");
+            refuse(stream, encoder, 0, core, code, &detail).await;
+            Err(ReadError::Frame(err).into())
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 async fn send(

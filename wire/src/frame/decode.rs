@@ -121,6 +121,13 @@ impl FrameDecoder {
         &self.limits
     }
 
+    /// Changes the limits the next frame header is judged by (a frame in
+    /// progress keeps the limits it was accepted under): a node decodes the
+    /// handshake under [`FrameLimits::HANDSHAKE`], then under its own.
+    pub fn set_limits(&mut self, limits: FrameLimits) {
+        self.limits = limits;
+    }
+
     /// Consumes bytes from the front of `input` and returns the next frame
     /// once it is complete. `Ok(None)` means every byte of `input` was taken
     /// and more are needed. Call again while `input` is non-empty: one call

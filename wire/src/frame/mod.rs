@@ -34,6 +34,14 @@ impl FrameLimits {
     pub const DEFAULT_MAX_MESSAGE_LEN: u32 = 1 << 20;
     /// 64 MiB, the default maximum object size.
     pub const DEFAULT_MAX_PAYLOAD_LEN: u32 = 64 << 20;
+    /// What a connector may send before its handshake completes: `hello`
+    /// and `auth_proof` are a few hundred bytes and carry no payload, so a
+    /// peer that has not yet said who it is can make a node buffer at most
+    /// one small frame.
+    pub const HANDSHAKE: FrameLimits = FrameLimits {
+        max_message_len: 4096,
+        max_payload_len: 0,
+    };
 }
 
 impl Default for FrameLimits {
