@@ -209,6 +209,28 @@ fn a_hung_lone_node_is_a_timeout() {
     );
 }
 
+#[test]
+fn a_put_over_the_nodes_object_limit_is_too_large_not_unavailable() {
+    let cluster = Cluster::start_with(1, 1, 1, &["--max-object-bytes", "1048576"]);
+    let client = cluster.client();
+    let big = vec![7u8; 2 << 20];
+    let result = client.put(ObjectKind::Blob, big);
+    assert!(
+        matches!(
+            &result,
+            Err(ClientError::Rejected {
+                code: stratum_wire::message::ErrorCode::TooLarge,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    // The connection survived: the next put on it works at once.
+    let (id, kind, content) = object(4, 1000);
+    client.put(kind, content).unwrap();
+    assert!(client.get(id).is_ok());
+}
+
 /// A proxy in front of a node that rewrites the node's answers with `edit`
 /// (frame by frame, re-encoded, so the frame checksum is valid: a lying
 /// node, not a noisy wire) or, with `raw_flip`, flips a byte of the stream.

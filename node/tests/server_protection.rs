@@ -512,3 +512,24 @@ fn a_frame_still_arriving_counts_against_the_shard_budget() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_put_over_a_small_object_limit_is_answered_too_large_and_the_connection_lives() {
+    let node = TestNode::start(1, &["--max-object-bytes", "1048576"]);
+    let mut client = node.client(0);
+    let (id, kind, content) = object(31, 2 << 20);
+    let reply = client
+        .call(&Message::Put(Put { id, kind }), &content)
+        .unwrap();
+    let err = error_of(&reply);
+    assert_eq!(err.code, ErrorCode::TooLarge);
+    assert!(err.detail.contains("1048576"), "{}", err.detail);
+    // Same connection, next request.
+    ping_ok(&mut client);
+    let (id, kind, content) = object(32, 1000);
+    let reply = client
+        .call(&Message::Put(Put { id, kind }), &content)
+        .unwrap();
+    assert_eq!(reply.kind(), stratum_wire::MessageKind::PutAck);
+    assert_eq!(node.metric("stratum_buffered_request_bytes", ""), 0.0);
+}

@@ -369,3 +369,75 @@ proptest! {
         prop_assert!(rejected, "flip of bit {} at byte {} was accepted", bit, position);
     }
 }
+
+#[test]
+fn an_oversize_payload_is_skipped_without_storing_it_and_the_stream_goes_on() {
+    let limits = FrameLimits {
+        max_message_len: 4096,
+        max_payload_len: 1000,
+    };
+    let mut decoder = FrameDecoder::new(limits);
+    decoder.skip_oversize_payloads(1 << 20);
+    let mut stream = put_frame(&vec![3u8; 200_000]);
+    stream.extend(put_frame(b"small"));
+    let before = ALLOCATED.with(Cell::get);
+    let mut input = &stream[..];
+    // In pieces, as a socket delivers it.
+    let mut skipped = None;
+    while skipped.is_none() {
+        let (mut piece, rest) = input.split_at(input.len().min(4096));
+        match decoder.decode(&mut piece) {
+            Ok(None) => {}
+            Err(FrameError::PayloadSkipped {
+                request_id,
+                len,
+                max,
+                ..
+            }) => skipped = Some((request_id, len, max)),
+            other => panic!("{other:?}"),
+        }
+        let used = input.len().min(4096) - piece.len();
+        input = &input[used..];
+        let _ = rest;
+    }
+    assert!(
+        ALLOCATED.with(Cell::get) - before < 16 << 10,
+        "the skipped payload was stored"
+    );
+    assert_eq!(skipped, Some((42, 200_000, 1000)));
+    let frame = decoder.decode(&mut input).unwrap().expect("the next frame");
+    assert_eq!(frame.request_id(), 42);
+    assert_eq!(frame.payload(), b"small");
+}
+
+#[test]
+fn a_skipped_payload_with_a_bad_checksum_fails_the_stream() {
+    let mut decoder = FrameDecoder::new(FrameLimits {
+        max_message_len: 4096,
+        max_payload_len: 10,
+    });
+    decoder.skip_oversize_payloads(1 << 20);
+    let mut stream = put_frame(&[9u8; 5000]);
+    let last = stream.len() - 1;
+    stream[last] ^= 1;
+    let mut input = &stream[..];
+    assert!(matches!(
+        decoder.decode(&mut input),
+        Err(FrameError::ChecksumMismatch { .. })
+    ));
+    assert!(matches!(
+        decoder.decode(&mut &b"x"[..]),
+        Err(FrameError::Poisoned)
+    ));
+    // Beyond the skip bound, the header alone still fails the stream.
+    let mut strict = FrameDecoder::new(FrameLimits {
+        max_message_len: 4096,
+        max_payload_len: 10,
+    });
+    strict.skip_oversize_payloads(100);
+    let big = put_frame(&[1u8; 5000]);
+    assert!(matches!(
+        strict.decode(&mut &big[..HEADER_LEN]),
+        Err(FrameError::PayloadTooLarge { .. })
+    ));
+}

@@ -25,19 +25,19 @@ pub fn topology_text(epoch: u64, rf: u8, nodes: &[(u32, String, u16)]) -> String
 
 impl Cluster {
     pub fn start(count: u32, shards: u16, rf: u8) -> Self {
+        Self::start_with(count, shards, rf, &[])
+    }
+
+    /// As `start`, with `extra` flags for every node.
+    pub fn start_with(count: u32, shards: u16, rf: u8, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let topology = dir.path().join("topology.toml");
         let mut nodes: Vec<TestNode> = (1..=count)
             .map(|id| {
-                TestNode::prepare(
-                    shards,
-                    &[
-                        "--topology",
-                        topology.to_str().unwrap(),
-                        "--node-id",
-                        &id.to_string(),
-                    ],
-                )
+                let id = id.to_string();
+                let mut args = vec!["--topology", topology.to_str().unwrap(), "--node-id", &id];
+                args.extend_from_slice(extra);
+                TestNode::prepare(shards, &args)
             })
             .collect();
         let specs: Vec<(u32, String, u16)> = nodes

@@ -19,12 +19,12 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use stratum_wire::message::{ErrorCode, ErrorReply};
-use stratum_wire::{FrameEncoder, FrameLimits, Message};
+use stratum_wire::{FrameEncoder, FrameError, FrameLimits, Message};
 
 use super::core::Core;
 use super::frame_reader::{FrameReader, ReadError};
 use super::handshake::{self, HandshakeError, Peer};
-use super::metrics::ConnEvent;
+use super::metrics::{ConnEvent, OpKind, Outcome};
 use super::ops::OpError;
 use super::outbox::{Closed, Outbox};
 use super::request;
@@ -120,6 +120,10 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
     let peer = match futures_lite::future::or(handshake, deadline).await {
         Ok(peer) => {
             reader.set_limits(frame_limits);
+            // A put over this node's object limit (but within the protocol's
+            // default) is read through without being stored and answered
+            // `too_large`; the connection stays up.
+            reader.skip_oversize_payloads(FrameLimits::DEFAULT_MAX_PAYLOAD_LEN);
             peer
         }
         Err(HandshakeError::Closed) => return,
@@ -149,6 +153,24 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
         let frame = match reader.next_frame(&mut stream, core.wait_shutdown()).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break None,
+            Err(ReadError::Frame(FrameError::PayloadSkipped {
+                request_id,
+                kind,
+                len,
+                max,
+            })) => {
+                let detail =
+                    format!("{kind} of {len} bytes exceeds this node's max_object_bytes of {max}");
+                core.metrics.borrow_mut().request(
+                    OpKind::Put,
+                    Outcome::Rejected,
+                    std::time::Duration::ZERO,
+                );
+                let _ = conn
+                    .error(request_id, &OpError::new(ErrorCode::TooLarge, detail))
+                    .await;
+                continue;
+            }
             Err(err) => break Some(err),
         };
         if request::answer_inline(&conn, &frame) {

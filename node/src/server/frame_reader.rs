@@ -129,6 +129,11 @@ impl FrameReader {
         self.decoder.set_limits(limits);
     }
 
+    /// See [`FrameDecoder::skip_oversize_payloads`].
+    pub fn skip_oversize_payloads(&mut self, up_to: u32) {
+        self.decoder.skip_oversize_payloads(up_to);
+    }
+
     /// Brings this reader's charge to what its decoder holds now.
     fn recharge(&mut self) {
         let now = self.decoder.buffered_bytes() as u64;
@@ -169,6 +174,9 @@ impl FrameReader {
                 let decoded = self.decoder.decode(&mut input);
                 self.pos += before - input.len();
                 self.recharge();
+                if matches!(&decoded, Err(err) if !err.is_fatal()) {
+                    self.frame_started = None;
+                }
                 if let Some(frame) = decoded? {
                     self.frame_started = None;
                     return Ok(Some(frame));

@@ -93,12 +93,23 @@ enum State {
         filled: usize,
     },
     Body(Box<Body>),
+    /// An oversize frame being read through: its bytes are checksummed and
+    /// dropped, never stored.
+    Skip {
+        header: FrameHeader,
+        crc: crc32fast::Hasher,
+        left: u64,
+    },
     Failed,
 }
 
 /// Turns a byte stream into checked [`Frame`]s.
 pub struct FrameDecoder {
     limits: FrameLimits,
+    /// Payloads above `limits.max_payload_len` and up to this are read
+    /// through and reported as [`FrameError::PayloadSkipped`] instead of
+    /// failing the stream (0: never).
+    skip_up_to: u32,
     state: State,
     /// The last frame's body box, reused for the next (one allocation
     /// fewer per frame on every connection).
@@ -109,6 +120,7 @@ impl FrameDecoder {
     pub fn new(limits: FrameLimits) -> Self {
         Self {
             limits,
+            skip_up_to: 0,
             state: State::Header {
                 bytes: [0; HEADER_LEN],
                 filled: 0,
@@ -119,6 +131,16 @@ impl FrameDecoder {
 
     pub fn limits(&self) -> &FrameLimits {
         &self.limits
+    }
+
+    /// Payloads over the limit but at most `up_to` bytes no longer fail the
+    /// stream: the frame is read through without being stored (memory stays
+    /// flat), its checksum still checked, and `decode` reports
+    /// [`FrameError::PayloadSkipped`] so the receiver can answer the request
+    /// (a node with a small object limit answers `too_large` instead of
+    /// dropping the connection). Larger payloads still fail the stream.
+    pub fn skip_oversize_payloads(&mut self, up_to: u32) {
+        self.skip_up_to = up_to;
     }
 
     /// Changes the limits the next frame header is judged by (a frame in
@@ -137,7 +159,7 @@ impl FrameDecoder {
     /// the stream is out of sync and the connection must be closed.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Frame>, FrameError> {
         let result = self.step(input);
-        if result.is_err() {
+        if matches!(&result, Err(err) if err.is_fatal()) {
             self.state = State::Failed;
         }
         result
@@ -155,9 +177,21 @@ impl FrameDecoder {
                     if *filled < HEADER_LEN {
                         return Ok(None);
                     }
-                    let header = FrameHeader::parse(bytes, &self.limits)?;
+                    let skippable = FrameLimits {
+                        max_payload_len: self.limits.max_payload_len.max(self.skip_up_to),
+                        ..self.limits
+                    };
+                    let header = FrameHeader::parse(bytes, &skippable)?;
                     let mut crc = crc32fast::Hasher::new();
                     crc.update(&bytes[..CRC_COVERED_HEADER_LEN]);
+                    if header.payload_len > self.limits.max_payload_len {
+                        self.state = State::Skip {
+                            header,
+                            crc,
+                            left: u64::from(header.message_len) + u64::from(header.payload_len),
+                        };
+                        continue;
+                    }
                     let body = Body {
                         header,
                         crc,
@@ -170,6 +204,32 @@ impl FrameDecoder {
                             spare
                         }
                         None => Box::new(body),
+                    });
+                }
+                State::Skip { header, crc, left } => {
+                    let take = (*left).min(input.len() as u64) as usize;
+                    crc.update(&input[..take]);
+                    *left -= take as u64;
+                    *input = &input[take..];
+                    if *left > 0 {
+                        return Ok(None);
+                    }
+                    let (header, actual) = (*header, crc.clone().finalize());
+                    self.state = State::Header {
+                        bytes: [0; HEADER_LEN],
+                        filled: 0,
+                    };
+                    if actual != header.crc32 {
+                        return Err(FrameError::ChecksumMismatch {
+                            expected: header.crc32,
+                            actual,
+                        });
+                    }
+                    return Err(FrameError::PayloadSkipped {
+                        request_id: header.request_id,
+                        kind: header.kind,
+                        len: header.payload_len,
+                        max: self.limits.max_payload_len,
                     });
                 }
                 State::Body(body) => {
@@ -234,6 +294,10 @@ impl FrameDecoder {
                 needed: body.header.frame_len(),
                 have: (HEADER_LEN + body.message.len() + body.payload.len()) as u64,
             }),
+            State::Skip { header, left, .. } => Err(FrameError::Truncated {
+                needed: header.frame_len(),
+                have: header.frame_len() - left,
+            }),
             State::Failed => Err(FrameError::Poisoned),
         }
     }
@@ -244,6 +308,8 @@ impl FrameDecoder {
         match &self.state {
             State::Header { filled, .. } => *filled,
             State::Body(body) => HEADER_LEN + body.message.len() + body.payload.len(),
+            // Nothing is held, but a frame is in progress (its timeout runs).
+            State::Skip { .. } => 1,
             State::Failed => 0,
         }
     }

@@ -33,6 +33,26 @@ pub enum FrameError {
     Truncated { needed: u64, have: u64 },
     #[error("decoder already failed on this stream")]
     Poisoned,
+    /// Not a stream error: a frame whose payload passed the limit was read
+    /// through and dropped (see [`crate::FrameDecoder::skip_oversize_payloads`]);
+    /// the stream is still in sync, and the request deserves an answer.
+    #[error(
+        "{kind} request {request_id}: payload of {len} bytes exceeds the limit of {max}; skipped"
+    )]
+    PayloadSkipped {
+        request_id: u64,
+        kind: MessageKind,
+        len: u32,
+        max: u32,
+    },
+}
+
+impl FrameError {
+    /// Whether the stream is out of sync after this error (every error but
+    /// [`FrameError::PayloadSkipped`]).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, FrameError::PayloadSkipped { .. })
+    }
 }
 
 /// A message could not be framed for sending.
