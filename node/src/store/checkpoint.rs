@@ -7,18 +7,29 @@
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 8 | magic `"STRCKPT1"` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; 1 is still read) |
 //! | 12 | 2 | shard id |
 //! | 14 | 2 | zero |
 //! | 16 | 8 | entry count E |
 //! | 24 | 8 | watermark: sequence of the segment the writer was appending to |
 //! | 32 | 8 | watermark: offset in that segment; every record before it is reflected |
 //! | 40 | 4 | segment count S |
-//! | 44 | 4 | CRC-32 of everything after the 64-byte header |
+//! | 44 | 4 | CRC-32 of bytes 52..64 (version 2), then everything after the 64-byte header |
 //! | 48 | 4 | CRC-32 of header bytes 0..48 |
-//! | 52 | 12 | zero |
+//! | 52 | 4 | live id count L (version 2; zero in 1) |
+//! | 56 | 4 | deleted id count D (version 2) |
+//! | 60 | 4 | revived id count R (version 2) |
 //! | 64 | 16·E | entries: key u64, packed location u64 |
 //! | 64+16·E | 24·S | segments: slot u16, 6 zero bytes, sequence u64, live bytes u64 |
+//! | … | 32·L | live ids, ascending (version 2) |
+//! | … | 32·D | deleted ids, ascending (version 2) |
+//! | … | 32·R | revived ids, ascending (version 2) |
+//!
+//! The id lists are the shard's holdings (`holdings.rs`) at the watermark,
+//! so a restart need not read every record's header to rebuild them. A
+//! version 1 checkpoint (written before holdings existed) is still used for
+//! the index; the live ids are then read from the records at open, and the
+//! shard knows no tombstones older than the upgrade.
 //!
 //! A checkpoint is only an optimisation, never the truth: it is used only if
 //! both checksums match and every segment it lists still exists with the
@@ -26,11 +37,15 @@
 //! and the watermark segment is at least as long as the watermark. Otherwise
 //! the shard replays every segment, as if there were no checkpoint.
 
+use stratum_wire::ObjectId;
+
+use super::holdings::Holdings;
 use super::index::Location;
 
 pub const FILE_NAME: &str = "index.ckpt";
 const MAGIC: &[u8; 8] = b"STRCKPT1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+const ID_LEN: usize = 32;
 const HEADER_LEN: usize = 64;
 const ENTRY_LEN: usize = 16;
 const SEGMENT_LEN: usize = 24;
@@ -49,9 +64,25 @@ pub struct Checkpoint<'a> {
     pub watermark_offset: u64,
     pub segments: Vec<SegmentState>,
     entries: &'a [u8],
+    /// Live, deleted and revived ids (version 2 only).
+    holdings: Option<[&'a [u8]; 3]>,
+}
+
+fn ids(bytes: &[u8]) -> impl Iterator<Item = ObjectId> + '_ {
+    bytes.chunks_exact(ID_LEN).map(|chunk| {
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(chunk);
+        ObjectId::from_bytes(id)
+    })
 }
 
 impl Checkpoint<'_> {
+    /// The holdings saved with the index; `None` in a version 1 checkpoint.
+    pub fn holdings(&self) -> Option<Holdings> {
+        let [live, deleted, revived] = self.holdings?;
+        Some(Holdings::from_parts(ids(live), ids(deleted), ids(revived)))
+    }
+
     pub fn entry_count(&self) -> usize {
         self.entries.len() / ENTRY_LEN
     }
@@ -74,9 +105,14 @@ pub fn encode(
     entry_count: usize,
     entries: impl Iterator<Item = (u64, Location)>,
     segments: &[SegmentState],
+    holdings: &Holdings,
 ) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_LEN];
-    out.reserve(entry_count * ENTRY_LEN + segments.len() * SEGMENT_LEN);
+    out.reserve(
+        entry_count * ENTRY_LEN
+            + segments.len() * SEGMENT_LEN
+            + (holdings.live_count() + holdings.deleted_count()) * ID_LEN,
+    );
     let mut written = 0usize;
     for (key, location) in entries {
         written += 1;
@@ -89,8 +125,23 @@ pub fn encode(
         out.extend_from_slice(&segment.sequence.to_le_bytes());
         out.extend_from_slice(&segment.live_bytes.to_le_bytes());
     }
+    let mut counts = [0u32; 3];
+    let lists: [Box<dyn Iterator<Item = &ObjectId>>; 3] = [
+        Box::new(holdings.live()),
+        Box::new(holdings.deleted()),
+        Box::new(holdings.revived()),
+    ];
+    for (count, list) in counts.iter_mut().zip(lists) {
+        for id in list {
+            *count += 1;
+            out.extend_from_slice(id.as_bytes());
+        }
+    }
     debug_assert_eq!(written, entry_count);
-    let body_crc = crc32fast::hash(&out[HEADER_LEN..]);
+    for (at, count) in [52, 56, 60].into_iter().zip(counts) {
+        out[at..at + 4].copy_from_slice(&count.to_le_bytes());
+    }
+    let body_crc = body_crc(&out, VERSION);
     out[0..8].copy_from_slice(MAGIC);
     out[8..12].copy_from_slice(&VERSION.to_le_bytes());
     out[12..14].copy_from_slice(&shard_id.to_le_bytes());
@@ -102,6 +153,17 @@ pub fn encode(
     let header_crc = crc32fast::hash(&out[0..48]);
     out[48..52].copy_from_slice(&header_crc.to_le_bytes());
     out
+}
+
+/// The CRC at offset 44: of everything after the header, and from version 2
+/// on also of the id counts at 52..64 (which the header CRC does not cover).
+fn body_crc(bytes: &[u8], version: u32) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    if version >= 2 {
+        crc.update(&bytes[52..HEADER_LEN]);
+    }
+    crc.update(&bytes[HEADER_LEN..]);
+    crc.finalize()
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -124,8 +186,9 @@ pub fn decode(bytes: &[u8], shard_id: u16) -> Result<Checkpoint<'_>, String> {
     if u32_at(bytes, 48) != crc32fast::hash(&bytes[0..48]) {
         return Err("header checksum mismatch".into());
     }
-    if u32_at(bytes, 8) != VERSION {
-        return Err(format!("version {}", u32_at(bytes, 8)));
+    let version = u32_at(bytes, 8);
+    if !(1..=VERSION).contains(&version) {
+        return Err(format!("version {version}"));
     }
     let found_shard = u16::from_le_bytes([bytes[12], bytes[13]]);
     if found_shard != shard_id {
@@ -141,14 +204,33 @@ pub fn decode(bytes: &[u8], shard_id: u16) -> Result<Checkpoint<'_>, String> {
         )
         .and_then(|len| len.checked_add(segments * SEGMENT_LEN as u64))
         .ok_or("length overflows")?;
+    let id_counts = if version >= 2 {
+        [u32_at(bytes, 52), u32_at(bytes, 56), u32_at(bytes, 60)]
+    } else {
+        [0; 3]
+    };
+    let id_bytes: u64 = id_counts
+        .iter()
+        .map(|count| u64::from(*count) * ID_LEN as u64)
+        .sum();
+    let expected = expected.checked_add(id_bytes).ok_or("length overflows")?;
     if expected != bytes.len() as u64 {
         return Err(format!("{} bytes, header implies {expected}", bytes.len()));
     }
-    if u32_at(bytes, 44) != crc32fast::hash(&bytes[HEADER_LEN..]) {
+    if u32_at(bytes, 44) != body_crc(bytes, version) {
         return Err("body checksum mismatch".into());
     }
     let entries_end = HEADER_LEN + entries as usize * ENTRY_LEN;
-    let segments = bytes[entries_end..]
+    let segments_end = entries_end + segments as usize * SEGMENT_LEN;
+    let holdings = (version >= 2).then(|| {
+        let mut at = segments_end;
+        id_counts.map(|count| {
+            let list = &bytes[at..at + count as usize * ID_LEN];
+            at += list.len();
+            list
+        })
+    });
+    let segments = bytes[entries_end..segments_end]
         .chunks_exact(SEGMENT_LEN)
         .map(|chunk| SegmentState {
             slot: u16::from_le_bytes([chunk[0], chunk[1]]),
@@ -161,6 +243,7 @@ pub fn decode(bytes: &[u8], shard_id: u16) -> Result<Checkpoint<'_>, String> {
         watermark_offset: u64_at(bytes, 32),
         segments,
         entries: &bytes[HEADER_LEN..entries_end],
+        holdings,
     })
 }
 
@@ -207,6 +290,7 @@ mod tests {
             entries.len(),
             entries.iter().copied(),
             &segments,
+            &Holdings::new(),
         );
         let checkpoint = decode(&bytes, 5).expect("valid");
         assert_eq!(checkpoint.entries().collect::<Vec<_>>(), entries);
@@ -222,5 +306,67 @@ mod tests {
             assert!(decode(&damaged, 5).is_err(), "flip at {position} accepted");
         }
         assert!(decode(&bytes[..bytes.len() - 1], 5).is_err());
+    }
+
+    fn id(byte: u8) -> ObjectId {
+        ObjectId::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn holdings_round_trip_and_their_counts_are_checked() {
+        let mut holdings = Holdings::new();
+        holdings.record_put(id(1));
+        holdings.record_put(id(2));
+        holdings.record_delete(id(3));
+        holdings.record_delete(id(4));
+        holdings.record_put(id(4));
+        let bytes = encode(0, 0, 0, 0, std::iter::empty(), &[], &holdings);
+        let decoded = decode(&bytes, 0).expect("valid").holdings().expect("v2");
+        assert_eq!(
+            decoded.live().copied().collect::<Vec<_>>(),
+            [id(1), id(2), id(4)]
+        );
+        assert_eq!(decoded.deleted().copied().collect::<Vec<_>>(), [id(3)]);
+        assert_eq!(decoded.revived().copied().collect::<Vec<_>>(), [id(4)]);
+        // Moving one id from the live list to the deleted list keeps the
+        // length: the CRC must catch it.
+        let mut shifted = bytes.clone();
+        shifted[52] -= 1;
+        shifted[56] += 1;
+        assert!(decode(&shifted, 0).is_err());
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_is_still_read_without_holdings() {
+        // Version 1 layout, byte for byte: no id lists, zeros at 52..64, the
+        // body CRC over the entries and segments only.
+        let entry = (
+            11u64,
+            Location {
+                segment: 0,
+                offset: 4096,
+                len: 64,
+            },
+        );
+        let mut bytes = vec![0u8; HEADER_LEN];
+        bytes.extend_from_slice(&entry.0.to_le_bytes());
+        bytes.extend_from_slice(&entry.1.pack().to_le_bytes());
+        bytes.extend_from_slice(&0u16.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 6]);
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        bytes.extend_from_slice(&64u64.to_le_bytes());
+        let body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+        bytes[0..8].copy_from_slice(MAGIC);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes[16..24].copy_from_slice(&1u64.to_le_bytes());
+        bytes[24..32].copy_from_slice(&1u64.to_le_bytes());
+        bytes[32..40].copy_from_slice(&4160u64.to_le_bytes());
+        bytes[40..44].copy_from_slice(&1u32.to_le_bytes());
+        bytes[44..48].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&bytes[0..48]);
+        bytes[48..52].copy_from_slice(&header_crc.to_le_bytes());
+        let checkpoint = decode(&bytes, 0).expect("version 1 is read");
+        assert_eq!(checkpoint.entries().collect::<Vec<_>>(), [entry]);
+        assert!(checkpoint.holdings().is_none());
     }
 }

@@ -149,6 +149,8 @@ enum Effect {
     Relocate(Location),
     /// A tombstone copied forward: nothing to publish.
     Nothing,
+    /// A tombstone for an object not held here: only the holdings change.
+    TombstoneOnly,
 }
 
 /// Batches smaller than this write into prepared (pre-zeroed) space.
@@ -327,9 +329,20 @@ impl<F: StoreFs> Writer<F> {
                             }
                         },
                     };
-                    let Some(effect) = effect else {
-                        replies.push((done, Ok(Reply::Delete(false))));
-                        continue;
+                    // A delete of an object this shard never held still
+                    // leaves a tombstone (unless one is already there): it
+                    // keeps anti-entropy from copying the object back here
+                    // from a replica that missed the delete.
+                    let existed = effect.is_some();
+                    let effect = match effect {
+                        Some(effect) => effect,
+                        None if touched.get(&id) == Some(&None)
+                            || self.shared.holdings.borrow().is_deleted(&id) =>
+                        {
+                            replies.push((done, Ok(Reply::Delete(false))));
+                            continue;
+                        }
+                        None => Effect::TombstoneOnly,
                     };
                     touched.insert(id, None);
                     planned.push(Planned {
@@ -338,7 +351,7 @@ impl<F: StoreFs> Writer<F> {
                         effect,
                         offset: 0,
                     });
-                    replies.push((done, Ok(Reply::Delete(true))));
+                    replies.push((done, Ok(Reply::Delete(existed))));
                 }
             }
         }
@@ -459,6 +472,7 @@ impl<F: StoreFs> Writer<F> {
                 index.len(),
                 index.iter(),
                 &segments,
+                &self.shared.holdings.borrow(),
             );
             (bytes, index.len() as u64)
         };
@@ -599,6 +613,7 @@ impl<F: StoreFs> Writer<F> {
             .collect();
         let shared = &self.shared;
         let mut index = shared.index.borrow_mut();
+        let mut holdings = shared.holdings.borrow_mut();
         let mut segments = shared.segments.borrow_mut();
         let mut cache = shared.cache.borrow_mut();
         let mut stats = shared.stats.borrow_mut();
@@ -612,6 +627,13 @@ impl<F: StoreFs> Writer<F> {
         for (plan, location) in planned.iter_mut().zip(&locations) {
             let id = plan.header.id;
             let key = key_of(&id);
+            match plan.effect {
+                Effect::Insert | Effect::Replace(_) => holdings.record_put(id),
+                Effect::RemoveExisting(_) | Effect::RemovePlanned(_) | Effect::TombstoneOnly => {
+                    holdings.record_delete(id)
+                }
+                Effect::Relocate(_) | Effect::Nothing => {}
+            }
             match plan.effect {
                 Effect::Insert => {
                     index.insert(key, *location);
@@ -668,6 +690,7 @@ impl<F: StoreFs> Writer<F> {
                     plan.content = None;
                 }
                 Effect::Nothing => {}
+                Effect::TombstoneOnly => stats.deletes += 1,
                 Effect::RemovePlanned(plan_index) => {
                     let old = locations[plan_index];
                     index.remove(key, old);

@@ -20,6 +20,7 @@ pub mod compaction;
 pub mod error;
 pub mod fs;
 pub mod group_commit;
+pub mod holdings;
 pub mod index;
 pub mod record;
 pub mod recovery;
@@ -206,6 +207,8 @@ pub(crate) struct Shared<F: StoreFs> {
     pub(crate) dir: PathBuf,
     pub(crate) config: StoreConfig,
     pub(crate) index: RefCell<Index>,
+    /// Ids held, deleted and revived, in ring order (anti-entropy's view).
+    pub(crate) holdings: RefCell<holdings::Holdings>,
     pub(crate) cache: RefCell<cache::ObjectCache>,
     pub(crate) segments: RefCell<BTreeMap<u16, Segment<F::File>>>,
     pub(crate) mode: RefCell<WriteMode>,
@@ -230,6 +233,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             fs,
             dir: dir.to_owned(),
             index: RefCell::new(Index::new()),
+            holdings: RefCell::new(holdings::Holdings::new()),
             cache: RefCell::new(cache::ObjectCache::new(config.cache_bytes)),
             segments: RefCell::new(BTreeMap::new()),
             mode: RefCell::new(WriteMode::Writable),
@@ -263,6 +267,12 @@ impl<F: StoreFs + 'static> ShardStore<F> {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// What this shard holds, deleted and revived, in ring order. Borrowed
+    /// only between awaits.
+    pub fn holdings(&self) -> std::cell::Ref<'_, holdings::Holdings> {
+        self.shared.holdings.borrow()
     }
 
     pub fn write_mode(&self) -> WriteMode {

@@ -332,14 +332,48 @@ async fn load_checkpoint<F: StoreFs>(
         index.insert(key, location);
     }
     *shared.index.borrow_mut() = index;
-    let mut segments = shared.segments.borrow_mut();
-    for listed in &checkpoint.segments {
-        if let Some(segment) = segments.get_mut(&listed.slot) {
-            segment.live_bytes = listed.live_bytes;
+    {
+        let mut segments = shared.segments.borrow_mut();
+        for listed in &checkpoint.segments {
+            if let Some(segment) = segments.get_mut(&listed.slot) {
+                segment.live_bytes = listed.live_bytes;
+            }
         }
     }
     report.checkpoint_entries = checkpoint.entry_count() as u64;
-    Some((checkpoint.watermark_sequence, checkpoint.watermark_offset))
+    let watermark = (checkpoint.watermark_sequence, checkpoint.watermark_offset);
+    match checkpoint.holdings() {
+        Some(holdings) => *shared.holdings.borrow_mut() = holdings,
+        None => {
+            drop(checkpoint);
+            holdings_from_records(shared).await;
+        }
+    }
+    Some(watermark)
+}
+
+/// Rebuilds the live ids from the records the index points at (a version 1
+/// checkpoint has no holdings): one header read per object, once, at the
+/// first open after an upgrade.
+async fn holdings_from_records<F: StoreFs>(shared: &Shared<F>) {
+    let locations: Vec<Location> = shared
+        .index
+        .borrow()
+        .iter()
+        .map(|(_, location)| location)
+        .collect();
+    tracing::info!(
+        shard = shared.config.shard_id,
+        objects = locations.len(),
+        "version 1 checkpoint: reading record headers to list the shard's ids"
+    );
+    for location in locations {
+        // An unreadable header is left to reads and scrub; repair treats the
+        // object as missing and fetches a good copy.
+        if let Ok(header) = shared.read_header(location).await {
+            shared.holdings.borrow_mut().record_put(header.id);
+        }
+    }
 }
 
 /// What a walk of a segment meets next (see [`Scanner::step`]).
@@ -582,6 +616,7 @@ async fn apply<F: StoreFs>(
     let mut segments = shared.segments.borrow_mut();
     match header.record_type {
         RecordType::Object => {
+            shared.holdings.borrow_mut().record_put(header.id);
             if existing.is_none() {
                 shared.index.borrow_mut().insert(key, location);
                 if let Some(segment) = segments.get_mut(&location.segment) {
@@ -591,6 +626,7 @@ async fn apply<F: StoreFs>(
         }
         RecordType::Tombstone => {
             report.tombstones += 1;
+            shared.holdings.borrow_mut().record_delete(header.id);
             if let Some(old) = existing {
                 shared.index.borrow_mut().remove(key, old);
                 if let Some(segment) = segments.get_mut(&old.segment) {

@@ -83,6 +83,8 @@ pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
     }
     if let Some(id) = id {
         shared.cache.borrow_mut().remove(&id);
+        // No longer held: anti-entropy fetches a good copy from a replica.
+        shared.holdings.borrow_mut().forget(&id);
     }
     tracing::error!(
         segment = location.segment,
