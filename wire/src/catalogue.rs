@@ -163,6 +163,13 @@ catalogue! {
     TopologyReply(TopologyReply) = 45, "topology_reply", payload: false;
     ListIds(ListIds) = 46, "list_ids", payload: false;
     IdList(IdList) = 47, "id_list", payload: false;
+    // Anti-entropy (node to node), added after the first release: an older
+    // node closes a connection that sends these (unknown kind), which the
+    // repair driver reads as "peer does not repair yet".
+    SyncDigests(SyncDigests) = 60, "sync_digests", payload: false;
+    SyncDigestsReply(SyncDigestsReply) = 61, "sync_digests_reply", payload: false;
+    SyncList(SyncList) = 62, "sync_list", payload: false;
+    SyncListReply(SyncListReply) = 63, "sync_list_reply", payload: false;
 }
 
 impl MessageKind {

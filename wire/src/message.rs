@@ -292,6 +292,61 @@ pub struct IdList {
     pub next: Option<u64>,
 }
 
+/// A closed range of ring keys (`u64::from_be_bytes(id[0..8])`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RingSpan {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Anti-entropy, node to node: "give me your digests of these ranges".
+/// The answering shard counts only ids that the asking shard owns too
+/// (`shard_of(id, requester_shards) == requester_shard`), so two shards of
+/// nodes with different shard counts compare exactly what they share.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SyncDigests {
+    pub requester_shards: u16,
+    pub requester_shard: u16,
+    pub ranges: Vec<RingSpan>,
+}
+
+/// Count and XOR fingerprint of a range's live ids and tombstones.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SpanDigest {
+    pub count: u32,
+    pub xor: [u8; 16],
+}
+
+/// One digest per requested range, in request order.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SyncDigestsReply {
+    pub digests: Vec<SpanDigest>,
+}
+
+/// Anti-entropy: "list the ids you hold and the ones you deleted in this
+/// range" (filtered as for [`SyncDigests`]), at most `max` of them.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SyncList {
+    pub requester_shards: u16,
+    pub requester_shard: u16,
+    pub range: RingSpan,
+    pub max: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SyncListReply {
+    pub live: Vec<ObjectId>,
+    pub deleted: Vec<ObjectId>,
+    /// The range held more than `max`: ask for narrower ranges.
+    pub truncated: bool,
+}
+
 /// Why a request failed. Numbers are stable across versions.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]

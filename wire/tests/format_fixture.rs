@@ -185,6 +185,52 @@ fn samples() -> Vec<(Message, Vec<u8>)> {
             }),
             vec![],
         ),
+        (
+            Message::SyncDigests(SyncDigests {
+                requester_shards: 2,
+                requester_shard: 1,
+                ranges: vec![
+                    RingSpan {
+                        start: 0,
+                        end: 0x7fff_ffff_ffff_ffff,
+                    },
+                    RingSpan {
+                        start: 0x8000_0000_0000_0000,
+                        end: u64::MAX,
+                    },
+                ],
+            }),
+            vec![],
+        ),
+        (
+            Message::SyncDigestsReply(SyncDigestsReply {
+                digests: vec![SpanDigest {
+                    count: 3,
+                    xor: [0x3C; 16],
+                }],
+            }),
+            vec![],
+        ),
+        (
+            Message::SyncList(SyncList {
+                requester_shards: 1,
+                requester_shard: 0,
+                range: RingSpan {
+                    start: 16,
+                    end: 4095,
+                },
+                max: 512,
+            }),
+            vec![],
+        ),
+        (
+            Message::SyncListReply(SyncListReply {
+                live: vec![id(11)],
+                deleted: vec![id(12)],
+                truncated: false,
+            }),
+            vec![],
+        ),
     ]
 }
 

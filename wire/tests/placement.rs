@@ -185,3 +185,39 @@ fn shard_choice_is_independent_of_the_ring() {
         assert!((0.9..1.1).contains(&ratio), "{counts:?}");
     }
 }
+
+#[test]
+fn arcs_cover_every_key_once_with_the_replica_set_of_their_keys() {
+    let ring = HashRing::new(&[1, 2, 3, 4], 16, 3);
+    let arcs = ring.arcs();
+    assert_eq!(arcs.first().map(|a| a.0), Some(0));
+    assert_eq!(arcs.last().map(|a| a.1), Some(u64::MAX));
+    for pair in arcs.windows(2) {
+        assert_eq!(pair[0].1 + 1, pair[1].0);
+    }
+    for (start, end, set) in &arcs {
+        for key in [*start, *end, start + (end - start) / 2] {
+            assert_eq!(ring.replicas_for_key(key), *set);
+        }
+    }
+}
+
+#[test]
+fn shared_ranges_hold_exactly_the_keys_both_nodes_replicate() {
+    let topology = stratum_wire::Topology::from_toml_str(
+        "epoch = 1\nreplication_factor = 2\nwrite_quorum = 1\n\
+         [[node]]\nid = 1\naddress = \"127.0.0.1:1000\"\nshards = 1\n\
+         [[node]]\nid = 2\naddress = \"127.0.0.1:2000\"\nshards = 1\n\
+         [[node]]\nid = 3\naddress = \"127.0.0.1:3000\"\nshards = 1\n",
+    )
+    .unwrap();
+    let placement = stratum_wire::Placement::new(topology);
+    let shared = placement.shared_ranges(1, 2);
+    for n in 0..2000u64 {
+        let key = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let both = placement.ring().replicas_for_key(key).contains(&1)
+            && placement.ring().replicas_for_key(key).contains(&2);
+        let inside = shared.iter().any(|(s, e)| *s <= key && key <= *e);
+        assert_eq!(both, inside, "key {key:#x}");
+    }
+}

@@ -91,4 +91,20 @@ impl Placement {
     pub fn is_replica(&self, node_id: u32, id: &ObjectId) -> bool {
         self.ring.replicas(id).contains(&node_id)
     }
+
+    /// The closed key ranges whose objects both nodes replicate, in key
+    /// order, adjacent ranges merged: what two replicas must agree on.
+    pub fn shared_ranges(&self, a: u32, b: u32) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (start, end, set) in self.ring.arcs() {
+            if !(set.contains(&a) && set.contains(&b)) {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.1.checked_add(1) == Some(start) => last.1 = end,
+                _ => out.push((start, end)),
+            }
+        }
+        out
+    }
 }

@@ -118,6 +118,27 @@ impl HashRing {
         self.replicas(id)[0]
     }
 
+    /// The ring's key ranges in key order, each closed `(start, end)` with
+    /// the replica set of every key in it. Together they cover every key
+    /// once (the wrap-around range of the first point comes in two pieces,
+    /// one at each end).
+    pub fn arcs(&self) -> Vec<(u64, u64, &[u32])> {
+        let set = |point: usize| &self.replicas[point * self.width..(point + 1) * self.width];
+        let mut arcs = Vec::with_capacity(self.positions.len() + 1);
+        let mut start = 0u64;
+        for (point, position) in self.positions.iter().enumerate() {
+            if *position >= start {
+                arcs.push((start, *position, set(point)));
+            }
+            match position.checked_add(1) {
+                Some(next) => start = next,
+                None => return arcs,
+            }
+        }
+        arcs.push((start, u64::MAX, set(0)));
+        arcs
+    }
+
     /// Number of points on the ring.
     pub fn len(&self) -> usize {
         self.positions.len()

@@ -37,6 +37,10 @@ fn put_outcome() -> impl Strategy<Value = PutOutcome> {
     prop_oneof![Just(PutOutcome::Stored), Just(PutOutcome::AlreadyPresent)]
 }
 
+fn span() -> impl Strategy<Value = RingSpan> {
+    (any::<u64>(), any::<u64>()).prop_map(|(start, end)| RingSpan { start, end })
+}
+
 fn text() -> impl Strategy<Value = String> {
     ".{0,40}"
 }
@@ -180,6 +184,38 @@ pub fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(after, max_ids)| Message::ListIds(ListIds { after, max_ids })),
         (vec(object_id(), 0..16), proptest::option::of(any::<u64>()))
             .prop_map(|(ids, next)| Message::IdList(IdList { ids, next })),
+        (any::<u16>(), any::<u16>(), vec(span(), 0..8)).prop_map(
+            |(requester_shards, requester_shard, ranges)| Message::SyncDigests(SyncDigests {
+                requester_shards,
+                requester_shard,
+                ranges,
+            })
+        ),
+        vec(
+            (any::<u32>(), any::<[u8; 16]>()).prop_map(|(count, xor)| SpanDigest { count, xor }),
+            0..8
+        )
+        .prop_map(|digests| Message::SyncDigestsReply(SyncDigestsReply { digests })),
+        (any::<u16>(), any::<u16>(), span(), any::<u32>()).prop_map(
+            |(requester_shards, requester_shard, range, max)| Message::SyncList(SyncList {
+                requester_shards,
+                requester_shard,
+                range,
+                max,
+            })
+        ),
+        (
+            vec(object_id(), 0..8),
+            vec(object_id(), 0..8),
+            any::<bool>()
+        )
+            .prop_map(
+                |(live, deleted, truncated)| Message::SyncListReply(SyncListReply {
+                    live,
+                    deleted,
+                    truncated,
+                })
+            ),
         (
             any::<u32>(),
             any::<u16>(),
