@@ -133,6 +133,8 @@ struct FileReplication {
     ping_interval_ms: Option<u64>,
     hint_replay_per_sec: Option<u64>,
     max_queued_hint_bytes: Option<u64>,
+    repair_interval_secs: Option<u64>,
+    repair_bytes_per_sec: Option<u64>,
 }
 
 /// How a core talks to the other nodes' cores (see `replication`).
@@ -151,6 +153,11 @@ pub struct Replication {
     /// Hints waiting to be written per core; past it new hints are dropped
     /// (and counted): the write already has its quorum.
     pub max_queued_hint_bytes: u64,
+    /// Each core compares its shard with its peers' this often (anti-
+    /// entropy; `None`: off).
+    pub repair_interval: Option<Duration>,
+    /// Most object bytes a core's repair fetches per second.
+    pub repair_bytes_per_sec: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -585,6 +592,14 @@ fn resolve_replication(file: &FileReplication) -> Result<Replication, ConfigErro
         max_queued_hint_bytes: positive(
             "replication.max_queued_hint_bytes",
             file.max_queued_hint_bytes.unwrap_or(64 << 20),
+        )?,
+        repair_interval: match file.repair_interval_secs.unwrap_or(60) {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+        repair_bytes_per_sec: positive(
+            "replication.repair_bytes_per_sec",
+            file.repair_bytes_per_sec.unwrap_or(32 << 20),
         )?,
     })
 }

@@ -35,13 +35,25 @@ impl Cluster {
         secret: bool,
         hint_replay_per_sec: u32,
     ) -> Self {
+        Self::start_configured(
+            count,
+            rf,
+            w,
+            secret,
+            &format!("request_timeout_ms = {request_timeout_ms}\nhint_replay_per_sec = {hint_replay_per_sec}\n"),
+        )
+    }
+
+    /// `count` one-shard nodes with `replication` as extra lines of the
+    /// config file's `[replication]` table.
+    fn start_configured(count: u32, rf: u8, w: u8, secret: bool, replication: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let topology = dir.path().join("topology.toml");
         let config = TestNode::write_file(
             dir.path(),
             "node.toml",
             &format!(
-                "[replication]\nrequest_timeout_ms = {request_timeout_ms}\nconnect_timeout_ms = 500\nping_interval_ms = 300\nhint_replay_per_sec = {hint_replay_per_sec}\n"
+                "[replication]\nconnect_timeout_ms = 500\nping_interval_ms = 300\n{replication}"
             ),
         );
         let secret_file = TestNode::write_file(
@@ -624,4 +636,134 @@ fn sighup_rolls_out_a_new_topology_and_refuses_an_invalid_one() {
     assert!(cluster.node(1).log().contains("shards"));
     assert_eq!(epoch_of(cluster.node(1)), 2);
     drop(cluster.dir);
+}
+
+/// Three nodes (N=3, W=2) comparing their shards every second, with hints
+/// that cannot be queued (so only anti-entropy can heal a missed write).
+fn repairing_cluster() -> Cluster {
+    Cluster::start_configured(
+        3,
+        3,
+        2,
+        false,
+        "request_timeout_ms = 1000\nrepair_interval_secs = 1\nmax_queued_hint_bytes = 1\n",
+    )
+}
+
+#[test]
+fn a_wiped_node_is_refilled_by_anti_entropy_while_gets_keep_succeeding() {
+    let _serial = one_cluster_at_a_time();
+    let mut cluster = repairing_cluster();
+    let objects: Vec<_> = (0..300).map(|seed| object(7000 + seed, 2048)).collect();
+    let mut client = cluster.node(1).client(0);
+    for (_, kind, content) in &objects {
+        expect_ack(put(&mut client, *kind, content));
+    }
+    let ids: Vec<ObjectId> = objects.iter().map(|(id, _, _)| *id).collect();
+    cluster.wait_holds_all(3, &ids, Duration::from_secs(10));
+
+    // The disk is replaced: the node restarts empty under its old id.
+    cluster.node(3).sigkill();
+    let data = cluster.node(3).dir.join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    cluster.node(3).launch();
+    assert!(!cluster.holds(3, ids[0]));
+
+    // Reads through nodes 1 and 2 never fail meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut reader = cluster.node(2).client(0);
+    loop {
+        for (id, _, content) in objects.iter().step_by(7) {
+            let reply = reader.call(&Message::Get(Get { id: *id }), &[]).unwrap();
+            assert_eq!(
+                reply.payload(),
+                &content[..],
+                "a get failed during the refill"
+            );
+        }
+        let missing = ids.iter().filter(|id| !cluster.holds(3, **id)).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 still lacks {missing} objects; its log:\n{}",
+            cluster.node(3).log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        cluster
+            .node(3)
+            .metric("stratum_repair_objects_fetched_total", "")
+            >= 300.0
+    );
+    // Once in sync, a pass fetches nothing more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.node(3).metric("stratum_repair_peers_in_sync", "") < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never reported its peers in sync"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn anti_entropy_heals_a_write_whose_hint_was_dropped() {
+    let _serial = one_cluster_at_a_time();
+    let mut cluster = repairing_cluster();
+    cluster.node(3).sigkill();
+    let ids = cluster.put_with_one_replica_down(7500..7520, 1000);
+    assert!(cluster.node(1).metric("stratum_hints_dropped_total", "") >= 1.0);
+    cluster.node(3).launch();
+    cluster.wait_holds_all(3, &ids, Duration::from_secs(20));
+}
+
+#[test]
+fn a_delete_missed_by_a_down_replica_is_not_resurrected_by_repair() {
+    let _serial = one_cluster_at_a_time();
+    let mut cluster = repairing_cluster();
+    let kept = object(7600, 500);
+    let gone = object(7601, 500);
+    let mut client = cluster.node(1).client(0);
+    for (_, kind, content) in [&kept, &gone] {
+        expect_ack(put(&mut client, *kind, content));
+    }
+    let both = [kept.0, gone.0];
+    cluster.wait_holds_all(3, &both, Duration::from_secs(10));
+    cluster.node(3).sigkill();
+    let reply = client
+        .call(&Message::Delete(Delete { id: gone.0 }), &[])
+        .unwrap();
+    assert!(matches!(reply.to_message().unwrap(), Message::DeleteAck(_)));
+    cluster.node(3).launch();
+    // Node 3 kept its copy (the delete's hint was dropped); repair must
+    // carry the delete to it, never the copy back to nodes 1 and 2.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.holds(3, gone.0) {
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never learned the delete; its log:\n{}",
+            cluster.node(3).log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for node in 1..=3 {
+        assert!(
+            !cluster.holds(node, gone.0),
+            "node {node} holds the deleted object"
+        );
+        assert!(
+            cluster.holds(node, kept.0),
+            "node {node} lost the kept object"
+        );
+    }
+    assert!(
+        cluster
+            .node(3)
+            .metric("stratum_repair_tombstones_applied_total", "")
+            >= 1.0
+    );
 }

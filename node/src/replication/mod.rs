@@ -9,10 +9,13 @@
 //!   back.
 //! - [`read_repair`]: a replica that lacks an object a client asked for
 //!   copies it from another replica.
+//! - [`anti_entropy`]: each core compares what its shard holds with what
+//!   its peers' shards hold for the same ranges, and copies what it lacks.
 //!
 //! Everything here is owned by one core (`Rc`, `RefCell`); a core's links
 //! are its own and no other thread touches them.
 
+pub mod anti_entropy;
 pub mod dial;
 pub mod handoff;
 pub mod hint_log;
@@ -62,6 +65,20 @@ pub struct ReplicationStats {
     pub read_repair_failures: u64,
     /// Replicate requests from a coordinator on another topology epoch.
     pub replicate_epoch_mismatches: u64,
+    /// Anti-entropy: ranges whose digests were compared with a peer's.
+    pub repair_ranges_compared: u64,
+    /// Objects anti-entropy copied here from a peer.
+    pub repair_objects_fetched: u64,
+    /// Object bytes anti-entropy copied here.
+    pub repair_bytes_fetched: u64,
+    /// Deletes anti-entropy learned from a peer and applied here.
+    pub repair_tombstones_applied: u64,
+    /// Passes (one per peer shard) that ended in an error.
+    pub repair_failures: u64,
+    /// Peer shards whose last comparison found every shared range equal.
+    pub repair_peers_in_sync: u64,
+    /// Peer shards this core compares with.
+    pub repair_peers: u64,
 }
 
 /// One core's replication state.

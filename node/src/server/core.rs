@@ -21,6 +21,7 @@ use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
 use super::ops::{self, Done, Op, OpError};
 use super::{connection, maintenance};
 use crate::config::NodeConfig;
+use crate::replication::anti_entropy;
 use crate::replication::handoff::{self, Handoff};
 use crate::replication::Replicator;
 use crate::store::fs::dma::DmaFs;
@@ -140,6 +141,7 @@ impl Core {
             peers: self.replication.peer_snapshots(),
             hints_pending,
             hints_stranded,
+            tombstones: self.store.holdings().deleted_count() as u64,
             epoch_mismatches: self.replication.settings.epoch_mismatches.get(),
             topology_epoch: self.topology_epoch(),
             in_flight: u64::from(self.in_flight.get()),
@@ -240,6 +242,7 @@ pub async fn run(
     let upkeep = glommio::spawn_local(maintenance::run(Rc::clone(&core)));
     let hint_writer = glommio::spawn_local(handoff::write_loop(Rc::clone(&core)));
     let hint_replay = glommio::spawn_local(handoff::replay_loop(Rc::clone(&core)));
+    let repair = glommio::spawn_local(anti_entropy::run(Rc::clone(&core)));
     let _ = ready.send(Ok(shard_id));
     accept_loop(&core, listener, hint_replay).await;
 
@@ -247,6 +250,8 @@ pub async fn run(
     // touch the store.
     inbox_task.await;
     upkeep.cancel().await;
+    // A repair pass cut short here is simply done again by the next start.
+    repair.cancel().await;
     hint_writer.cancel().await;
     core.replication
         .handoff

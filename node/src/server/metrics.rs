@@ -218,6 +218,8 @@ pub struct MetricsSnapshot {
     pub hints_pending: u64,
     /// Hints in files of nodes no longer in the topology (never replayed).
     pub hints_stranded: u64,
+    /// Deleted ids the shard's holdings remember.
+    pub tombstones: u64,
     /// Peer handshakes that found another topology epoch.
     pub epoch_mismatches: u64,
     pub topology_epoch: u64,
@@ -303,6 +305,29 @@ impl MetricsSnapshot {
                     self.epoch_mismatches + self.replication.replicate_epoch_mismatches,
                 ),
                 (
+                    "repair.ranges_compared",
+                    self.replication.repair_ranges_compared,
+                ),
+                (
+                    "repair.objects_fetched",
+                    self.replication.repair_objects_fetched,
+                ),
+                (
+                    "repair.bytes_fetched",
+                    self.replication.repair_bytes_fetched,
+                ),
+                (
+                    "repair.tombstones_applied",
+                    self.replication.repair_tombstones_applied,
+                ),
+                ("repair.failures", self.replication.repair_failures),
+                ("repair.peers", self.replication.repair_peers),
+                (
+                    "repair.peers_in_sync",
+                    self.replication.repair_peers_in_sync,
+                ),
+                ("store.tombstones", self.tombstones),
+                (
                     "store.writable",
                     u64::from(self.write_mode == WriteMode::Writable),
                 ),
@@ -373,7 +398,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 35] = [
+    let simple: [(&str, &str, &str, Getter); 43] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
@@ -405,6 +430,14 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
             "The topology epoch this core routes by.",
             |s| s.topology_epoch as f64,
         ),
+        ("stratum_repair_ranges_compared_total", "counter", "Anti-entropy: ranges whose digests were compared with a peer's.", |s| s.replication.repair_ranges_compared as f64),
+        ("stratum_repair_objects_fetched_total", "counter", "Anti-entropy: objects copied here from a peer.", |s| s.replication.repair_objects_fetched as f64),
+        ("stratum_repair_bytes_fetched_total", "counter", "Anti-entropy: object bytes copied here from a peer.", |s| s.replication.repair_bytes_fetched as f64),
+        ("stratum_repair_tombstones_applied_total", "counter", "Anti-entropy: deletes learned from a peer and applied here.", |s| s.replication.repair_tombstones_applied as f64),
+        ("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error.", |s| s.replication.repair_failures as f64),
+        ("stratum_repair_peers", "gauge", "Peer shards this core compares with.", |s| s.replication.repair_peers as f64),
+        ("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found every shared range equal.", |s| s.replication.repair_peers_in_sync as f64),
+        ("stratum_store_tombstones", "gauge", "Deleted ids this shard remembers (they block repair from copying the object back).", |s| s.tombstones as f64),
         (
             "stratum_quorum_acked_total",
             "counter",
@@ -608,6 +641,7 @@ mod tests {
             peers: vec![peer_with_latencies()],
             hints_pending: 3,
             hints_stranded: 5,
+            tombstones: 0,
             epoch_mismatches: 0,
             topology_epoch: 2,
         };

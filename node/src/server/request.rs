@@ -17,6 +17,7 @@ use super::core::Admission;
 use super::mesh::CoreMsg;
 use super::metrics::{OpKind, Outcome};
 use super::ops::{Done, Op, OpError};
+use crate::replication::anti_entropy;
 use crate::replication::quorum::{self, Write};
 use crate::replication::read_repair;
 use crate::store::Verified;
@@ -56,6 +57,10 @@ enum Request {
         after: Option<u64>,
         max_ids: u32,
     },
+    /// Anti-entropy from a peer node: digests of ranges.
+    SyncDigests(stratum_wire::message::SyncDigests),
+    /// Anti-entropy from a peer node: the ids of one range.
+    SyncList(stratum_wire::message::SyncList),
     /// Well framed, but not something a node answers (a reply kind, a
     /// second hello, ...).
     Unexpected(&'static str),
@@ -92,6 +97,11 @@ impl Request {
                 after: list.after.as_ref().map(|after| after.to_native()),
                 max_ids: list.max_ids.to_native(),
             },
+            MessageRef::SyncDigests(_) | MessageRef::SyncList(_) => match frame.to_message() {
+                Ok(Message::SyncDigests(request)) => Self::SyncDigests(request),
+                Ok(Message::SyncList(request)) => Self::SyncList(request),
+                _ => Self::Unexpected(frame.kind().name()),
+            },
             other => Self::Unexpected(other.kind().name()),
         }
     }
@@ -106,7 +116,7 @@ impl Request {
             Self::Ping { .. } => OpKind::Ping,
             Self::Stats { .. } => OpKind::Stats,
             Self::GetTopology => OpKind::Topology,
-            Self::ListIds { .. } => OpKind::List,
+            Self::ListIds { .. } | Self::SyncDigests(_) | Self::SyncList(_) => OpKind::List,
             Self::Unexpected(_) => return None,
         })
     }
@@ -360,6 +370,32 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 }
                 Err(err) => fail(&conn, request_id, OpError::from(err)).await,
             }
+        }
+        Request::SyncDigests(_) | Request::SyncList(_) if conn.peer.role != PeerRole::Node => {
+            let err = OpError::new(
+                ErrorCode::BadRequest,
+                "anti-entropy requests are for peer nodes only",
+            );
+            fail(&conn, request_id, err).await
+        }
+        Request::SyncDigests(request) => {
+            let reply = anti_entropy::answer_digests(&core.store.holdings(), &request);
+            match reply {
+                Ok(reply) => {
+                    let _ = conn
+                        .reply(request_id, &Message::SyncDigestsReply(reply), &[])
+                        .await;
+                    Outcome::Ok
+                }
+                Err(err) => fail(&conn, request_id, err).await,
+            }
+        }
+        Request::SyncList(request) => {
+            let reply = anti_entropy::answer_list(&core.store.holdings(), &request);
+            let _ = conn
+                .reply(request_id, &Message::SyncListReply(reply), &[])
+                .await;
+            Outcome::Ok
         }
         Request::Unexpected(_) => return,
     };

@@ -1,0 +1,446 @@
+//! Anti-entropy: each core makes its shard agree with the shards of its
+//! peers that replicate the same objects, so copies lost to a wiped disk, a
+//! dropped hint or a topology change come back without a client asking.
+//!
+//! A pass, on core `s` of node `A`, for every other node `B` and every shard
+//! `t` of `B` that can share ids with `s`:
+//!
+//! 1. The shared ranges: the ring ranges whose replica sets hold both `A`
+//!    and `B` (`Placement::shared_ranges`), restricted on each side to the
+//!    ids that both shard rules send to `s` and `t`.
+//! 2. Digests of those ranges, ours from our holdings and theirs by one
+//!    `sync_digests` request on a connection of its own (an older peer that
+//!    does not know the message closes it; only this pass fails).
+//! 3. Equal digests: done with that range. A range that differs is split in
+//!    16 and compared again, until it holds at most [`LEAF`] members on
+//!    either side; then both sides' members are listed (`sync_list`).
+//! 4. For each listed id: one `B` holds and we neither hold nor deleted is
+//!    fetched (`get` as a node, so `B` reads only its own store), verified
+//!    against its id, and stored; one `B` deleted is deleted here too unless
+//!    we put it again after a delete of our own (a revival).
+//!
+//! Pulling only: `B`'s own pass fetches what `B` lacks. Fetches are paced to
+//! `repair_bytes_per_sec` per core, so repair never starves client traffic.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use stratum_wire::message::{
+    ErrorCode, Get, RingSpan, SpanDigest, SyncDigests, SyncDigestsReply, SyncList, SyncListReply,
+};
+use stratum_wire::placement::shard_of;
+use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId};
+
+use super::dial::{dial, DialError};
+use crate::server::core::Core;
+use crate::server::frame_reader::{FrameReader, ReadError};
+use crate::server::ops::OpError;
+use crate::store::holdings::{Digest, Holdings, RingRange};
+use crate::store::Verified;
+
+/// A range with at most this many members on either side is listed
+/// instead of split further.
+pub const LEAF: u32 = 128;
+/// Most ranges in one `sync_digests` request (and digests in its reply).
+pub const MAX_RANGES: usize = 4096;
+/// Most ids in one `sync_list` reply.
+pub const MAX_LIST: u32 = 4096;
+/// How many parts a differing range is split into.
+const FANOUT: u64 = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("cannot reach the peer")]
+    Dial(#[from] DialError),
+    #[error("peer connection failed")]
+    Read(#[from] ReadError),
+    #[error("peer connection failed")]
+    Write(#[source] std::io::Error),
+    #[error("peer closed the connection (a node older than anti-entropy closes on sync requests)")]
+    Closed,
+    #[error("peer answered {code:?}: {detail}")]
+    Refused { code: ErrorCode, detail: String },
+    #[error("peer answered with a {0} frame")]
+    Unexpected(&'static str),
+    #[error("peer sent {got} digests for {sent} ranges")]
+    DigestCount { sent: usize, got: usize },
+    #[error("peer sent object {id} that does not verify")]
+    BadObject { id: ObjectId },
+    #[error("local store refused the repair")]
+    Store(#[source] crate::store::StoreError),
+}
+
+/// What one pass with one peer shard did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassReport {
+    pub ranges_compared: u64,
+    pub fetched: u64,
+    pub bytes: u64,
+    pub tombstones: u64,
+}
+
+impl PassReport {
+    fn in_sync(&self) -> bool {
+        self.fetched == 0 && self.tombstones == 0
+    }
+}
+
+fn span(range: RingRange) -> RingSpan {
+    RingSpan {
+        start: range.start,
+        end: range.end,
+    }
+}
+
+fn range(span: &RingSpan) -> RingRange {
+    RingRange {
+        start: span.start,
+        end: span.end,
+    }
+}
+
+fn wire_digest(digest: Digest) -> SpanDigest {
+    SpanDigest {
+        count: digest.count,
+        xor: digest.xor,
+    }
+}
+
+/// The asking shard's filter: ids its own shard rule sends to it.
+fn owned_by(shards: u16, shard: u16) -> impl Fn(&ObjectId) -> bool {
+    move |id| shard_of(id, shards) == shard
+}
+
+/// Answers a peer's `sync_digests` from this shard's holdings.
+pub fn answer_digests(
+    holdings: &Holdings,
+    request: &SyncDigests,
+) -> Result<SyncDigestsReply, OpError> {
+    if request.ranges.len() > MAX_RANGES || request.requester_shards == 0 {
+        return Err(OpError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "sync_digests takes 1 to {MAX_RANGES} ranges and a shard count above 0 ({} ranges, {} shards)",
+                request.ranges.len(),
+                request.requester_shards
+            ),
+        ));
+    }
+    let keep = owned_by(request.requester_shards, request.requester_shard);
+    let digests = request
+        .ranges
+        .iter()
+        .map(|span| wire_digest(holdings.digest(range(span), &keep)))
+        .collect();
+    Ok(SyncDigestsReply { digests })
+}
+
+/// Answers a peer's `sync_list` from this shard's holdings.
+pub fn answer_list(holdings: &Holdings, request: &SyncList) -> SyncListReply {
+    let keep = owned_by(request.requester_shards.max(1), request.requester_shard);
+    let listing = holdings.list(
+        range(&request.range),
+        keep,
+        request.max.min(MAX_LIST) as usize,
+    );
+    SyncListReply {
+        live: listing.live,
+        deleted: listing.deleted,
+        truncated: listing.truncated,
+    }
+}
+
+/// Runs passes every `repair_interval` until the core stops.
+pub async fn run(core: Rc<Core>) {
+    let Some(interval) = core.config.replication.repair_interval else {
+        return;
+    };
+    loop {
+        // The first pass too waits an interval: peers usually start together.
+        glommio::timer::sleep(interval).await;
+        pass(&core).await;
+    }
+}
+
+/// One pass against every peer shard this shard shares ranges with.
+pub async fn pass(core: &Rc<Core>) {
+    let placement = core.replication.placement();
+    let me = core.config.node_id;
+    let (my_shards, my_shard) = (core.config.shards, core.shard_id);
+    let mut peers = 0;
+    let mut in_sync = 0;
+    for node in placement.topology().nodes() {
+        if node.id == me {
+            continue;
+        }
+        let shared: Vec<RingRange> = placement
+            .shared_ranges(me, node.id)
+            .into_iter()
+            .map(|(start, end)| RingRange { start, end })
+            .collect();
+        if shared.is_empty() {
+            continue;
+        }
+        for shard in 0..node.shards {
+            // With equal shard counts the same rule sends an id to the same
+            // shard on both nodes: only shard `s` can share ids with `s`.
+            if node.shards == my_shards && shard != my_shard {
+                continue;
+            }
+            let Some(address) = node.shard_address(shard) else {
+                continue;
+            };
+            peers += 1;
+            let peer = Peer {
+                node: node.id,
+                shards: node.shards,
+                shard,
+            };
+            match with_peer(core, &address, peer, &shared).await {
+                Ok(report) => {
+                    if report.in_sync() {
+                        in_sync += 1;
+                    } else {
+                        tracing::info!(
+                            shard = my_shard,
+                            peer_node = node.id,
+                            peer_shard = shard,
+                            fetched = report.fetched,
+                            bytes = report.bytes,
+                            tombstones = report.tombstones,
+                            ranges = report.ranges_compared,
+                            "anti-entropy repaired this shard from a peer"
+                        );
+                    }
+                }
+                Err(err) => {
+                    core.replication.stats.borrow_mut().repair_failures += 1;
+                    tracing::debug!(shard = my_shard, peer_node = node.id, peer_shard = shard, error = %err, "anti-entropy pass failed; retried next interval");
+                }
+            }
+        }
+    }
+    let mut stats = core.replication.stats.borrow_mut();
+    stats.repair_peers = peers;
+    stats.repair_peers_in_sync = in_sync;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    node: u32,
+    shards: u16,
+    shard: u16,
+}
+
+/// A request-reply connection to one peer shard, for one pass.
+struct Session {
+    stream: TcpStream,
+    reader: FrameReader,
+    encoder: FrameEncoder,
+    next_id: u64,
+    out: Vec<u8>,
+    /// Fetched bytes since `started`, held to `repair_bytes_per_sec`.
+    paced: u64,
+    started: Instant,
+}
+
+impl Session {
+    async fn call(&mut self, message: &Message) -> Result<Frame, RepairError> {
+        self.next_id += 1;
+        self.out.clear();
+        self.encoder
+            .encode(&mut self.out, self.next_id, message, &[])
+            .map_err(|err| RepairError::Write(std::io::Error::other(err.to_string())))?;
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(RepairError::Write)?;
+        let frame = self
+            .reader
+            .next_frame(&mut self.stream, std::future::pending())
+            .await?
+            .ok_or(RepairError::Closed)?;
+        if let MessageRef::Error(err) = frame.message() {
+            let code = match frame.to_message() {
+                Ok(Message::Error(reply)) => {
+                    return Err(RepairError::Refused {
+                        code: reply.code,
+                        detail: reply.detail,
+                    })
+                }
+                _ => ErrorCode::Internal,
+            };
+            return Err(RepairError::Refused {
+                code,
+                detail: err.detail.to_string(),
+            });
+        }
+        Ok(frame)
+    }
+}
+
+async fn with_peer(
+    core: &Rc<Core>,
+    address: &str,
+    peer: Peer,
+    shared: &[RingRange],
+) -> Result<PassReport, RepairError> {
+    let (stream, reader) = dial(address, peer.node, peer.shard, &core.replication.settings).await?;
+    let mut session = Session {
+        stream,
+        reader,
+        encoder: FrameEncoder::new(core.replication.settings.frame_limits),
+        next_id: 0,
+        out: Vec::new(),
+        paced: 0,
+        started: Instant::now(),
+    };
+    let mut report = PassReport::default();
+    let keep = owned_by(peer.shards, peer.shard);
+    let mut pending: Vec<RingRange> = shared.to_vec();
+    while !pending.is_empty() {
+        let take = pending.len().min(MAX_RANGES);
+        let batch: Vec<RingRange> = pending.drain(..take).collect();
+        let theirs = their_digests(core, &mut session, &batch).await?;
+        report.ranges_compared += batch.len() as u64;
+        for (range, their) in batch.into_iter().zip(theirs) {
+            let ours = core.store.holdings().digest(range, &keep);
+            if ours == their {
+                continue;
+            }
+            if ours.count.max(their.count) <= LEAF || range.start == range.end {
+                if !reconcile(core, &mut session, range, &mut report).await? {
+                    pending.extend(range.split(FANOUT));
+                }
+            } else {
+                pending.extend(range.split(FANOUT));
+            }
+        }
+    }
+    let mut stats = core.replication.stats.borrow_mut();
+    stats.repair_ranges_compared += report.ranges_compared;
+    stats.repair_objects_fetched += report.fetched;
+    stats.repair_bytes_fetched += report.bytes;
+    stats.repair_tombstones_applied += report.tombstones;
+    Ok(report)
+}
+
+async fn their_digests(
+    core: &Core,
+    session: &mut Session,
+    ranges: &[RingRange],
+) -> Result<Vec<Digest>, RepairError> {
+    let request = Message::SyncDigests(SyncDigests {
+        requester_shards: core.config.shards,
+        requester_shard: core.shard_id,
+        ranges: ranges.iter().copied().map(span).collect(),
+    });
+    let frame = session.call(&request).await?;
+    let Ok(Message::SyncDigestsReply(reply)) = frame.to_message() else {
+        return Err(RepairError::Unexpected(frame.kind().name()));
+    };
+    if reply.digests.len() != ranges.len() {
+        return Err(RepairError::DigestCount {
+            sent: ranges.len(),
+            got: reply.digests.len(),
+        });
+    }
+    Ok(reply
+        .digests
+        .into_iter()
+        .map(|digest| Digest {
+            count: digest.count,
+            xor: digest.xor,
+        })
+        .collect())
+}
+
+/// Lists `range` on the peer and takes what this shard lacks. `false` if
+/// the listing was cut short (the caller splits the range).
+async fn reconcile(
+    core: &Rc<Core>,
+    session: &mut Session,
+    range: RingRange,
+    report: &mut PassReport,
+) -> Result<bool, RepairError> {
+    let request = Message::SyncList(SyncList {
+        requester_shards: core.config.shards,
+        requester_shard: core.shard_id,
+        range: span(range),
+        max: MAX_LIST,
+    });
+    let frame = session.call(&request).await?;
+    let Ok(Message::SyncListReply(listing)) = frame.to_message() else {
+        return Err(RepairError::Unexpected(frame.kind().name()));
+    };
+    if listing.truncated && range.start != range.end {
+        return Ok(false);
+    }
+    for id in listing.deleted {
+        if apply_delete(core, id).await? {
+            report.tombstones += 1;
+        }
+    }
+    for id in listing.live {
+        let wanted = {
+            let holdings = core.store.holdings();
+            !holdings.is_live(&id) && !holdings.is_deleted(&id)
+        };
+        if !wanted {
+            continue;
+        }
+        match fetch(core, session, id).await {
+            Ok(bytes) => {
+                report.bytes += bytes;
+                report.fetched += 1;
+            }
+            // Deleted or lost on the peer since it listed it.
+            Err(RepairError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
+}
+
+/// A peer deleted `id`: delete it here too, unless this shard put it again
+/// after a delete of its own. Returns whether a tombstone was written.
+async fn apply_delete(core: &Core, id: ObjectId) -> Result<bool, RepairError> {
+    let apply = {
+        let holdings = core.store.holdings();
+        !holdings.is_deleted(&id) && !holdings.is_revived(&id)
+    };
+    if !apply {
+        return Ok(false);
+    }
+    core.store.delete(id).await.map_err(RepairError::Store)?;
+    Ok(true)
+}
+
+/// Copies `id` from the peer: fetched, verified against its id, stored.
+async fn fetch(core: &Core, session: &mut Session, id: ObjectId) -> Result<u64, RepairError> {
+    let mut frame = session.call(&Message::Get(Get { id })).await?;
+    let kind = match frame.message() {
+        MessageRef::GetOk(ok) => ok.kind.into(),
+        _ => return Err(RepairError::Unexpected(frame.kind().name())),
+    };
+    let content = frame.take_payload();
+    let bytes = content.len() as u64;
+    let object = Verified::check(id, kind, content).map_err(|_| RepairError::BadObject { id })?;
+    core.store
+        .put_verified(object)
+        .await
+        .map_err(RepairError::Store)?;
+    session.paced += bytes;
+    let rate = core.config.replication.repair_bytes_per_sec.max(1);
+    let due = Duration::from_secs_f64(session.paced as f64 / rate as f64);
+    let elapsed = session.started.elapsed();
+    if due > elapsed + Duration::from_millis(1) {
+        glommio::timer::sleep(due - elapsed).await;
+    }
+    Ok(bytes)
+}
