@@ -157,3 +157,63 @@ fn a_damaged_or_stale_checkpoint_is_ignored_and_everything_replayed() {
         store.close().await.expect("close");
     });
 }
+
+/// What the holdings say of `id`: (live, deleted, revived).
+fn holding<F: StoreFs + 'static>(
+    store: &ShardStore<F>,
+    id: &stratum_wire::ObjectId,
+) -> (bool, bool, bool) {
+    let holdings = store.holdings();
+    (
+        holdings.is_live(id),
+        holdings.is_deleted(id),
+        holdings.is_revived(id),
+    )
+}
+
+#[test]
+fn holdings_survive_a_reopen_with_and_without_a_checkpoint() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let (store, _) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("open");
+        let all = objects(0..40);
+        put_all(&store, &all).await;
+        let (deleted, revived, dropped, never) = (all[0].0, all[1].0, all[2].0, object(999, 10).0);
+        assert!(store.delete(deleted).await.expect("delete"));
+        assert!(store.delete(revived).await.expect("delete"));
+        put_all(&store, &all[1..2]).await;
+        assert!(store.drop_copy(dropped).await.expect("drop"));
+        // A delete of an object never held still leaves a tombstone.
+        assert!(!store.delete(never).await.expect("delete"));
+        let expect = |store: &ShardStore<SimFs>| {
+            assert_eq!(holding(store, &deleted), (false, true, false));
+            assert_eq!(holding(store, &revived), (true, false, true));
+            assert_eq!(holding(store, &dropped), (false, false, false));
+            assert_eq!(holding(store, &never), (false, true, false));
+            assert_eq!(holding(store, &all[5].0), (true, false, false));
+            assert_eq!(store.holdings().live_count(), 38);
+        };
+        expect(&store);
+        store.close().await.expect("close");
+
+        // From the checkpoint.
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(report.records, 0);
+        expect(&store);
+        assert!(store.get(&dropped).await.expect("get").is_none());
+        store.close().await.expect("close");
+
+        // From the records alone.
+        fs.remove(&dir().join("index.ckpt")).await.expect("remove");
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert!(report.records > 0);
+        expect(&store);
+        store.close().await.expect("close");
+    });
+}

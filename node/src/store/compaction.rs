@@ -164,12 +164,12 @@ async fn compact_one<F: StoreFs + 'static>(
                     }
                 }
             }
-            RecordType::Tombstone if !is_oldest => needed.push(Relocation {
+            RecordType::Tombstone | RecordType::Dropped if !is_oldest => needed.push(Relocation {
                 header,
                 content: Vec::new(),
                 from: None,
             }),
-            RecordType::Tombstone => {}
+            RecordType::Tombstone | RecordType::Dropped => {}
         }
         batch_bytes += header.disk_len();
         if batch_bytes >= shared.config.max_batch_bytes as u64 {

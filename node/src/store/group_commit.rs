@@ -55,7 +55,7 @@ use super::checkpoint::{self, SegmentState};
 use super::error::{Result, StoreError};
 use super::fs::{StoreFile, StoreFs, WriteBuf};
 use super::index::{key_of, Location, MAX_SEGMENT_SLOTS};
-use super::record::{RecordHeader, HEADER_LEN};
+use super::record::{RecordHeader, RecordType, HEADER_LEN};
 use super::segment::{self, SegmentHeader};
 use super::{Found, PutOutcome, Segment, Shared, WriteMode};
 
@@ -66,6 +66,11 @@ pub(crate) enum Op {
         content: Bytes,
     },
     Delete {
+        id: ObjectId,
+    },
+    /// Remove this shard's copy without deleting the object (it now lives
+    /// on its replicas elsewhere).
+    Drop {
         id: ObjectId,
     },
     /// Write an index checkpoint once the batch it arrived with is durable.
@@ -104,7 +109,7 @@ impl WriteOp {
     fn disk_bytes(&self) -> usize {
         match &self.op {
             Op::Put { content, .. } => super::record::disk_len(content.len()) as usize,
-            Op::Delete { .. } => HEADER_LEN,
+            Op::Delete { .. } | Op::Drop { .. } => HEADER_LEN,
             Op::Checkpoint => 0,
             Op::Relocate { records } => records
                 .iter()
@@ -315,6 +320,32 @@ impl<F: StoreFs> Writer<F> {
                         offset: 0,
                     });
                     replies.push((done, Ok(Reply::Put(PutOutcome::Stored))));
+                }
+                Op::Drop { id } => {
+                    let effect = match touched.get(&id) {
+                        Some(Some(plan)) => Some(Effect::RemovePlanned(*plan)),
+                        Some(None) => None,
+                        None => match self.shared.find(&id).await {
+                            Ok(Some((location, _))) => Some(Effect::RemoveExisting(location)),
+                            Ok(None) => None,
+                            Err(err) => {
+                                replies.push((done, Err(err)));
+                                continue;
+                            }
+                        },
+                    };
+                    let Some(effect) = effect else {
+                        replies.push((done, Ok(Reply::Delete(false))));
+                        continue;
+                    };
+                    touched.insert(id, None);
+                    planned.push(Planned {
+                        header: RecordHeader::dropped(id),
+                        content: None,
+                        effect,
+                        offset: 0,
+                    });
+                    replies.push((done, Ok(Reply::Delete(true))));
                 }
                 Op::Delete { id } => {
                     let effect = match touched.get(&id) {
@@ -627,8 +658,12 @@ impl<F: StoreFs> Writer<F> {
         for (plan, location) in planned.iter_mut().zip(&locations) {
             let id = plan.header.id;
             let key = key_of(&id);
+            let dropped = plan.header.record_type == RecordType::Dropped;
             match plan.effect {
                 Effect::Insert | Effect::Replace(_) => holdings.record_put(id),
+                Effect::RemoveExisting(_) | Effect::RemovePlanned(_) if dropped => {
+                    holdings.forget(&id)
+                }
                 Effect::RemoveExisting(_) | Effect::RemovePlanned(_) | Effect::TombstoneOnly => {
                     holdings.record_delete(id)
                 }
@@ -653,7 +688,11 @@ impl<F: StoreFs> Writer<F> {
                         segment.live_bytes -= u64::from(old.len);
                     }
                     cache.remove(&id);
-                    stats.deletes += 1;
+                    if dropped {
+                        stats.dropped += 1;
+                    } else {
+                        stats.deletes += 1;
+                    }
                 }
                 Effect::Replace(old) => {
                     if !index.replace(key, old, *location) {
@@ -698,7 +737,11 @@ impl<F: StoreFs> Writer<F> {
                         segment.live_bytes -= u64::from(old.len);
                     }
                     cache.remove(&id);
-                    stats.deletes += 1;
+                    if dropped {
+                        stats.dropped += 1;
+                    } else {
+                        stats.deletes += 1;
+                    }
                 }
             }
         }

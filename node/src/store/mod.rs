@@ -165,6 +165,8 @@ pub struct StoreStats {
     pub puts_stored: u64,
     pub puts_deduplicated: u64,
     pub deletes: u64,
+    /// Copies removed after they were handed to their replicas elsewhere.
+    pub dropped: u64,
     pub group_commits: u64,
     pub group_commit_records: u64,
     /// Time group commits spent writing their batch, and in fdatasync
@@ -353,6 +355,19 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     pub async fn delete(&self, id: ObjectId) -> Result<bool> {
         self.shared.check_writable()?;
         match self.submit(group_commit::Op::Delete { id }).await? {
+            group_commit::Reply::Delete(existed) => Ok(existed),
+            _ => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Removes this shard's copy of `id` durably, without deleting the
+    /// object: no tombstone is remembered, so anti-entropy neither spreads
+    /// a delete nor refuses the object back. For a copy that was handed to
+    /// the object's replicas after a topology change. Returns whether a copy
+    /// existed.
+    pub async fn drop_copy(&self, id: ObjectId) -> Result<bool> {
+        self.shared.check_writable()?;
+        match self.submit(group_commit::Op::Drop { id }).await? {
             group_commit::Reply::Delete(existed) => Ok(existed),
             _ => Err(StoreError::WriterGone),
         }

@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 4 | magic `"SREC"` |
-//! | 4 | 1 | type: 1 object, 2 tombstone |
+//! | 4 | 1 | type: 1 object, 2 tombstone, 3 dropped (a copy handed off) |
 //! | 5 | 1 | object kind (1 blob, 2 tree, 3 commit, 4 tag; 0 for a tombstone) |
 //! | 6 | 2 | reserved, zero |
 //! | 8 | 4 | content length, u32 LE (0 for a tombstone) |
@@ -30,6 +30,9 @@ pub const RECORD_ALIGN: u64 = 8;
 pub enum RecordType {
     Object = 1,
     Tombstone = 2,
+    /// Removes this shard's copy like a tombstone, but is not a delete: the
+    /// copy was handed to the object's replicas after a topology change.
+    Dropped = 3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +59,17 @@ impl RecordHeader {
     }
 
     pub fn tombstone(id: ObjectId) -> Self {
+        Self::removal(id, RecordType::Tombstone)
+    }
+
+    pub fn dropped(id: ObjectId) -> Self {
+        Self::removal(id, RecordType::Dropped)
+    }
+
+    /// A record without content that removes `id` (tombstone or dropped).
+    fn removal(id: ObjectId, record_type: RecordType) -> Self {
         let mut header = Self {
-            record_type: RecordType::Tombstone,
+            record_type,
             kind: None,
             content_len: 0,
             crc32: 0,
@@ -98,14 +110,17 @@ impl RecordHeader {
         let record_type = match bytes[4] {
             1 => RecordType::Object,
             2 => RecordType::Tombstone,
+            3 => RecordType::Dropped,
             other => return Err(Corruption::UnknownType(other)),
         };
         let kind = match (record_type, bytes[5]) {
-            (RecordType::Tombstone, 0) => None,
+            (RecordType::Tombstone | RecordType::Dropped, 0) => None,
             (RecordType::Object, byte) => {
                 Some(ObjectKind::from_u8(byte).map_err(|_| Corruption::UnknownKind(byte))?)
             }
-            (RecordType::Tombstone, byte) => return Err(Corruption::UnknownKind(byte)),
+            (RecordType::Tombstone | RecordType::Dropped, byte) => {
+                return Err(Corruption::UnknownKind(byte))
+            }
         };
         if bytes[6..8] != [0, 0] {
             return Err(Corruption::ReservedNotZero);

@@ -624,9 +624,13 @@ async fn apply<F: StoreFs>(
                 }
             }
         }
-        RecordType::Tombstone => {
-            report.tombstones += 1;
-            shared.holdings.borrow_mut().record_delete(header.id);
+        RecordType::Tombstone | RecordType::Dropped => {
+            if header.record_type == RecordType::Tombstone {
+                report.tombstones += 1;
+                shared.holdings.borrow_mut().record_delete(header.id);
+            } else {
+                shared.holdings.borrow_mut().forget(&header.id);
+            }
             if let Some(old) = existing {
                 shared.index.borrow_mut().remove(key, old);
                 if let Some(segment) = segments.get_mut(&old.segment) {
