@@ -321,22 +321,61 @@ fn a_coordinator_restarted_mid_replay_resumes_where_it_left_off() {
     );
 }
 
-#[test]
-fn hints_for_a_node_removed_from_the_topology_are_reported_stranded() {
-    let _one = one_cluster_at_a_time();
-    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+/// Node 3 is down while ten writes are hinted for it, then decommissioned
+/// (epoch 2 names nodes 1 and 2 only).
+fn remove_node_3_with_hints_pending(cluster: &mut Cluster) {
     cluster.node(3).sigkill();
     cluster.put_with_one_replica_down(300..310, 200);
     cluster.wait_hints_pending(10.0);
     assert_eq!(cluster.node(1).metric("stratum_hints_stranded", ""), 0.0);
-
-    // Node 3 is decommissioned: epoch 2 names nodes 1 and 2 only.
     let specs: Vec<(u32, String, u16)> = (1..=2)
         .map(|id| (id, cluster.node(id).address(), 1))
         .collect();
     std::fs::write(&cluster.topology, topology_text(2, 2, 2, &specs)).unwrap();
     cluster.node(1).sighup();
     cluster.node(2).sighup();
+}
+
+#[test]
+fn hints_for_a_node_removed_from_the_topology_are_removed_as_moot() {
+    let _one = one_cluster_at_a_time();
+    let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
+    remove_node_3_with_hints_pending(&mut cluster);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let node = cluster.node(1);
+        let (pending, stranded) = (
+            node.metric("stratum_hints_pending", ""),
+            node.metric("stratum_hints_stranded", ""),
+        );
+        if pending == 0.0 && stranded == 0.0 && node.log().contains("are moot") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pending {pending}, stranded {stranded}; log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hint_files: Vec<PathBuf> = walk(&cluster.node(1).dir)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains("node-3."))
+        .collect();
+    assert!(hint_files.is_empty(), "left behind: {hint_files:?}");
+}
+
+#[test]
+fn without_anti_entropy_hints_for_a_removed_node_are_reported_stranded() {
+    let _one = one_cluster_at_a_time();
+    let mut cluster = Cluster::start_configured(
+        3,
+        3,
+        2,
+        false,
+        "request_timeout_ms = 2000\nrepair_interval_secs = 0\n",
+    );
+    remove_node_3_with_hints_pending(&mut cluster);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let node = cluster.node(1);

@@ -161,6 +161,17 @@ pub async fn run(core: Rc<Core>) {
         // The first pass too waits an interval: peers usually start together.
         glommio::timer::sleep(interval).await;
         pass(&core).await;
+        let moved = super::rebalance::pass(&core).await;
+        if moved.handed_off + moved.stale > 0 {
+            tracing::info!(
+                shard = core.shard_id,
+                handed_off = moved.handed_off,
+                sent = moved.sent,
+                stale = moved.stale,
+                left = core.replication.stats.borrow().rebalance_backlog,
+                "rebalance: handed copies to their current replicas"
+            );
+        }
     }
 }
 

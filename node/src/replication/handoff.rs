@@ -235,14 +235,52 @@ pub async fn replay_loop(core: Rc<Core>) {
     }
 }
 
+/// Removes the hint file of `node`, which left the topology.
+async fn retire(core: &Core, node: u32) {
+    let handoff = &core.replication.handoff;
+    let Ok(_lock) = handoff.file_lock.acquire_permit(1).await else {
+        return;
+    };
+    let dir = handoff.dir.clone();
+    let removed = glommio::executor()
+        .spawn_blocking(move || hint_log::remove(&dir, node))
+        .await;
+    match removed {
+        Ok(()) => {
+            let dropped = handoff
+                .files
+                .borrow_mut()
+                .remove(&node)
+                .map_or(0, |file| file.records - file.replayed_records);
+            tracing::info!(
+                shard = core.shard_id,
+                node,
+                hints = dropped,
+                "hints for a node that left the topology are moot (anti-entropy re-replicates its objects); file removed"
+            );
+        }
+        Err(err) => {
+            tracing::error!(node, error = %err, "cannot remove the hint file of a node that left")
+        }
+    }
+}
+
 /// Replays `node`'s file until it is done or the node fails again.
 async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
     let handoff = &core.replication.handoff;
     let path = hint_log::path_of(&handoff.dir, node);
     let placement = core.replication.placement();
     let Some(shards) = placement.node(node).map(|spec| spec.shards) else {
-        // The node left the topology: its hints stay on disk for an
-        // operator (counted as stranded), said once per node.
+        // The node left the topology. With anti-entropy on, its hints are
+        // moot: every write they carry has its quorum, and the current
+        // replicas converge by repair and rebalancing.
+        if core.config.replication.repair_interval.is_some() {
+            drop(placement);
+            retire(core, node).await;
+            return;
+        }
+        // Without it, they stay on disk for an operator (counted as
+        // stranded), said once per node.
         if handoff.stranded_reported.borrow_mut().insert(node) {
             let stranded = handoff
                 .files

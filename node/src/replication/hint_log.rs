@@ -316,6 +316,19 @@ pub fn truncate(dir: &Path, node: u32) -> io::Result<()> {
     file.sync_data()
 }
 
+/// Removes `node`'s hint file and its progress mark, then syncs the
+/// directory: for a node that left the topology, whose hints anti-entropy
+/// and rebalancing have made moot.
+pub fn remove(dir: &Path, node: u32) -> io::Result<()> {
+    for path in [path_of(dir, node), progress_path_of(dir, node)] {
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

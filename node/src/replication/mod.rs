@@ -9,6 +9,8 @@
 //!   back.
 //! - [`read_repair`]: a replica that lacks an object a client asked for
 //!   copies it from another replica.
+//! - [`rebalance`]: after a topology change, copies of objects this node
+//!   no longer replicates go to their replicas, then are dropped here.
 //! - [`anti_entropy`]: each core compares what its shard holds with what
 //!   its peers' shards hold for the same ranges, and copies what it lacks.
 //!
@@ -22,6 +24,7 @@ pub mod hint_log;
 pub mod peer_link;
 pub mod quorum;
 pub mod read_repair;
+pub mod rebalance;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -79,6 +82,16 @@ pub struct ReplicationStats {
     pub repair_peers_in_sync: u64,
     /// Peer shards this core compares with.
     pub repair_peers: u64,
+    /// Copies held here of objects this node no longer replicates (after a
+    /// topology change), still to hand off. Zero on a leaving node means it
+    /// may be stopped.
+    pub rebalance_backlog: u64,
+    /// Copies dropped here after `write_quorum` current replicas held them.
+    pub rebalance_handed_off: u64,
+    /// Copies sent to a current replica that lacked them.
+    pub rebalance_sent: u64,
+    /// Copies dropped because a current replica had deleted the object.
+    pub rebalance_stale: u64,
 }
 
 /// One core's replication state.
@@ -94,7 +107,14 @@ pub struct Replicator {
     pub background: Gate,
     /// The placement this core routes by (swapped on a topology reload).
     placement: RefCell<Rc<Placement>>,
+    /// Placements this core routed by before, newest first (at most
+    /// [`PREVIOUS_PLACEMENTS`]): where objects may still sit while a move
+    /// runs, for reads that miss on the new replicas.
+    previous: RefCell<Vec<Rc<Placement>>>,
 }
+
+/// How many earlier topologies a core remembers for reads during a move.
+pub const PREVIOUS_PLACEMENTS: usize = 4;
 
 impl Replicator {
     pub fn new(config: &NodeConfig, handoff: Handoff) -> Self {
@@ -116,6 +136,7 @@ impl Replicator {
             stats: RefCell::new(ReplicationStats::default()),
             background: Gate::new(),
             placement: RefCell::new(Rc::new(Placement::new(config.topology.clone()))),
+            previous: RefCell::new(Vec::new()),
         }
     }
 
@@ -138,16 +159,32 @@ impl Replicator {
             keep
         });
         self.settings.epoch.set(epoch);
-        *self.placement.borrow_mut() = Rc::new(placement);
+        let old = std::mem::replace(&mut *self.placement.borrow_mut(), Rc::new(placement));
+        let mut previous = self.previous.borrow_mut();
+        previous.insert(0, old);
+        previous.truncate(PREVIOUS_PLACEMENTS);
+    }
+
+    /// Earlier placements, newest first (see [`Replicator::set_placement`]).
+    pub fn previous_placements(&self) -> Vec<Rc<Placement>> {
+        self.previous.borrow().clone()
+    }
+
+    /// Where `node`'s shard `shard` listens: by the current topology, else
+    /// by the newest earlier one that names the node (a node that left).
+    fn address_of(&self, node: u32, shard: u16) -> Option<String> {
+        std::iter::once(self.placement())
+            .chain(self.previous_placements())
+            .find_map(|placement| placement.node(node)?.shard_address(shard))
     }
 
     /// The link to `node`'s shard `shard` (created on first use), or `None`
-    /// if the topology does not name that node.
+    /// if neither the topology nor an earlier one names that node.
     pub fn link(&self, node: u32, shard: u16) -> Option<Rc<PeerLink>> {
         if let Some(link) = self.links.borrow().get(&(node, shard)) {
             return Some(Rc::clone(link));
         }
-        let address = self.placement().node(node)?.shard_address(shard)?;
+        let address = self.address_of(node, shard)?;
         let link = PeerLink::new(node, shard, address, Rc::clone(&self.settings));
         self.links
             .borrow_mut()

@@ -44,6 +44,62 @@ pub fn maybe_repair(core: &Rc<Core>, id: ObjectId) {
     }
 }
 
+/// A client's get of `id` missed here. If the topology changed while this
+/// node ran, the object may still sit only on nodes that replicated it
+/// before (rebalancing moves it at a bounded rate): those are asked, in
+/// turn, and the first copy that verifies against its id is stored here (if
+/// this node replicates it now) and returned. Nothing is asked when no
+/// earlier topology differs for this id, so a steady cluster pays nothing.
+pub async fn fetch_moved(core: &Rc<Core>, id: ObjectId) -> Option<(ObjectKind, bytes::Bytes)> {
+    let previous = core.replication.previous_placements();
+    if previous.is_empty() {
+        return None;
+    }
+    let current = core.replication.placement();
+    let me = core.config.node_id;
+    let mut asked: Vec<(u32, u16)> = Vec::new();
+    for placement in &previous {
+        for replica in placement.replicas(&id) {
+            let target = (replica.node.id, replica.shard);
+            if replica.node.id == me
+                || current.is_replica(replica.node.id, &id)
+                || asked.contains(&target)
+            {
+                continue;
+            }
+            asked.push(target);
+            let Some(object) = copy_from(core, id, target).await else {
+                continue;
+            };
+            let (kind, content) = (object.kind(), object.content_bytes());
+            if current.is_replica(me, &id) {
+                if let Err(err) = core.run_op(&id, Op::Put(object)).await {
+                    tracing::warn!(%id, code = ?err.code, detail = %err.detail, "moved object served but not stored here");
+                }
+            }
+            return Some((kind, content));
+        }
+    }
+    None
+}
+
+/// `id` from `node`'s shard `shard`, verified against its id.
+async fn copy_from(core: &Rc<Core>, id: ObjectId, (node, shard): (u32, u16)) -> Option<Verified> {
+    let link = core.replication.link(node, shard)?;
+    let mut frame = link.call(&Message::Get(Get { id }), &[]).await.ok()?;
+    let kind = match frame.message() {
+        MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
+        _ => return None,
+    };
+    match Verified::check(id, kind, frame.take_payload()) {
+        Ok(object) => Some(object),
+        Err(_) => {
+            tracing::warn!(%id, node, "a copy from an earlier replica does not match its id");
+            None
+        }
+    }
+}
+
 async fn repair(core: &Rc<Core>, id: ObjectId) {
     let me = core.config.node_id;
     let replicas: Vec<(u32, u16)> = core

@@ -327,6 +327,13 @@ impl MetricsSnapshot {
                     self.replication.repair_peers_in_sync,
                 ),
                 ("store.tombstones", self.tombstones),
+                ("rebalance.backlog", self.replication.rebalance_backlog),
+                (
+                    "rebalance.handed_off",
+                    self.replication.rebalance_handed_off,
+                ),
+                ("rebalance.sent", self.replication.rebalance_sent),
+                ("rebalance.stale", self.replication.rebalance_stale),
                 (
                     "store.writable",
                     u64::from(self.write_mode == WriteMode::Writable),
@@ -398,7 +405,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 43] = [
+    let simple: [(&str, &str, &str, Getter); 47] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
@@ -437,6 +444,10 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error.", |s| s.replication.repair_failures as f64),
         ("stratum_repair_peers", "gauge", "Peer shards this core compares with.", |s| s.replication.repair_peers as f64),
         ("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found every shared range equal.", |s| s.replication.repair_peers_in_sync as f64),
+        ("stratum_rebalance_backlog", "gauge", "Copies held of objects this node no longer replicates, still to hand off (0 on a leaving node: safe to stop).", |s| s.replication.rebalance_backlog as f64),
+        ("stratum_rebalance_handed_off_total", "counter", "Copies dropped after the write quorum of current replicas held them.", |s| s.replication.rebalance_handed_off as f64),
+        ("stratum_rebalance_sent_total", "counter", "Copies sent to a current replica that lacked them.", |s| s.replication.rebalance_sent as f64),
+        ("stratum_rebalance_stale_total", "counter", "Copies dropped because a current replica had deleted the object.", |s| s.replication.rebalance_stale as f64),
         ("stratum_store_tombstones", "gauge", "Deleted ids this shard remembers (they block repair from copying the object back).", |s| s.tombstones as f64),
         (
             "stratum_quorum_acked_total",

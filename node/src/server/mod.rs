@@ -195,21 +195,27 @@ impl Node {
         };
         let me = self.config.node_id;
         let current = self.topology.nodes().iter().find(|node| node.id == me);
-        let Some(mine) = new.nodes().iter().find(|node| node.id == me) else {
-            return Err(refuse(format!("node {me} (this node) is not in it")));
-        };
-        if mine.shards != self.config.shards {
-            return Err(refuse(format!(
-                "it gives node {me} {} shards; this node runs {} (changing that needs a restart)",
-                mine.shards, self.config.shards
-            )));
-        }
-        if let Some(current) = current {
-            if current.address != mine.address {
+        match new.nodes().iter().find(|node| node.id == me) {
+            // Leaving the cluster: the node keeps running and hands every
+            // copy it holds to the objects' replicas (`rebalance`).
+            None => tracing::warn!(
+                node = me,
+                epoch = new.epoch(),
+                "this node is not in the new topology: it is leaving; it hands its objects to their replicas, and may be stopped once stratum_rebalance_backlog is 0 on every shard"
+            ),
+            Some(mine) if mine.shards != self.config.shards => {
                 return Err(refuse(format!(
-                    "it moves node {me} from {} to {} (changing that needs a restart)",
-                    current.address, mine.address
+                    "it gives node {me} {} shards; this node runs {} (changing that needs a restart)",
+                    mine.shards, self.config.shards
                 )));
+            }
+            Some(mine) => {
+                if let Some(current) = current.filter(|current| current.address != mine.address) {
+                    return Err(refuse(format!(
+                        "it moves node {me} from {} to {} (changing that needs a restart)",
+                        current.address, mine.address
+                    )));
+                }
             }
         }
         if new.epoch() <= self.topology.epoch() {

@@ -291,7 +291,7 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 }
             }
         }
-        Request::Get { id } => match core.run_op(&id, Op::Get { id }).await {
+        Request::Get { id } => match get_or_moved(&conn, id).await {
             Ok(Done::Get(Some((object_kind, content)))) => {
                 let content = content.as_ref();
                 core.metrics.borrow_mut().bytes_out += content.len() as u64;
@@ -419,6 +419,17 @@ async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError
     })
 }
 
+/// A get, run on the owning core; a client's get that misses here is
+/// tried once more at the object's replicas under earlier topologies (a
+/// move may not have reached this node yet).
+async fn get_or_moved(conn: &Conn, id: ObjectId) -> Result<Done, OpError> {
+    let found = conn.core.run_op(&id, Op::Get { id }).await?;
+    if !matches!(found, Done::Get(None)) || conn.peer.role != PeerRole::Client {
+        return Ok(found);
+    }
+    Ok(Done::Get(read_repair::fetch_moved(&conn.core, id).await))
+}
+
 async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
     let outcome = outcome_of(&err);
     if outcome == Outcome::Error {
@@ -460,7 +471,7 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
         tasks.push(glommio::spawn_local(async move {
             let _permit = permit;
             let index = index as u32;
-            let (status, content) = match conn.core.run_op(&id, Op::Get { id }).await {
+            let (status, content) = match get_or_moved(&conn, id).await {
                 Ok(Done::Get(Some((kind, content)))) => (BatchStatus::Found(kind), Some(content)),
                 Ok(Done::Get(None)) => {
                     // As for a single get: the client fails over by itself,

@@ -50,6 +50,11 @@ impl Verified {
         &self.content
     }
 
+    /// The content, shared (a refcount, not a copy).
+    pub fn content_bytes(&self) -> Bytes {
+        self.content.clone()
+    }
+
     pub fn into_parts(self) -> (ObjectId, ObjectKind, Bytes) {
         (self.id, self.kind, self.content)
     }
