@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_lite::future::block_on;
 use stratum_wire::{ObjectId, ObjectKind, Topology};
 
-use crate::client::{Client, NodeStats, Object, PutReceipt};
+use crate::client::{Client, NodeRepair, NodeStats, Object, PutReceipt};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::get_many::GetMany;
@@ -66,6 +66,11 @@ impl BlockingClient {
 
     pub fn stats(&self) -> Vec<NodeStats> {
         block_on(self.client.stats())
+    }
+
+    /// See [`Client::repair`].
+    pub fn repair(&self) -> Vec<NodeRepair> {
+        block_on(self.client.repair())
     }
 }
 

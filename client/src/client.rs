@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use stratum_wire::message::{
-    Delete, ErrorCode, Get, GetTopology, Has, ListIds, Put, PutOutcome, Stats, StatsReply,
+    Delete, ErrorCode, Get, GetTopology, Has, ListIds, Put, PutOutcome, Repair, Stats, StatsReply,
 };
 use stratum_wire::{
     Frame, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef, ObjectId, ObjectKind,
@@ -48,6 +48,15 @@ pub struct NodeStats {
     pub node_id: u32,
     pub address: String,
     pub result: Result<StatsReply, AttemptError>,
+}
+
+/// One node's answer to [`Client::repair`]: how many of its shards
+/// started a pass.
+#[derive(Debug)]
+pub struct NodeRepair {
+    pub node_id: u32,
+    pub address: String,
+    pub result: Result<u16, AttemptError>,
 }
 
 /// A handle to a Stratum cluster. Cheap to clone; every clone shares the
@@ -274,6 +283,31 @@ impl Client {
                 Err(err) => Err(err),
             };
             out.push(NodeStats {
+                node_id: node.id,
+                address: node.address.clone(),
+                result,
+            });
+        }
+        out
+    }
+
+    /// Asks every node to start an anti-entropy pass on all its shards now
+    /// (it runs in the background; [`Client::stats`] shows its progress).
+    pub async fn repair(&self) -> Vec<NodeRepair> {
+        let topology = self.topology();
+        let mut out = Vec::with_capacity(topology.nodes().len());
+        for node in topology.nodes() {
+            let route = self.inner.io.route(&cluster::node_peer(node));
+            let message = Message::Repair(Repair { all_shards: true });
+            let result = match self.inner.call(&route, &message, Bytes::new()).await {
+                Ok((frame, _)) => match frame.to_message() {
+                    Ok(Message::RepairStarted(started)) => Ok(started.shards),
+                    Ok(other) => Err(AttemptError::UnexpectedReply(other.kind().name().into())),
+                    Err(err) => Err(AttemptError::protocol(&err)),
+                },
+                Err(err) => Err(err),
+            };
+            out.push(NodeRepair {
                 node_id: node.id,
                 address: node.address.clone(),
                 result,

@@ -45,7 +45,7 @@ mod retry;
 pub mod git_batch;
 
 pub use blocking::{BlockingClient, GetManyIter};
-pub use client::{Client, NodeStats, Object, PutReceipt};
+pub use client::{Client, NodeRepair, NodeStats, Object, PutReceipt};
 pub use config::{ClientConfig, Discovery};
 pub use error::{AttemptError, ClientError, Peer, ReplicaAttempt};
 pub use get_many::GetMany;

@@ -170,6 +170,8 @@ catalogue! {
     SyncDigestsReply(SyncDigestsReply) = 61, "sync_digests_reply", payload: false;
     SyncList(SyncList) = 62, "sync_list", payload: false;
     SyncListReply(SyncListReply) = 63, "sync_list_reply", payload: false;
+    Repair(Repair) = 64, "repair", payload: false;
+    RepairStarted(RepairStarted) = 65, "repair_started", payload: false;
 }
 
 impl MessageKind {

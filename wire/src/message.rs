@@ -347,6 +347,22 @@ pub struct SyncListReply {
     pub truncated: bool,
 }
 
+/// Operator: start an anti-entropy pass now (on every shard of the node
+/// with `all_shards`, else on the shard that receives it).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Repair {
+    pub all_shards: bool,
+}
+
+/// The pass was started on `shards` shards (it runs in the background;
+/// `stats` shows its progress).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RepairStarted {
+    pub shards: u16,
+}
+
 /// Why a request failed. Numbers are stable across versions.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]

@@ -231,6 +231,8 @@ fn samples() -> Vec<(Message, Vec<u8>)> {
             }),
             vec![],
         ),
+        (Message::Repair(Repair { all_shards: true }), vec![]),
+        (Message::RepairStarted(RepairStarted { shards: 4 }), vec![]),
     ]
 }
 

@@ -152,14 +152,19 @@ pub fn answer_list(holdings: &Holdings, request: &SyncList) -> SyncListReply {
     }
 }
 
-/// Runs passes every `repair_interval` until the core stops.
+/// Runs a pass every `repair_interval` (if set) and whenever one is asked
+/// for (`repair`), until the core stops.
 pub async fn run(core: Rc<Core>) {
-    let Some(interval) = core.config.replication.repair_interval else {
-        return;
-    };
+    let interval = core.config.replication.repair_interval;
     loop {
         // The first pass too waits an interval: peers usually start together.
-        glommio::timer::sleep(interval).await;
+        let timer = async {
+            match interval {
+                Some(interval) => glommio::timer::sleep(interval).await,
+                None => std::future::pending().await,
+            }
+        };
+        futures_lite::future::or(timer, core.replication.repair_requested()).await;
         pass(&core).await;
         let moved = super::rebalance::pass(&core).await;
         if moved.handed_off + moved.stale > 0 {

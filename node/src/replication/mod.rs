@@ -78,7 +78,7 @@ pub struct ReplicationStats {
     pub repair_tombstones_applied: u64,
     /// Passes (one per peer shard) that ended in an error.
     pub repair_failures: u64,
-    /// Peer shards whose last comparison found every shared range equal.
+    /// Peer shards whose last comparison found nothing this shard lacked.
     pub repair_peers_in_sync: u64,
     /// Peer shards this core compares with.
     pub repair_peers: u64,
@@ -111,6 +111,8 @@ pub struct Replicator {
     /// [`PREVIOUS_PLACEMENTS`]): where objects may still sit while a move
     /// runs, for reads that miss on the new replicas.
     previous: RefCell<Vec<Rc<Placement>>>,
+    /// A permit here starts an anti-entropy pass at once (`repair`).
+    repair_now: glommio::sync::Semaphore,
 }
 
 /// How many earlier topologies a core remembers for reads during a move.
@@ -137,6 +139,7 @@ impl Replicator {
             background: Gate::new(),
             placement: RefCell::new(Rc::new(Placement::new(config.topology.clone()))),
             previous: RefCell::new(Vec::new()),
+            repair_now: glommio::sync::Semaphore::new(0),
         }
     }
 
@@ -163,6 +166,19 @@ impl Replicator {
         let mut previous = self.previous.borrow_mut();
         previous.insert(0, old);
         previous.truncate(PREVIOUS_PLACEMENTS);
+    }
+
+    /// Starts an anti-entropy pass now (a pass already asked for is not
+    /// asked for twice).
+    pub fn request_repair(&self) {
+        if self.repair_now.available() == 0 {
+            self.repair_now.signal(1);
+        }
+    }
+
+    /// Resolves when a pass is asked for by [`Replicator::request_repair`].
+    pub async fn repair_requested(&self) {
+        let _ = self.repair_now.acquire(1).await;
     }
 
     /// Earlier placements, newest first (see [`Replicator::set_placement`]).

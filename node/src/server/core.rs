@@ -358,6 +358,7 @@ async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
                 tracing::info!(shard = core.shard_id, epoch, "routing by a new topology");
                 let _ = done.send(core.shard_id);
             }
+            CoreMsg::Repair => core.replication.request_repair(),
             CoreMsg::Drain { drained } => {
                 core.shutdown.close();
                 let core = Rc::clone(&core);

@@ -25,6 +25,8 @@ pub enum CoreMsg {
         topology: Topology,
         done: flume::Sender<u16>,
     },
+    /// Start an anti-entropy pass now (`repair` from an operator).
+    Repair,
     /// Shutdown, phase 1: stop accepting, drain connections, then say so on
     /// `drained`. Forwarded ops are still served (other cores are draining
     /// too).

@@ -443,7 +443,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_repair_tombstones_applied_total", "counter", "Anti-entropy: deletes learned from a peer and applied here.", |s| s.replication.repair_tombstones_applied as f64),
         ("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error.", |s| s.replication.repair_failures as f64),
         ("stratum_repair_peers", "gauge", "Peer shards this core compares with.", |s| s.replication.repair_peers as f64),
-        ("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found every shared range equal.", |s| s.replication.repair_peers_in_sync as f64),
+        ("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found nothing this shard lacked.", |s| s.replication.repair_peers_in_sync as f64),
         ("stratum_rebalance_backlog", "gauge", "Copies held of objects this node no longer replicates, still to hand off (0 on a leaving node: safe to stop).", |s| s.replication.rebalance_backlog as f64),
         ("stratum_rebalance_handed_off_total", "counter", "Copies dropped after the write quorum of current replicas held them.", |s| s.replication.rebalance_handed_off as f64),
         ("stratum_rebalance_sent_total", "counter", "Copies sent to a current replica that lacked them.", |s| s.replication.rebalance_sent as f64),

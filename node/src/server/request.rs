@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use stratum_wire::message::{
     BatchEnd, BatchItem, BatchStatus, DeleteAck, ErrorCode, GetOk, HasResult, IdList, PeerRole,
-    Pong, PutAck, PutOutcome, ReplicateAck, StatEntry, StatsReply, TopologyNode, TopologyReply,
+    Pong, PutAck, PutOutcome, RepairStarted, ReplicateAck, StatEntry, StatsReply, TopologyNode,
+    TopologyReply,
 };
 use stratum_wire::{Frame, Message, MessageRef, ObjectId, ObjectKind};
 
@@ -61,6 +62,10 @@ enum Request {
     SyncDigests(stratum_wire::message::SyncDigests),
     /// Anti-entropy from a peer node: the ids of one range.
     SyncList(stratum_wire::message::SyncList),
+    /// Operator: start an anti-entropy pass now.
+    Repair {
+        all_shards: bool,
+    },
     /// Well framed, but not something a node answers (a reply kind, a
     /// second hello, ...).
     Unexpected(&'static str),
@@ -97,6 +102,9 @@ impl Request {
                 after: list.after.as_ref().map(|after| after.to_native()),
                 max_ids: list.max_ids.to_native(),
             },
+            MessageRef::Repair(repair) => Self::Repair {
+                all_shards: repair.all_shards,
+            },
             MessageRef::SyncDigests(_) | MessageRef::SyncList(_) => match frame.to_message() {
                 Ok(Message::SyncDigests(request)) => Self::SyncDigests(request),
                 Ok(Message::SyncList(request)) => Self::SyncList(request),
@@ -114,7 +122,7 @@ impl Request {
             Self::Delete { .. } => OpKind::Delete,
             Self::BatchGet { .. } => OpKind::BatchGet,
             Self::Ping { .. } => OpKind::Ping,
-            Self::Stats { .. } => OpKind::Stats,
+            Self::Stats { .. } | Self::Repair { .. } => OpKind::Stats,
             Self::GetTopology => OpKind::Topology,
             Self::ListIds { .. } | Self::SyncDigests(_) | Self::SyncList(_) => OpKind::List,
             Self::Unexpected(_) => return None,
@@ -370,6 +378,20 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 }
                 Err(err) => fail(&conn, request_id, OpError::from(err)).await,
             }
+        }
+        Request::Repair { all_shards } => {
+            core.replication.request_repair();
+            let mut shards = 1;
+            if all_shards {
+                for shard in (0..core.config.shards).filter(|shard| *shard != core.shard_id) {
+                    if core.mesh.send(shard, CoreMsg::Repair).await {
+                        shards += 1;
+                    }
+                }
+            }
+            let started = Message::RepairStarted(RepairStarted { shards });
+            let _ = conn.reply(request_id, &started, &[]).await;
+            Outcome::Ok
         }
         Request::SyncDigests(_) | Request::SyncList(_) if conn.peer.role != PeerRole::Node => {
             let err = OpError::new(

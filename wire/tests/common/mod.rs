@@ -216,6 +216,8 @@ pub fn message() -> impl Strategy<Value = Message> {
                     truncated,
                 })
             ),
+        any::<bool>().prop_map(|all_shards| Message::Repair(Repair { all_shards })),
+        any::<u16>().prop_map(|shards| Message::RepairStarted(RepairStarted { shards })),
         (
             any::<u32>(),
             any::<u16>(),

@@ -67,8 +67,10 @@ enum Command {
     Has { id: String },
     /// Delete an object (exit 1 if it was not there).
     Delete { id: String },
-    /// Cluster and per-node status.
+    /// Cluster and per-node status: objects, repair and rebalance progress.
     Stat,
+    /// Start an anti-entropy pass on every shard of every node now.
+    Repair,
     /// Store every object of a local Git repository (SHA-1 or SHA-256).
     ImportGit {
         repo: PathBuf,
@@ -217,6 +219,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(if existed { 0 } else { 1 })
         }
         Command::Stat => stat(&client),
+        Command::Repair => repair(&client),
         Command::ImportGit {
             repo,
             concurrency,
@@ -251,6 +254,26 @@ fn read_ids(path: &std::path::Path) -> Result<Vec<ObjectId>, CliError> {
         .collect()
 }
 
+fn repair(client: &BlockingClient) -> Result<u8, CliError> {
+    let mut unreachable = 0;
+    for node in client.repair() {
+        match node.result {
+            Ok(shards) => println!(
+                "node {} ({}): repair started on {shards} shard(s)",
+                node.node_id, node.address
+            ),
+            Err(err) => {
+                unreachable += 1;
+                println!(
+                    "node {} ({}): unreachable: {err}",
+                    node.node_id, node.address
+                );
+            }
+        }
+    }
+    Ok(if unreachable == 0 { 0 } else { 3 })
+}
+
 fn stat(client: &BlockingClient) -> Result<u8, CliError> {
     let topology = client.topology();
     println!(
@@ -281,6 +304,22 @@ fn stat(client: &BlockingClient) -> Result<u8, CliError> {
                     sum("store.objects"),
                     sum("store.disk_bytes"),
                     sum("misrouted"),
+                );
+                let (peers, in_sync) = (sum("repair.peers"), sum("repair.peers_in_sync"));
+                println!(
+                    "  repair: {} ({in_sync} of {peers} peer shards agreed at the last pass), {} objects ({} bytes) fetched, {} deletes applied, {} tombstones held, {} failed passes",
+                    if in_sync == peers { "in sync" } else { "repairing" },
+                    sum("repair.objects_fetched"),
+                    sum("repair.bytes_fetched"),
+                    sum("repair.tombstones_applied"),
+                    sum("store.tombstones"),
+                    sum("repair.failures"),
+                );
+                println!(
+                    "  rebalance: {} copies still to hand off, {} handed off, {} sent",
+                    sum("rebalance.backlog"),
+                    sum("rebalance.handed_off"),
+                    sum("rebalance.sent"),
                 );
             }
             Err(err) => {
