@@ -15,8 +15,8 @@
 //!    16 and compared again, until it holds at most [`LEAF`] members on
 //!    either side; then both sides' members are listed (`sync_list`).
 //! 4. For each listed id: one `B` holds and we neither hold nor deleted is
-//!    fetched (`get` as a node, so `B` reads only its own store), verified
-//!    against its id, and stored; one `B` deleted is deleted here too unless
+//!    fetched (`batch_get` as a node, so `B` reads only its own store),
+//!    verified against its id, and stored; one `B` deleted is deleted here too unless
 //!    we put it again after a delete of our own (a revival).
 //!
 //! Pulling only: `B`'s own pass fetches what `B` lacks. Fetches are paced to
@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::message::{
-    ErrorCode, Get, RingSpan, SpanDigest, SyncDigests, SyncDigestsReply, SyncList, SyncListReply,
+    ArchivedBatchStatus, BatchGet, ErrorCode, RingSpan, SpanDigest, SyncDigests, SyncDigestsReply,
+    SyncList, SyncListReply,
 };
 use stratum_wire::placement::shard_of;
-use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId};
+use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::dial::{dial, DialError};
 use crate::server::core::Core;
@@ -47,6 +48,8 @@ pub const LEAF: u32 = 128;
 pub const MAX_RANGES: usize = 4096;
 /// Most ids in one `sync_list` reply.
 pub const MAX_LIST: u32 = 4096;
+/// Most objects fetched by one `batch_get`.
+const FETCH_BATCH: usize = 256;
 /// How many parts a differing range is split into.
 const FANOUT: u64 = 16;
 
@@ -79,6 +82,8 @@ pub struct PassReport {
     pub fetched: u64,
     pub bytes: u64,
     pub tombstones: u64,
+    /// Bytes both ways on the pass's connection, objects included.
+    pub wire_bytes: u64,
 }
 
 impl PassReport {
@@ -260,24 +265,37 @@ struct Session {
     /// Fetched bytes since `started`, held to `repair_bytes_per_sec`.
     paced: u64,
     started: Instant,
+    /// Bytes sent and received on this connection (frames whole).
+    wire_bytes: u64,
 }
 
 impl Session {
     async fn call(&mut self, message: &Message) -> Result<Frame, RepairError> {
+        self.send(message).await?;
+        self.recv().await
+    }
+
+    async fn send(&mut self, message: &Message) -> Result<(), RepairError> {
         self.next_id += 1;
         self.out.clear();
         self.encoder
             .encode(&mut self.out, self.next_id, message, &[])
             .map_err(|err| RepairError::Write(std::io::Error::other(err.to_string())))?;
+        self.wire_bytes += self.out.len() as u64;
         self.stream
             .write_all(&self.out)
             .await
-            .map_err(RepairError::Write)?;
+            .map_err(RepairError::Write)
+    }
+
+    /// The next frame; an `error` frame is returned as [`RepairError::Refused`].
+    async fn recv(&mut self) -> Result<Frame, RepairError> {
         let frame = self
             .reader
             .next_frame(&mut self.stream, std::future::pending())
             .await?
             .ok_or(RepairError::Closed)?;
+        self.wire_bytes += frame.header().frame_len();
         if let MessageRef::Error(err) = frame.message() {
             let code = match frame.to_message() {
                 Ok(Message::Error(reply)) => {
@@ -312,6 +330,7 @@ async fn with_peer(
         out: Vec::new(),
         paced: 0,
         started: Instant::now(),
+        wire_bytes: 0,
     };
     let mut report = PassReport::default();
     let keep = owned_by(peer.shards, peer.shard);
@@ -335,7 +354,9 @@ async fn with_peer(
             }
         }
     }
+    report.wire_bytes = session.wire_bytes;
     let mut stats = core.replication.stats.borrow_mut();
+    stats.repair_wire_bytes += report.wire_bytes;
     stats.repair_ranges_compared += report.ranges_compared;
     stats.repair_objects_fetched += report.fetched;
     stats.repair_bytes_fetched += report.bytes;
@@ -399,26 +420,16 @@ async fn reconcile(
             report.tombstones += 1;
         }
     }
-    for id in listing.live {
-        let wanted = {
-            let holdings = core.store.holdings();
-            !holdings.is_live(&id) && !holdings.is_deleted(&id)
-        };
-        if !wanted {
-            continue;
-        }
-        match fetch(core, session, id).await {
-            Ok(bytes) => {
-                report.bytes += bytes;
-                report.fetched += 1;
-            }
-            // Deleted or lost on the peer since it listed it.
-            Err(RepairError::Refused {
-                code: ErrorCode::NotFound,
-                ..
-            }) => {}
-            Err(err) => return Err(err),
-        }
+    let wanted: Vec<ObjectId> = {
+        let holdings = core.store.holdings();
+        listing
+            .live
+            .into_iter()
+            .filter(|id| !holdings.is_live(id) && !holdings.is_deleted(id))
+            .collect()
+    };
+    for chunk in wanted.chunks(FETCH_BATCH) {
+        fetch(core, session, chunk, report).await?;
     }
     Ok(true)
 }
@@ -437,26 +448,55 @@ async fn apply_delete(core: &Core, id: ObjectId) -> Result<bool, RepairError> {
     Ok(true)
 }
 
-/// Copies `id` from the peer: fetched, verified against its id, stored.
-async fn fetch(core: &Core, session: &mut Session, id: ObjectId) -> Result<u64, RepairError> {
-    let mut frame = session.call(&Message::Get(Get { id })).await?;
-    let kind = match frame.message() {
-        MessageRef::GetOk(ok) => ok.kind.into(),
-        _ => return Err(RepairError::Unexpected(frame.kind().name())),
-    };
-    let content = frame.take_payload();
-    let bytes = content.len() as u64;
-    let object = Verified::check(id, kind, content).map_err(|_| RepairError::BadObject { id })?;
-    core.store
-        .put_verified(object)
-        .await
-        .map_err(RepairError::Store)?;
-    session.paced += bytes;
+/// Copies `ids` from the peer with one `batch_get` (as a node: the peer
+/// reads its own store only): each object is verified against its id, and
+/// they are stored together (one group commit, not one per object). An id
+/// the peer no longer has (deleted or lost since it listed it) is skipped.
+async fn fetch(
+    core: &Core,
+    session: &mut Session,
+    ids: &[ObjectId],
+    report: &mut PassReport,
+) -> Result<(), RepairError> {
+    session
+        .send(&Message::BatchGet(BatchGet { ids: ids.to_vec() }))
+        .await?;
+    let mut objects = Vec::with_capacity(ids.len());
+    loop {
+        let mut frame = session.recv().await?;
+        let (id, kind) = match frame.message() {
+            MessageRef::BatchEnd(_) => break,
+            MessageRef::BatchItem(item) => match &item.status {
+                ArchivedBatchStatus::Found(kind) => (item.id.get(), ObjectKind::from(*kind)),
+                _ => continue,
+            },
+            _ => return Err(RepairError::Unexpected(frame.kind().name())),
+        };
+        if !ids.contains(&id) {
+            return Err(RepairError::Unexpected("batch_item of an id not asked for"));
+        }
+        let content = frame.take_payload();
+        let bytes = content.len() as u64;
+        objects
+            .push(Verified::check(id, kind, content).map_err(|_| RepairError::BadObject { id })?);
+        report.bytes += bytes;
+        session.paced += bytes;
+    }
+    let stored = futures_util::future::join_all(
+        objects
+            .into_iter()
+            .map(|object| core.store.put_verified(object)),
+    )
+    .await;
+    for result in stored {
+        result.map_err(RepairError::Store)?;
+        report.fetched += 1;
+    }
     let rate = core.config.replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(session.paced as f64 / rate as f64);
     let elapsed = session.started.elapsed();
     if due > elapsed + Duration::from_millis(1) {
         glommio::timer::sleep(due - elapsed).await;
     }
-    Ok(bytes)
+    Ok(())
 }

@@ -321,6 +321,7 @@ impl MetricsSnapshot {
                     self.replication.repair_tombstones_applied,
                 ),
                 ("repair.failures", self.replication.repair_failures),
+                ("repair.wire_bytes", self.replication.repair_wire_bytes),
                 ("repair.peers", self.replication.repair_peers),
                 (
                     "repair.peers_in_sync",
@@ -405,7 +406,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 47] = [
+    let simple: [(&str, &str, &str, Getter); 48] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
@@ -441,6 +442,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_repair_objects_fetched_total", "counter", "Anti-entropy: objects copied here from a peer.", |s| s.replication.repair_objects_fetched as f64),
         ("stratum_repair_bytes_fetched_total", "counter", "Anti-entropy: object bytes copied here from a peer.", |s| s.replication.repair_bytes_fetched as f64),
         ("stratum_repair_tombstones_applied_total", "counter", "Anti-entropy: deletes learned from a peer and applied here.", |s| s.replication.repair_tombstones_applied as f64),
+        ("stratum_repair_wire_bytes_total", "counter", "Anti-entropy: bytes exchanged with peers, both ways, objects included.", |s| s.replication.repair_wire_bytes as f64),
         ("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error.", |s| s.replication.repair_failures as f64),
         ("stratum_repair_peers", "gauge", "Peer shards this core compares with.", |s| s.replication.repair_peers as f64),
         ("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found nothing this shard lacked.", |s| s.replication.repair_peers_in_sync as f64),
