@@ -246,6 +246,7 @@ pub async fn pass(core: &Rc<Core>) {
     let mut stats = core.replication.stats.borrow_mut();
     stats.repair_peers = peers;
     stats.repair_peers_in_sync = in_sync;
+    stats.repair_passes += 1;
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -80,6 +80,8 @@ pub struct ReplicationStats {
     pub repair_failures: u64,
     /// Bytes anti-entropy exchanged with peers, both ways, objects included.
     pub repair_wire_bytes: u64,
+    /// Passes finished (each over every peer shard).
+    pub repair_passes: u64,
     /// Peer shards whose last comparison found nothing this shard lacked.
     pub repair_peers_in_sync: u64,
     /// Peer shards this core compares with.

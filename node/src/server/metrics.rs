@@ -322,6 +322,7 @@ impl MetricsSnapshot {
                 ),
                 ("repair.failures", self.replication.repair_failures),
                 ("repair.wire_bytes", self.replication.repair_wire_bytes),
+                ("repair.passes", self.replication.repair_passes),
                 ("repair.peers", self.replication.repair_peers),
                 (
                     "repair.peers_in_sync",
@@ -406,7 +407,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 48] = [
+    let simple: [(&str, &str, &str, Getter); 49] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
@@ -442,6 +443,7 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_repair_objects_fetched_total", "counter", "Anti-entropy: objects copied here from a peer.", |s| s.replication.repair_objects_fetched as f64),
         ("stratum_repair_bytes_fetched_total", "counter", "Anti-entropy: object bytes copied here from a peer.", |s| s.replication.repair_bytes_fetched as f64),
         ("stratum_repair_tombstones_applied_total", "counter", "Anti-entropy: deletes learned from a peer and applied here.", |s| s.replication.repair_tombstones_applied as f64),
+        ("stratum_repair_passes_total", "counter", "Anti-entropy passes finished (each over every peer shard).", |s| s.replication.repair_passes as f64),
         ("stratum_repair_wire_bytes_total", "counter", "Anti-entropy: bytes exchanged with peers, both ways, objects included.", |s| s.replication.repair_wire_bytes as f64),
         ("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error.", |s| s.replication.repair_failures as f64),
         ("stratum_repair_peers", "gauge", "Peer shards this core compares with.", |s| s.replication.repair_peers as f64),

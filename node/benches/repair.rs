@@ -1,0 +1,276 @@
+//! Anti-entropy through real `stratum-node` processes on 127.0.0.1: what
+//! refilling a wiped node costs, and what two replicas exchange to find that
+//! they agree or where they differ.
+//!
+//! ```text
+//! cargo bench -p stratum-node --bench repair [-- --objects 1000000 --size 1024 --dir DIR]
+//! ```
+//!
+//! In one run:
+//! 1. Baseline: one node alone, durable puts with 64 in flight; MB/s.
+//! 2. Three nodes (N=3, W=2, one shard each, periodic passes off) get
+//!    `--objects` objects through node 1.
+//! 3. Node 3 is asked for a pass while in sync: bytes exchanged.
+//! 4. One object is placed on nodes 1 and 2 only: bytes exchanged by node
+//!    3's pass that finds and fetches it.
+//! 5. Node 3's data dir is wiped and it is refilled by one pass with no
+//!    rate limit: seconds and MB/s, beside the baseline.
+//! 6. Wiped again and refilled at the default 32 MiB/s: client gets on node
+//!    1 meanwhile, beside gets before the refill.
+//!
+//! The bench keeps its own loader (64 requests in flight on one connection)
+//! for every phase, so the ratios compare like with like.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use stratum_testkit::{object, topology_text, TestClient, TestNode};
+use stratum_wire::message::{Get, Put, Repair};
+use stratum_wire::{Message, MessageKind, ObjectId};
+
+struct Args {
+    objects: u64,
+    size: usize,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        objects: 1_000_000,
+        size: 1024,
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--objects" => args.objects = value().parse().expect("--objects N"),
+            "--size" => args.size = value().parse().expect("--size BYTES"),
+            "--dir" => args.dir = Some(PathBuf::from(value())),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// In flight on the loader's connection.
+const WINDOW: u64 = 64;
+
+/// Objects `seeds` put through `client`, 64 in flight; returns seconds.
+fn put_all(client: &mut TestClient, seeds: std::ops::Range<u64>, size: usize) -> f64 {
+    let started = Instant::now();
+    let (mut sent, mut done) = (seeds.start, seeds.start);
+    while done < seeds.end {
+        while sent < seeds.end && sent - done < WINDOW {
+            let (id, kind, content) = object(sent, size);
+            client.send(&Message::Put(Put { id, kind }), &content);
+            sent += 1;
+        }
+        let reply = client.recv().expect("reply");
+        assert_eq!(
+            reply.kind(),
+            MessageKind::PutAck,
+            "{:?}",
+            reply.to_message()
+        );
+        done += 1;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Gets of random objects among `seeds` for `seconds`; returns gets/s.
+fn get_rate(
+    client: &mut TestClient,
+    seeds: std::ops::Range<u64>,
+    size: usize,
+    seconds: f64,
+) -> f64 {
+    let ids: Vec<ObjectId> = (0..4096u64)
+        .map(|n| object(seeds.start + (n * 7919) % (seeds.end - seeds.start), size).0)
+        .collect();
+    let started = Instant::now();
+    let limit = Duration::from_secs_f64(seconds);
+    let (mut sent, mut done) = (0u64, 0u64);
+    while started.elapsed() < limit || done < sent {
+        while started.elapsed() < limit && sent - done < WINDOW {
+            let id = ids[(sent as usize) % ids.len()];
+            client.send(&Message::Get(Get { id }), &[]);
+            sent += 1;
+        }
+        let reply = client.recv().expect("reply");
+        assert_eq!(reply.kind(), MessageKind::GetOk, "{:?}", reply.to_message());
+        done += 1;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Asks `node` for a pass and waits until it has finished one more.
+fn pass(node: &TestNode) {
+    let before = node.metric("stratum_repair_passes_total", "");
+    let reply = node
+        .client(0)
+        .call(&Message::Repair(Repair { all_shards: true }), &[])
+        .expect("repair");
+    assert_eq!(reply.kind(), MessageKind::RepairStarted);
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while node.metric("stratum_repair_passes_total", "") <= before {
+        assert!(Instant::now() < deadline, "the pass never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wire_bytes(node: &TestNode) -> f64 {
+    node.metric("stratum_repair_wire_bytes_total", "")
+}
+
+/// Waits until `node` holds `objects` objects; returns seconds since `from`.
+fn wait_objects(node: &TestNode, objects: f64, from: Instant) -> f64 {
+    while node.metric("stratum_store_objects", "") < objects {
+        assert!(from.elapsed() < Duration::from_secs(3600), "refill stalled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    from.elapsed().as_secs_f64()
+}
+
+fn write_config(path: &Path, repair_bytes_per_sec: u64) {
+    std::fs::write(
+        path,
+        format!(
+            "[replication]\nrepair_interval_secs = 0\nrepair_bytes_per_sec = {repair_bytes_per_sec}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn wipe_and_restart(node: &mut TestNode) {
+    node.sigkill();
+    std::fs::remove_dir_all(node.dir.join("data")).unwrap();
+    node.launch();
+}
+
+fn main() {
+    let args = parse_args();
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&base).unwrap();
+    let work = tempfile::tempdir_in(&base).unwrap();
+    let mb = |objects: f64| objects * args.size as f64 / 1e6;
+    println!(
+        "repair bench: {} objects of {} B, N=3 W=2, one shard per node",
+        args.objects, args.size
+    );
+
+    // 1. Baseline: one node's durable put rate with the same loader.
+    let baseline_objects = args.objects.min(200_000);
+    let single = TestNode::start(1, &[]);
+    let seconds = put_all(&mut single.client(0), 0..baseline_objects, args.size);
+    let single_mb_s = mb(baseline_objects as f64) / seconds;
+    println!(
+        "single-node puts: {:.1} MB/s ({baseline_objects} objects)",
+        single_mb_s
+    );
+    drop(single);
+
+    // 2. The cluster, loaded through node 1.
+    let topology = work.path().join("topology.toml");
+    let configs: Vec<PathBuf> = (1..=3)
+        .map(|id| work.path().join(format!("node-{id}.toml")))
+        .collect();
+    for config in &configs {
+        write_config(config, u64::MAX / 2);
+    }
+    let mut nodes: Vec<TestNode> = (1..=3u32)
+        .map(|id| {
+            TestNode::prepare(
+                1,
+                &[
+                    "--topology",
+                    topology.to_str().unwrap(),
+                    "--node-id",
+                    &id.to_string(),
+                    "--config",
+                    configs[id as usize - 1].to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    let specs: Vec<(u32, String, u16)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
+        .collect();
+    std::fs::write(&topology, topology_text(1, 3, 2, &specs)).unwrap();
+    for node in &mut nodes {
+        node.launch();
+    }
+    let seeds = 1_000_000_000..1_000_000_000 + args.objects;
+    let seconds = put_all(&mut nodes[0].client(0), seeds.clone(), args.size);
+    println!(
+        "cluster load: {} objects in {seconds:.1} s ({:.1} MB/s of replicated puts)",
+        args.objects,
+        mb(args.objects as f64) / seconds
+    );
+    wait_objects(&nodes[2], args.objects as f64, Instant::now());
+
+    // 3. In sync.
+    let before = wire_bytes(&nodes[2]);
+    pass(&nodes[2]);
+    let in_sync = wire_bytes(&nodes[2]) - before;
+    println!(
+        "in-sync pass (node 3 against nodes 1 and 2): {in_sync:.0} bytes exchanged ({:.4} bytes per object held)",
+        in_sync / args.objects as f64
+    );
+
+    // 4. One missing object among them.
+    let (id, kind, content) = object(7, args.size);
+    for node in &nodes[..2] {
+        let reply = node
+            .node_client(0)
+            .call(&Message::Put(Put { id, kind }), &content)
+            .unwrap();
+        assert_eq!(reply.kind(), MessageKind::PutAck);
+    }
+    let before = wire_bytes(&nodes[2]);
+    pass(&nodes[2]);
+    let one = wire_bytes(&nodes[2]) - before;
+    assert!(
+        nodes[2].metric("stratum_store_objects", "") > args.objects as f64,
+        "the missing object was not found"
+    );
+    println!(
+        "one missing object among {}: {one:.0} bytes exchanged (the object itself: {} bytes)",
+        args.objects, args.size
+    );
+    let held = args.objects as f64 + 1.0;
+
+    // 5. Refill, unpaced.
+    wipe_and_restart(&mut nodes[2]);
+    let started = Instant::now();
+    pass(&nodes[2]);
+    let seconds = wait_objects(&nodes[2], held, started);
+    let refill_mb_s = mb(held) / seconds;
+    println!(
+        "refill of a wiped node: {held} objects in {seconds:.1} s, {refill_mb_s:.1} MB/s = {:.2}x single-node puts",
+        refill_mb_s / single_mb_s
+    );
+
+    // 6. Client gets during a paced refill.
+    let mut reader = nodes[0].client(0);
+    let quiet = get_rate(&mut reader, seeds.clone(), args.size, 3.0);
+    write_config(&configs[2], 32 << 20);
+    wipe_and_restart(&mut nodes[2]);
+    let reply = nodes[2]
+        .client(0)
+        .call(&Message::Repair(Repair { all_shards: true }), &[])
+        .unwrap();
+    assert_eq!(reply.kind(), MessageKind::RepairStarted);
+    std::thread::sleep(Duration::from_millis(500));
+    let during = get_rate(&mut reader, seeds, args.size, 3.0);
+    println!(
+        "client gets on node 1: {quiet:.0}/s quiet, {during:.0}/s during a refill at 32 MiB/s = {:.2}x",
+        during / quiet
+    );
+}
