@@ -15,6 +15,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{Flags, NodeConfig};
+use crate::liveness;
 use crate::server::{admin, Node};
 
 /// The whole `stratum-node` program: parses the process's arguments, runs
@@ -67,6 +68,13 @@ pub fn main() -> ExitCode {
             config.sync_method.name()
         );
     }
+    if config.topology.nodes().len() > 1 {
+        // Alone, a node has no peer to resurrect anything from.
+        if let Err(err) = liveness::check(&config.data_dir, config.replication.tombstone_grace) {
+            tracing::error!(error = %err, "cannot start");
+            return ExitCode::from(1);
+        }
+    }
     let mut node = match Node::start(Arc::clone(&config)) {
         Ok(node) => node,
         Err(err) => {
@@ -74,6 +82,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(err) = liveness::mark(&config.data_dir) {
+        tracing::error!(error = %crate::server::error_chain(&err), "cannot start");
+        node.shutdown();
+        return ExitCode::from(1);
+    }
     if let Some(addr) = config.admin {
         match admin::start(addr, node.mesh().clone(), config.node_id) {
             Ok(bound) => tracing::info!(admin = %bound, "admin endpoint: /metrics, /health"),
@@ -83,6 +96,16 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    }
+    let alive_dir = config.data_dir.clone();
+    let marker = std::thread::Builder::new().name("alive".into()).spawn(move || loop {
+        std::thread::sleep(liveness::INTERVAL);
+        if let Err(err) = liveness::mark(&alive_dir) {
+            tracing::warn!(error = %crate::server::error_chain(&err), "liveness mark not updated");
+        }
+    });
+    if let Err(err) = marker {
+        tracing::warn!(error = %err, "cannot start the liveness marker; the mark stays at the start time");
     }
     let last_port = u32::from(config.listen.port()) + u32::from(config.shards) - 1;
     tracing::info!(listen = %config.listen, last_port, "serving");

@@ -135,6 +135,7 @@ struct FileReplication {
     max_queued_hint_bytes: Option<u64>,
     repair_interval_secs: Option<u64>,
     repair_bytes_per_sec: Option<u64>,
+    tombstone_grace_secs: Option<u64>,
 }
 
 /// How a core talks to the other nodes' cores (see `replication`).
@@ -158,6 +159,10 @@ pub struct Replication {
     pub repair_interval: Option<Duration>,
     /// Most object bytes a core's repair fetches per second.
     pub repair_bytes_per_sec: u64,
+    /// How long a delete is remembered (its tombstone blocks repair from
+    /// copying the object back). A node down longer than this must not
+    /// rejoin with its data: it refuses to start (see `cli.rs`).
+    pub tombstone_grace: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -601,6 +606,10 @@ fn resolve_replication(file: &FileReplication) -> Result<Replication, ConfigErro
             "replication.repair_bytes_per_sec",
             file.repair_bytes_per_sec.unwrap_or(32 << 20),
         )?,
+        tombstone_grace: Duration::from_secs(positive(
+            "replication.tombstone_grace_secs",
+            file.tombstone_grace_secs.unwrap_or(10 * 24 * 3600),
+        )?),
     })
 }
 

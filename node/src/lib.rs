@@ -9,10 +9,13 @@
 //! - [`logging`]: `tracing` output.
 //! - [`io_properties`]: the disk measurements `stratum-tune iotune` leaves
 //!   for the node.
+//! - [`liveness`]: the data dir's last-alive mark; a node down longer than
+//!   the tombstone grace period does not rejoin with its data.
 
 pub mod cli;
 pub mod config;
 pub mod io_properties;
+pub mod liveness;
 pub mod logging;
 pub mod replication;
 pub mod server;

@@ -806,3 +806,90 @@ fn a_delete_missed_by_a_down_replica_is_not_resurrected_by_repair() {
             >= 1.0
     );
 }
+
+#[test]
+fn a_node_down_longer_than_the_tombstone_grace_period_refuses_to_rejoin_until_wiped() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = TestNode::write_file(
+        dir.path(),
+        "topology.toml",
+        &topology_text(
+            1,
+            2,
+            1,
+            &[
+                (1, "127.0.0.1:19991".to_owned(), 1),
+                (2, "127.0.0.1:19993".to_owned(), 1),
+            ],
+        ),
+    );
+    let config = TestNode::write_file(
+        dir.path(),
+        "node.toml",
+        "[replication]\ntombstone_grace_secs = 3600\n",
+    );
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Last alive two hours ago: past the one-hour grace period.
+    std::fs::write(
+        data.join("alive"),
+        stratum_node::liveness::encode(now - 7200),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stratum-node"))
+        .args(["--topology", topology.to_str().unwrap(), "--node-id", "1"])
+        .args(["--config", config.to_str().unwrap(), "--admin", "off"])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the stale node started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("tombstone_grace_secs"), "{said}");
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        1,
+        "a refused start wrote into the data dir"
+    );
+}
+
+#[test]
+fn deletes_are_forgotten_after_the_grace_period() {
+    let _serial = one_cluster_at_a_time();
+    let temp = tempfile::tempdir().unwrap();
+    let config = TestNode::write_file(
+        temp.path(),
+        "node.toml",
+        "[maintenance]\ncheckpoint_interval_secs = 1\n[replication]\ntombstone_grace_secs = 2\n",
+    );
+    let node = TestNode::start(1, &["--config", config.to_str().unwrap()]);
+    let mut client = node.client(0);
+    let (id, kind, content) = object(7700, 100);
+    expect_ack(put(&mut client, kind, &content));
+    client.call(&Message::Delete(Delete { id }), &[]).unwrap();
+    assert_eq!(node.metric("stratum_store_tombstones", ""), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while node.metric("stratum_store_tombstones", "") > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone was never forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,6 +1,7 @@
 //! Each core's background upkeep of its own shard: periodic index
-//! checkpoints (so a restart replays little), compaction of segments whose
-//! dead fraction passed the threshold, and scrubs at a bounded read rate.
+//! checkpoints (so a restart replays little), forgetting deletes past the
+//! tombstone grace period, compaction of segments whose dead fraction passed
+//! the threshold, and scrubs at a bounded read rate.
 //!
 //! Upkeep runs on the shard's core between requests; the store's own
 //! operations make each step safe against crashes and concurrent requests.
@@ -20,15 +21,27 @@ pub async fn run(core: Rc<Core>) {
     let mut last_checkpoint = Instant::now();
     let mut last_compaction = Instant::now();
     let mut last_scrub = Instant::now();
-    let mut objects_at_checkpoint = core.store.stats().puts_stored + core.store.stats().deletes;
+    let writes_of =
+        |stats: &crate::store::StoreStats| stats.puts_stored + stats.deletes + stats.dropped;
+    let mut objects_at_checkpoint = writes_of(&core.store.stats());
     loop {
         glommio::timer::sleep(TICK).await;
         let writable = core.store.write_mode() == WriteMode::Writable;
 
+        if last_checkpoint.elapsed() >= plan.checkpoint_interval {
+            // Deletes older than the grace period are forgotten: every
+            // replica has had that long to learn them.
+            let purged = core
+                .store
+                .purge_tombstones(core.config.replication.tombstone_grace);
+            if purged > 0 {
+                tracing::info!(shard, purged, "tombstones past the grace period forgotten");
+            }
+        }
+
         if writable && last_checkpoint.elapsed() >= plan.checkpoint_interval {
             last_checkpoint = Instant::now();
-            let stats = core.store.stats();
-            let writes = stats.puts_stored + stats.deletes;
+            let writes = writes_of(&core.store.stats());
             // Nothing written since the last one: the checkpoint on disk is
             // still current.
             if writes != objects_at_checkpoint {

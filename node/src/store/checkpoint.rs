@@ -22,8 +22,8 @@
 //! | 64 | 16·E | entries: key u64, packed location u64 |
 //! | 64+16·E | 24·S | segments: slot u16, 6 zero bytes, sequence u64, live bytes u64 |
 //! | … | 32·L | live ids, ascending (version 2) |
-//! | … | 32·D | deleted ids, ascending (version 2) |
-//! | … | 32·R | revived ids, ascending (version 2) |
+//! | … | 40·D | deleted: id, then the delete's time (unix seconds, u64), ascending by id (version 2) |
+//! | … | 40·R | revived: id, then the overridden delete's time, ascending by id (version 2) |
 //!
 //! The id lists are the shard's holdings (`holdings.rs`) at the watermark,
 //! so a restart need not read every record's header to rebuild them. A
@@ -46,6 +46,8 @@ pub const FILE_NAME: &str = "index.ckpt";
 const MAGIC: &[u8; 8] = b"STRCKPT1";
 const VERSION: u32 = 2;
 const ID_LEN: usize = 32;
+/// An id and a time.
+const TIMED_LEN: usize = 40;
 const HEADER_LEN: usize = 64;
 const ENTRY_LEN: usize = 16;
 const SEGMENT_LEN: usize = 24;
@@ -68,19 +70,31 @@ pub struct Checkpoint<'a> {
     holdings: Option<[&'a [u8]; 3]>,
 }
 
+fn id_at(chunk: &[u8]) -> ObjectId {
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&chunk[..ID_LEN]);
+    ObjectId::from_bytes(id)
+}
+
 fn ids(bytes: &[u8]) -> impl Iterator<Item = ObjectId> + '_ {
-    bytes.chunks_exact(ID_LEN).map(|chunk| {
-        let mut id = [0u8; ID_LEN];
-        id.copy_from_slice(chunk);
-        ObjectId::from_bytes(id)
-    })
+    bytes.chunks_exact(ID_LEN).map(id_at)
+}
+
+fn timed(bytes: &[u8]) -> impl Iterator<Item = (ObjectId, u64)> + '_ {
+    bytes
+        .chunks_exact(TIMED_LEN)
+        .map(|chunk| (id_at(chunk), u64_at(chunk, ID_LEN)))
 }
 
 impl Checkpoint<'_> {
     /// The holdings saved with the index; `None` in a version 1 checkpoint.
     pub fn holdings(&self) -> Option<Holdings> {
         let [live, deleted, revived] = self.holdings?;
-        Some(Holdings::from_parts(ids(live), ids(deleted), ids(revived)))
+        Some(Holdings::from_parts(
+            ids(live),
+            timed(deleted),
+            timed(revived),
+        ))
     }
 
     pub fn entry_count(&self) -> usize {
@@ -111,7 +125,8 @@ pub fn encode(
     out.reserve(
         entry_count * ENTRY_LEN
             + segments.len() * SEGMENT_LEN
-            + (holdings.live_count() + holdings.deleted_count()) * ID_LEN,
+            + holdings.live_count() * ID_LEN
+            + (holdings.deleted_count() + holdings.revived_count()) * TIMED_LEN,
     );
     let mut written = 0usize;
     for (key, location) in entries {
@@ -126,16 +141,20 @@ pub fn encode(
         out.extend_from_slice(&segment.live_bytes.to_le_bytes());
     }
     let mut counts = [0u32; 3];
-    let lists: [Box<dyn Iterator<Item = &ObjectId>>; 3] = [
-        Box::new(holdings.live()),
-        Box::new(holdings.deleted()),
-        Box::new(holdings.revived()),
-    ];
-    for (count, list) in counts.iter_mut().zip(lists) {
-        for id in list {
-            *count += 1;
-            out.extend_from_slice(id.as_bytes());
-        }
+    for id in holdings.live() {
+        counts[0] += 1;
+        out.extend_from_slice(id.as_bytes());
+    }
+    let mut put_timed = |count: &mut u32, id: &ObjectId, at: &u64| {
+        *count += 1;
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&at.to_le_bytes());
+    };
+    for (id, at) in holdings.deleted() {
+        put_timed(&mut counts[1], id, at);
+    }
+    for (id, at) in holdings.revived() {
+        put_timed(&mut counts[2], id, at);
     }
     debug_assert_eq!(written, entry_count);
     for (at, count) in [52, 56, 60].into_iter().zip(counts) {
@@ -209,9 +228,11 @@ pub fn decode(bytes: &[u8], shard_id: u16) -> Result<Checkpoint<'_>, String> {
     } else {
         [0; 3]
     };
+    let id_lens = [ID_LEN, TIMED_LEN, TIMED_LEN];
     let id_bytes: u64 = id_counts
         .iter()
-        .map(|count| u64::from(*count) * ID_LEN as u64)
+        .zip(id_lens)
+        .map(|(count, len)| u64::from(*count) * len as u64)
         .sum();
     let expected = expected.checked_add(id_bytes).ok_or("length overflows")?;
     if expected != bytes.len() as u64 {
@@ -224,8 +245,9 @@ pub fn decode(bytes: &[u8], shard_id: u16) -> Result<Checkpoint<'_>, String> {
     let segments_end = entries_end + segments as usize * SEGMENT_LEN;
     let holdings = (version >= 2).then(|| {
         let mut at = segments_end;
+        let mut lens = id_lens.into_iter();
         id_counts.map(|count| {
-            let list = &bytes[at..at + count as usize * ID_LEN];
+            let list = &bytes[at..at + count as usize * lens.next().unwrap_or(ID_LEN)];
             at += list.len();
             list
         })
@@ -317,8 +339,8 @@ mod tests {
         let mut holdings = Holdings::new();
         holdings.record_put(id(1));
         holdings.record_put(id(2));
-        holdings.record_delete(id(3));
-        holdings.record_delete(id(4));
+        holdings.record_delete(id(3), 300);
+        holdings.record_delete(id(4), 400);
         holdings.record_put(id(4));
         let bytes = encode(0, 0, 0, 0, std::iter::empty(), &[], &holdings);
         let decoded = decode(&bytes, 0).expect("valid").holdings().expect("v2");
@@ -326,12 +348,15 @@ mod tests {
             decoded.live().copied().collect::<Vec<_>>(),
             [id(1), id(2), id(4)]
         );
-        assert_eq!(decoded.deleted().copied().collect::<Vec<_>>(), [id(3)]);
-        assert_eq!(decoded.revived().copied().collect::<Vec<_>>(), [id(4)]);
-        // Moving one id from the live list to the deleted list keeps the
-        // length: the CRC must catch it.
+        let timed = |list: Vec<(&ObjectId, &u64)>| -> Vec<(ObjectId, u64)> {
+            list.into_iter().map(|(id, at)| (*id, *at)).collect()
+        };
+        assert_eq!(timed(decoded.deleted().collect()), [(id(3), 300)]);
+        assert_eq!(timed(decoded.revived().collect()), [(id(4), 400)]);
+        // Moving one entry from the revived list to the deleted list keeps
+        // the length: the CRC must catch it.
         let mut shifted = bytes.clone();
-        shifted[52] -= 1;
+        shifted[60] -= 1;
         shifted[56] += 1;
         assert!(decode(&shifted, 0).is_err());
     }

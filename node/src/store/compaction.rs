@@ -164,11 +164,19 @@ async fn compact_one<F: StoreFs + 'static>(
                     }
                 }
             }
-            RecordType::Tombstone | RecordType::Dropped if !is_oldest => needed.push(Relocation {
-                header,
-                content: Vec::new(),
-                from: None,
-            }),
+            RecordType::Tombstone | RecordType::Dropped if !is_oldest => {
+                // A tombstone's content (the delete's time) goes with it.
+                let bytes = scanner
+                    .get(location.offset, HEADER_LEN + header.content_len as usize)
+                    .await
+                    .map_err(io_err)?;
+                let content = bytes.get(HEADER_LEN..).unwrap_or_default().to_vec();
+                needed.push(Relocation {
+                    header,
+                    content,
+                    from: None,
+                })
+            }
             RecordType::Tombstone | RecordType::Dropped => {}
         }
         batch_bytes += header.disk_len();

@@ -55,7 +55,7 @@ use super::checkpoint::{self, SegmentState};
 use super::error::{Result, StoreError};
 use super::fs::{StoreFile, StoreFs, WriteBuf};
 use super::index::{key_of, Location, MAX_SEGMENT_SLOTS};
-use super::record::{RecordHeader, RecordType, HEADER_LEN};
+use super::record::{self, RecordHeader, RecordType, HEADER_LEN};
 use super::segment::{self, SegmentHeader};
 use super::{Found, PutOutcome, Segment, Shared, WriteMode};
 
@@ -109,7 +109,7 @@ impl WriteOp {
     fn disk_bytes(&self) -> usize {
         match &self.op {
             Op::Put { content, .. } => super::record::disk_len(content.len()) as usize,
-            Op::Delete { .. } | Op::Drop { .. } => HEADER_LEN,
+            Op::Delete { .. } | Op::Drop { .. } => super::record::disk_len(8) as usize,
             Op::Checkpoint => 0,
             Op::Relocate { records } => records
                 .iter()
@@ -156,6 +156,13 @@ enum Effect {
     Nothing,
     /// A tombstone for an object not held here: only the holdings change.
     TombstoneOnly,
+}
+
+/// Now, in unix seconds (a tombstone's time).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Batches smaller than this write into prepared (pre-zeroed) space.
@@ -376,9 +383,10 @@ impl<F: StoreFs> Writer<F> {
                         None => Effect::TombstoneOnly,
                     };
                     touched.insert(id, None);
+                    let time = record::tombstone_content(unix_now());
                     planned.push(Planned {
-                        header: RecordHeader::tombstone(id),
-                        content: None,
+                        header: RecordHeader::tombstone(id, &time),
+                        content: Some(Bytes::copy_from_slice(&time)),
                         effect,
                         offset: 0,
                     });
@@ -458,9 +466,11 @@ impl<F: StoreFs> Writer<F> {
                 }
                 None => {
                     touched.insert(id, None);
+                    // A tombstone keeps its content (the delete's time).
+                    let content = (!record.content.is_empty()).then(|| Bytes::from(record.content));
                     planned.push(Planned {
                         header: record.header,
-                        content: None,
+                        content,
                         effect: Effect::Nothing,
                         offset: 0,
                     });
@@ -665,7 +675,12 @@ impl<F: StoreFs> Writer<F> {
                     holdings.forget(&id)
                 }
                 Effect::RemoveExisting(_) | Effect::RemovePlanned(_) | Effect::TombstoneOnly => {
-                    holdings.record_delete(id)
+                    let deleted_at = plan
+                        .content
+                        .as_deref()
+                        .and_then(record::tombstone_time)
+                        .unwrap_or_else(unix_now);
+                    holdings.record_delete(id, deleted_at)
                 }
                 Effect::Relocate(_) | Effect::Nothing => {}
             }

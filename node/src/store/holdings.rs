@@ -12,9 +12,11 @@
 //! digest with probability about 2^-128.
 //!
 //! Kept in memory (about 32 bytes per object plus B-tree overhead),
-//! persisted in the index checkpoint and rebuilt by replay.
+//! persisted in the index checkpoint and rebuilt by replay. Deletes are
+//! remembered with their time, for the grace period
+//! (`replication.tombstone_grace_secs`), then forgotten.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 
 use stratum_wire::ObjectId;
@@ -92,11 +94,13 @@ pub struct Listing {
 #[derive(Debug, Default)]
 pub struct Holdings {
     live: BTreeSet<ObjectId>,
-    /// Deleted here, not put again since: repair never copies these back.
-    deleted: BTreeSet<ObjectId>,
-    /// Put again after a delete here: a peer's tombstone (most likely of
-    /// that same delete) does not remove them.
-    revived: BTreeSet<ObjectId>,
+    /// Deleted here, not put again since, with the time of the delete (unix
+    /// seconds): repair never copies these back. Forgotten after the grace
+    /// period ([`Holdings::purge`]).
+    deleted: BTreeMap<ObjectId, u64>,
+    /// Put again after a delete here (with that delete's time): a peer's
+    /// tombstone (most likely of that same delete) does not remove them.
+    revived: BTreeMap<ObjectId, u64>,
 }
 
 impl Holdings {
@@ -107,8 +111,8 @@ impl Holdings {
     /// From a checkpoint's lists.
     pub fn from_parts(
         live: impl IntoIterator<Item = ObjectId>,
-        deleted: impl IntoIterator<Item = ObjectId>,
-        revived: impl IntoIterator<Item = ObjectId>,
+        deleted: impl IntoIterator<Item = (ObjectId, u64)>,
+        revived: impl IntoIterator<Item = (ObjectId, u64)>,
     ) -> Self {
         Self {
             live: live.into_iter().collect(),
@@ -120,16 +124,26 @@ impl Holdings {
     /// A put of `id` became durable.
     pub fn record_put(&mut self, id: ObjectId) {
         self.live.insert(id);
-        if self.deleted.remove(&id) {
-            self.revived.insert(id);
+        if let Some(deleted_at) = self.deleted.remove(&id) {
+            self.revived.insert(id, deleted_at);
         }
     }
 
-    /// A delete of `id` became durable.
-    pub fn record_delete(&mut self, id: ObjectId) {
+    /// A delete of `id` at `deleted_at` (unix seconds) became durable.
+    pub fn record_delete(&mut self, id: ObjectId, deleted_at: u64) {
         self.live.remove(&id);
         self.revived.remove(&id);
-        self.deleted.insert(id);
+        self.deleted.insert(id, deleted_at);
+    }
+
+    /// Forgets deletes (and revivals) from before `cutoff` (unix seconds):
+    /// past the grace period every replica has had its chance to learn them.
+    /// Returns how many were forgotten.
+    pub fn purge(&mut self, cutoff: u64) -> usize {
+        let before = self.deleted.len() + self.revived.len();
+        self.deleted.retain(|_, at| *at >= cutoff);
+        self.revived.retain(|_, at| *at >= cutoff);
+        before - self.deleted.len() - self.revived.len()
     }
 
     /// The copy of `id` is no longer held (damage unindexed), without a
@@ -143,11 +157,11 @@ impl Holdings {
     }
 
     pub fn is_deleted(&self, id: &ObjectId) -> bool {
-        self.deleted.contains(id)
+        self.deleted.contains_key(id)
     }
 
     pub fn is_revived(&self, id: &ObjectId) -> bool {
-        self.revived.contains(id)
+        self.revived.contains_key(id)
     }
 
     pub fn live_count(&self) -> usize {
@@ -162,12 +176,18 @@ impl Holdings {
         self.live.iter()
     }
 
-    pub fn deleted(&self) -> impl Iterator<Item = &ObjectId> {
+    /// Deleted ids with the time of their delete, in ring order.
+    pub fn deleted(&self) -> impl Iterator<Item = (&ObjectId, &u64)> {
         self.deleted.iter()
     }
 
-    pub fn revived(&self) -> impl Iterator<Item = &ObjectId> {
+    /// Revived ids with the time of the delete they overrode.
+    pub fn revived(&self) -> impl Iterator<Item = (&ObjectId, &u64)> {
         self.revived.iter()
+    }
+
+    pub fn revived_count(&self) -> usize {
+        self.revived.len()
     }
 
     /// Live ids in `range` that pass `keep`, in ring order.
@@ -185,7 +205,12 @@ impl Holdings {
         for id in self.live.range(range.ids()).filter(|id| keep(id)) {
             digest.add(id, false);
         }
-        for id in self.deleted.range(range.ids()).filter(|id| keep(id)) {
+        for id in self
+            .deleted
+            .range(range.ids())
+            .map(|(id, _)| id)
+            .filter(|id| keep(id))
+        {
             digest.add(id, true);
         }
         digest
@@ -201,7 +226,12 @@ impl Holdings {
             }
             listing.live.push(*id);
         }
-        for id in self.deleted.range(range.ids()).filter(|id| keep(id)) {
+        for id in self
+            .deleted
+            .range(range.ids())
+            .map(|(id, _)| id)
+            .filter(|id| keep(id))
+        {
             if listing.live.len() + listing.deleted.len() >= max {
                 listing.truncated = true;
                 break;
@@ -235,14 +265,14 @@ mod tests {
         b.forget(&id(10, 2));
         assert_ne!(a.digest(RingRange::ALL, all), b.digest(RingRange::ALL, all));
         b.record_put(id(10, 2));
-        a.record_delete(id(20, 4));
-        b.record_delete(id(20, 4));
+        a.record_delete(id(20, 4), 100);
+        b.record_delete(id(20, 4), 101);
         assert_eq!(a.digest(RingRange::ALL, all), b.digest(RingRange::ALL, all));
         // Deleted and live differ even with equal counts.
         let mut c = Holdings::new();
         let mut d = Holdings::new();
         c.record_put(id(1, 1));
-        d.record_delete(id(1, 1));
+        d.record_delete(id(1, 1), 100);
         assert_ne!(c.digest(RingRange::ALL, all), d.digest(RingRange::ALL, all));
     }
 
@@ -274,12 +304,24 @@ mod tests {
     fn a_put_after_a_delete_is_a_revival() {
         let mut h = Holdings::new();
         h.record_put(id(1, 1));
-        h.record_delete(id(1, 1));
+        h.record_delete(id(1, 1), 100);
         assert!(h.is_deleted(&id(1, 1)) && !h.is_live(&id(1, 1)));
         h.record_put(id(1, 1));
         assert!(h.is_live(&id(1, 1)) && h.is_revived(&id(1, 1)) && !h.is_deleted(&id(1, 1)));
         let listing = h.list(RingRange::ALL, |_| true, 10);
         assert_eq!(listing.live, vec![id(1, 1)]);
         assert!(listing.deleted.is_empty() && !listing.truncated);
+    }
+
+    #[test]
+    fn purge_forgets_deletes_and_revivals_older_than_the_cutoff() {
+        let mut h = Holdings::new();
+        h.record_delete(id(1, 1), 100);
+        h.record_delete(id(2, 2), 200);
+        h.record_delete(id(3, 3), 100);
+        h.record_put(id(3, 3));
+        assert_eq!(h.purge(150), 2);
+        assert!(!h.is_deleted(&id(1, 1)) && h.is_deleted(&id(2, 2)));
+        assert!(!h.is_revived(&id(3, 3)) && h.is_live(&id(3, 3)));
     }
 }

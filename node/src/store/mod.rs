@@ -360,6 +360,13 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         }
     }
 
+    /// Forgets deletes older than `grace` (see `holdings.rs`); returns how
+    /// many. Their tombstone records stay on disk until compaction.
+    pub fn purge_tombstones(&self, grace: std::time::Duration) -> usize {
+        let cutoff = group_commit::unix_now().saturating_sub(grace.as_secs());
+        self.shared.holdings.borrow_mut().purge(cutoff)
+    }
+
     /// Removes this shard's copy of `id` durably, without deleting the
     /// object: no tombstone is remembered, so anti-entropy neither spreads
     /// a delete nor refuses the object back. For a copy that was handed to

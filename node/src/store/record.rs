@@ -6,7 +6,7 @@
 //! | 4 | 1 | type: 1 object, 2 tombstone, 3 dropped (a copy handed off) |
 //! | 5 | 1 | object kind (1 blob, 2 tree, 3 commit, 4 tag; 0 for a tombstone) |
 //! | 6 | 2 | reserved, zero |
-//! | 8 | 4 | content length, u32 LE (0 for a tombstone) |
+//! | 8 | 4 | content length, u32 LE (tombstone: 8, the delete's time; 0 before that existed) |
 //! | 12 | 4 | CRC-32 of bytes 0..12, bytes 16..48, then the content |
 //! | 16 | 32 | object id |
 //! | 48 | len | content |
@@ -58,24 +58,26 @@ impl RecordHeader {
         header
     }
 
-    pub fn tombstone(id: ObjectId) -> Self {
-        Self::removal(id, RecordType::Tombstone)
+    /// A tombstone whose content is `content` ([`tombstone_content`]: the
+    /// time of the delete; empty in tombstones of older releases).
+    pub fn tombstone(id: ObjectId, content: &[u8]) -> Self {
+        Self::removal(id, RecordType::Tombstone, content)
     }
 
     pub fn dropped(id: ObjectId) -> Self {
-        Self::removal(id, RecordType::Dropped)
+        Self::removal(id, RecordType::Dropped, &[])
     }
 
-    /// A record without content that removes `id` (tombstone or dropped).
-    fn removal(id: ObjectId, record_type: RecordType) -> Self {
+    /// A record that removes `id` (tombstone or dropped).
+    fn removal(id: ObjectId, record_type: RecordType, content: &[u8]) -> Self {
         let mut header = Self {
             record_type,
             kind: None,
-            content_len: 0,
+            content_len: content.len() as u32,
             crc32: 0,
             id,
         };
-        header.crc32 = header.checksum(&[]);
+        header.crc32 = header.checksum(content);
         header
     }
 
@@ -188,6 +190,17 @@ pub fn check_object(bytes: &[u8]) -> Result<(RecordHeader, ObjectKind, &[u8]), C
     Ok((header, kind, content))
 }
 
+/// A tombstone's content: when the delete happened, unix seconds, u64 LE.
+/// (Tombstones written before this existed have no content.)
+pub fn tombstone_content(deleted_at: u64) -> [u8; 8] {
+    deleted_at.to_le_bytes()
+}
+
+/// The time in a tombstone's content; `None` for an older, empty one.
+pub fn tombstone_time(content: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(content.try_into().ok()?))
+}
+
 /// On-disk length of a record with `content_len` bytes of content.
 pub fn disk_len(content_len: usize) -> u64 {
     (HEADER_LEN as u64 + content_len as u64).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
@@ -210,9 +223,15 @@ mod tests {
             Err(Corruption::Checksum { .. })
         ));
         assert_eq!(header.disk_len(), 64);
-        let tombstone = RecordHeader::tombstone(id);
+        let time = tombstone_content(1_700_000_000);
+        let tombstone = RecordHeader::tombstone(id, &time);
         assert_eq!(RecordHeader::parse(&tombstone.encode()), Ok(tombstone));
-        tombstone.verify(&[]).expect("tombstone verifies");
+        tombstone.verify(&time).expect("tombstone verifies");
+        assert_eq!(tombstone_time(&time), Some(1_700_000_000));
+        // An older release's tombstone: no content, no time.
+        let legacy = RecordHeader::tombstone(id, &[]);
+        legacy.verify(&[]).expect("legacy tombstone verifies");
+        assert_eq!(tombstone_time(&[]), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::checkpoint;
 use super::error::{Corruption, Result, StoreError};
 use super::fs::{StoreFile, StoreFs};
-use super::group_commit::Tail;
+use super::group_commit::{self, Tail};
 use super::index::{key_of, Index, Location, MAX_SEGMENT_SLOTS};
 use super::record::{self, RecordHeader, RecordType, HEADER_LEN};
 use super::segment::{self, SegmentHeader};
@@ -559,7 +559,18 @@ async fn scan_segment<F: StoreFs>(
                     offset: at,
                     len: header.disk_len() as u32,
                 };
-                apply(shared, &header, location, report).await?;
+                let deleted_at = if header.record_type == RecordType::Tombstone {
+                    let content = scanner
+                        .get(at + HEADER_LEN as u64, header.content_len as usize)
+                        .await
+                        .map_err(io_err)?;
+                    // An older release's tombstone has no time: it counts
+                    // from now, so it is kept a whole grace period.
+                    record::tombstone_time(content).unwrap_or_else(group_commit::unix_now)
+                } else {
+                    0
+                };
+                apply(shared, &header, location, deleted_at, report).await?;
                 offset = at + header.disk_len();
                 end_of_data = offset;
             }
@@ -596,10 +607,12 @@ async fn scan_segment<F: StoreFs>(
     Ok(end_of_data)
 }
 
+/// Applies one replayed record; `deleted_at` is a tombstone's time.
 async fn apply<F: StoreFs>(
     shared: &Shared<F>,
     header: &RecordHeader,
     location: Location,
+    deleted_at: u64,
     report: &mut RecoveryReport,
 ) -> Result<()> {
     report.records += 1;
@@ -627,7 +640,10 @@ async fn apply<F: StoreFs>(
         RecordType::Tombstone | RecordType::Dropped => {
             if header.record_type == RecordType::Tombstone {
                 report.tombstones += 1;
-                shared.holdings.borrow_mut().record_delete(header.id);
+                shared
+                    .holdings
+                    .borrow_mut()
+                    .record_delete(header.id, deleted_at);
             } else {
                 shared.holdings.borrow_mut().forget(&header.id);
             }
