@@ -893,3 +893,52 @@ fn deletes_are_forgotten_after_the_grace_period() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_read_that_finds_a_damaged_copy_heals_it_from_another_replica() {
+    let _serial = one_cluster_at_a_time();
+    let mut cluster = Cluster::start_configured(
+        3,
+        3,
+        2,
+        false,
+        "request_timeout_ms = 1000\nrepair_interval_secs = 0\n",
+    );
+    let (id, kind, content) = object(7800, 4000);
+    expect_ack(put(&mut cluster.node(1).client(0), kind, &content));
+    cluster.wait_holds_all(3, &[id], Duration::from_secs(10));
+    // Bit rot in node 3's only record while it is stopped (its clean
+    // shutdown checkpointed the index, so the open does not re-read it).
+    cluster.node(3).sigterm();
+    let segment = walk(&cluster.node(3).dir.join("data"))
+        .into_iter()
+        .find(|path| path.to_string_lossy().ends_with(".dat"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[4096 + 48 + 100] ^= 0x10;
+    std::fs::write(&segment, bytes).unwrap();
+    cluster.node(3).launch();
+
+    let mut client = cluster.node(3).client(0);
+    let first = client.call(&Message::Get(Get { id }), &[]).unwrap();
+    match first.to_message().unwrap() {
+        Message::Error(err) => assert_eq!(err.code, ErrorCode::Corrupt),
+        other => panic!("damaged bytes served: {other:?}"),
+    }
+    // The refused read fetched a good copy from a replica over the damage.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = client.call(&Message::Get(Get { id }), &[]).unwrap();
+        if reply.kind() == stratum_wire::MessageKind::GetOk {
+            assert_eq!(reply.payload(), &content[..]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never healed: {:?}",
+            reply.to_message()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cluster.node(3).metric("stratum_read_repairs_total", "") >= 1.0);
+}

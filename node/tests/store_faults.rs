@@ -462,6 +462,36 @@ fn scrub_finds_damage_unindexes_it_and_a_fresh_put_heals() {
 }
 
 #[test]
+fn a_damaged_length_field_is_unindexed_by_scrub_not_taken_for_a_short_read() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let store = open(&fs).await;
+        let all = objects(0..5, 3000);
+        put_all(&store, &all).await;
+        let segment = segment_paths(&fs).remove(0);
+        // The first record starts after the 4096-byte segment header; its
+        // content length is bytes 8..12. A high bit makes it claim far more
+        // than the record the index knows.
+        fs.flip_bit(&segment, 4096 + 10, 4);
+        let report = store.scrub(0).await.expect("scrub");
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(
+            report.findings[0].unindexed,
+            "taken for a transient short read"
+        );
+        let id = report.findings[0]
+            .id
+            .expect("the header still names its object");
+        assert!(
+            !store.holdings().is_live(&id),
+            "repair would not fetch it again"
+        );
+        assert!(store.get(&id).await.expect("get").is_none());
+        store.close().await.expect("close");
+    });
+}
+
+#[test]
 fn scrub_honours_its_rate_limit() {
     on_executor(|| async {
         let fs = SimFs::new();

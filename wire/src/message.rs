@@ -338,11 +338,24 @@ pub struct SyncList {
     pub max: u32,
 }
 
+/// An id with a time (unix seconds, the sender's clock).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct TimedId {
+    pub id: ObjectId,
+    pub at: u64,
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct SyncListReply {
+    /// Ids held.
     pub live: Vec<ObjectId>,
-    pub deleted: Vec<ObjectId>,
+    /// Ids deleted, with the time of the delete.
+    pub deleted: Vec<TimedId>,
+    /// The held ids that were put again after a delete, with that delete's
+    /// time (a subset of `live`).
+    pub revived: Vec<TimedId>,
     /// The range held more than `max`: ask for narrower ranges.
     pub truncated: bool,
 }

@@ -225,8 +225,15 @@ fn samples() -> Vec<(Message, Vec<u8>)> {
         ),
         (
             Message::SyncListReply(SyncListReply {
-                live: vec![id(11)],
-                deleted: vec![id(12)],
+                live: vec![id(11), id(13)],
+                deleted: vec![TimedId {
+                    id: id(12),
+                    at: 1_765_000_000,
+                }],
+                revived: vec![TimedId {
+                    id: id(13),
+                    at: 1_764_000_000,
+                }],
                 truncated: false,
             }),
             vec![],

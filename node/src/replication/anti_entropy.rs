@@ -13,7 +13,9 @@
 //!    does not know the message closes it; only this pass fails).
 //! 3. Equal digests: done with that range. A range that differs is split in
 //!    16 and compared again, until it holds at most [`LEAF`] members on
-//!    either side; then both sides' members are listed (`sync_list`).
+//!    either side; then both sides' members are listed (`sync_list`). A
+//!    range one side holds nothing of (a wiped or new node) is listed at
+//!    once, in parts of about [`LIST_TARGET`] members.
 //! 4. For each listed id: one `B` holds and we neither hold nor deleted is
 //!    fetched (`batch_get` as a node, so `B` reads only its own store),
 //!    verified against its id, and stored; one `B` deleted is deleted here too unless
@@ -29,7 +31,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::message::{
     ArchivedBatchStatus, BatchGet, ErrorCode, RingSpan, SpanDigest, SyncDigests, SyncDigestsReply,
-    SyncList, SyncListReply,
+    SyncList, SyncListReply, TimedId,
 };
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
@@ -48,6 +50,9 @@ pub const LEAF: u32 = 128;
 pub const MAX_RANGES: usize = 4096;
 /// Most ids in one `sync_list` reply.
 pub const MAX_LIST: u32 = 4096;
+/// Members aimed at per listing when one side of a range is empty (half
+/// of [`MAX_LIST`], so uneven parts still fit).
+const LIST_TARGET: u32 = 2048;
 /// Most objects fetched by one `batch_get`.
 const FETCH_BATCH: usize = 256;
 /// How many parts a differing range is split into.
@@ -150,9 +155,15 @@ pub fn answer_list(holdings: &Holdings, request: &SyncList) -> SyncListReply {
         keep,
         request.max.min(MAX_LIST) as usize,
     );
+    let timed = |list: Vec<(ObjectId, u64)>| -> Vec<TimedId> {
+        list.into_iter()
+            .map(|(id, at)| TimedId { id, at })
+            .collect()
+    };
     SyncListReply {
         live: listing.live,
-        deleted: listing.deleted,
+        deleted: timed(listing.deleted),
+        revived: timed(listing.revived),
         truncated: listing.truncated,
     }
 }
@@ -336,7 +347,14 @@ async fn with_peer(
     let mut report = PassReport::default();
     let keep = owned_by(peer.shards, peer.shard);
     let mut pending: Vec<RingRange> = shared.to_vec();
-    while !pending.is_empty() {
+    let mut to_list: Vec<RingRange> = Vec::new();
+    while !pending.is_empty() || !to_list.is_empty() {
+        if let Some(range) = to_list.pop() {
+            if !reconcile(core, &mut session, range, &mut report).await? {
+                to_list.extend(range.split(FANOUT));
+            }
+            continue;
+        }
         let take = pending.len().min(MAX_RANGES);
         let batch: Vec<RingRange> = pending.drain(..take).collect();
         let theirs = their_digests(core, &mut session, &batch).await?;
@@ -346,10 +364,15 @@ async fn with_peer(
             if ours == their {
                 continue;
             }
-            if ours.count.max(their.count) <= LEAF || range.start == range.end {
-                if !reconcile(core, &mut session, range, &mut report).await? {
-                    pending.extend(range.split(FANOUT));
-                }
+            let (fewer, more) = (ours.count.min(their.count), ours.count.max(their.count));
+            if more <= LEAF || range.start == range.end {
+                to_list.push(range);
+            } else if fewer == 0 {
+                // One side holds nothing here (a wiped or new node): digests
+                // of smaller ranges would only differ too, so the range is
+                // listed at once, in parts that fit a listing.
+                let parts = u64::from(more).div_ceil(u64::from(LIST_TARGET));
+                to_list.extend(range.split(parts));
             } else {
                 pending.extend(range.split(FANOUT));
             }
@@ -416,37 +439,70 @@ async fn reconcile(
     if listing.truncated && range.start != range.end {
         return Ok(false);
     }
-    for id in listing.deleted {
-        if apply_delete(core, id).await? {
-            report.tombstones += 1;
-        }
+    let (deletes, wanted) = decide(&core.store.holdings(), &listing);
+    for deleted in deletes {
+        core.store
+            .delete_at(deleted.id, deleted.at)
+            .await
+            .map_err(RepairError::Store)?;
+        report.tombstones += 1;
     }
-    let wanted: Vec<ObjectId> = {
-        let holdings = core.store.holdings();
-        listing
-            .live
-            .into_iter()
-            .filter(|id| !holdings.is_live(id) && !holdings.is_deleted(id))
-            .collect()
-    };
     for chunk in wanted.chunks(FETCH_BATCH) {
         fetch(core, session, chunk, report).await?;
     }
     Ok(true)
 }
 
-/// A peer deleted `id`: delete it here too, unless this shard put it again
-/// after a delete of its own. Returns whether a tombstone was written.
-async fn apply_delete(core: &Core, id: ObjectId) -> Result<bool, RepairError> {
-    let apply = {
-        let holdings = core.store.holdings();
-        !holdings.is_deleted(&id) && !holdings.is_revived(&id)
-    };
-    if !apply {
-        return Ok(false);
+/// How far apart two nodes' clocks may put the same delete. Tombstones
+/// learned by repair keep the peer's time, so only a delete's first copies
+/// (taken by each replica from the coordinator, on their own clocks) differ.
+pub const CLOCK_SKEW_SECS: u64 = 300;
+
+/// What this shard does with a peer's listing of one range: the deletes to
+/// apply (with the peer's time) and the ids to fetch.
+///
+/// - A peer's delete is applied unless this shard deleted the object too,
+///   or put it again after a delete that was (within the clock skew) not
+///   older than the peer's: a re-put after a delete must not be undone by
+///   that same delete.
+/// - A peer's object is fetched if this shard neither holds it nor deleted
+///   it, or if the peer put it again after a delete at least as late as
+///   this shard's (within the skew): the re-put this shard missed.
+pub fn decide(holdings: &Holdings, listing: &SyncListReply) -> (Vec<TimedId>, Vec<ObjectId>) {
+    let mut deletes = Vec::new();
+    for deleted in &listing.deleted {
+        let apply = match holdings.revived_over(&deleted.id) {
+            _ if holdings.is_deleted(&deleted.id) => false,
+            Some(over) => deleted.at > over + CLOCK_SKEW_SECS,
+            None => true,
+        };
+        if apply {
+            deletes.push(*deleted);
+        }
     }
-    core.store.delete(id).await.map_err(RepairError::Store)?;
-    Ok(true)
+    let revived_at = |id: &ObjectId| {
+        listing
+            .revived
+            .iter()
+            .find(|revived| revived.id == *id)
+            .map(|revived| revived.at)
+    };
+    let wanted = listing
+        .live
+        .iter()
+        .filter(|id| {
+            if holdings.is_live(id) {
+                return false;
+            }
+            match (holdings.deleted_at(id), revived_at(id)) {
+                (None, _) => true,
+                (Some(ours), Some(theirs)) => ours <= theirs + CLOCK_SKEW_SECS,
+                (Some(_), None) => false,
+            }
+        })
+        .copied()
+        .collect();
+    (deletes, wanted)
 }
 
 /// Copies `ids` from the peer with one `batch_get` (as a node: the peer
@@ -500,4 +556,67 @@ async fn fetch(
         glommio::timer::sleep(due - elapsed).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> ObjectId {
+        ObjectId::from_bytes([byte; 32])
+    }
+
+    fn timed(byte: u8, at: u64) -> TimedId {
+        TimedId { id: id(byte), at }
+    }
+
+    fn listing(live: &[u8], deleted: &[(u8, u64)], revived: &[(u8, u64)]) -> SyncListReply {
+        SyncListReply {
+            live: live.iter().map(|byte| id(*byte)).collect(),
+            deleted: deleted.iter().map(|(byte, at)| timed(*byte, *at)).collect(),
+            revived: revived.iter().map(|(byte, at)| timed(*byte, *at)).collect(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn missing_objects_are_fetched_and_missed_deletes_applied() {
+        let mut ours = Holdings::new();
+        ours.record_put(id(1)); // we hold 1; the peer deleted it while we were down
+        ours.record_put(id(3)); // both hold 3
+        let theirs = listing(&[2, 3], &[(1, 1000), (4, 1000)], &[]);
+        let (deletes, wanted) = decide(&ours, &theirs);
+        assert_eq!(deletes, [timed(1, 1000), timed(4, 1000)]);
+        assert_eq!(wanted, [id(2)]);
+    }
+
+    #[test]
+    fn a_delete_blocks_an_older_copy_but_not_a_re_put_after_it() {
+        let mut ours = Holdings::new();
+        ours.record_delete(id(1), 1000);
+        ours.record_delete(id(2), 1000);
+        // 1: the peer still holds a copy from before the delete.
+        // 2: the peer holds a re-put made after that same delete.
+        let theirs = listing(&[1, 2], &[], &[(2, 1000)]);
+        let (deletes, wanted) = decide(&ours, &theirs);
+        assert!(deletes.is_empty());
+        assert_eq!(wanted, [id(2)]);
+        // A delete of ours well after the peer's revival wins.
+        let mut later = Holdings::new();
+        later.record_delete(id(2), 1000 + CLOCK_SKEW_SECS + 1);
+        assert!(!decide(&later, &theirs).1.contains(&id(2)));
+    }
+
+    #[test]
+    fn a_re_put_is_not_undone_by_the_delete_it_overrode_but_is_by_a_later_one() {
+        let mut ours = Holdings::new();
+        ours.record_delete(id(1), 1000);
+        ours.record_put(id(1)); // revived over the delete at 1000
+                                // The peer missed the re-put: its tombstone, on its own clock.
+        let (deletes, _) = decide(&ours, &listing(&[], &[(1, 1010)], &[]));
+        assert!(deletes.is_empty());
+        // A second delete, long after the re-put, is applied.
+        let (deletes, _) = decide(&ours, &listing(&[], &[(1, 5000)], &[]));
+        assert_eq!(deletes, [timed(1, 5000)]);
+    }
 }

@@ -162,7 +162,7 @@ async fn place(
                 continue;
             }
         };
-        if listing.deleted.contains(&id) {
+        if listing.deleted.iter().any(|deleted| deleted.id == id) {
             return Verdict::Deleted;
         }
         if listing.live.contains(&id) || send(core, &link, id, report).await {

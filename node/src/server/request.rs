@@ -319,7 +319,10 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 Outcome::NotFound
             }
             Ok(_) => unexpected(&conn, request_id).await,
-            Err(err) => fail(&conn, request_id, err).await,
+            Err(err) => {
+                heal_if_corrupt(&conn, id, &err);
+                fail(&conn, request_id, err).await
+            }
         },
         Request::Has { id } => match core.run_op(&id, Op::Has { id }).await {
             Ok(Done::Has(present)) => {
@@ -441,6 +444,15 @@ async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError
     })
 }
 
+/// A client's read found this node's copy damaged (it was refused, never
+/// served): a good copy is fetched from another replica and stored over it
+/// (a put replaces a damaged record), now rather than at the next scrub.
+fn heal_if_corrupt(conn: &Conn, id: ObjectId, err: &OpError) {
+    if err.code == ErrorCode::Corrupt && conn.peer.role == PeerRole::Client {
+        read_repair::maybe_repair(&conn.core, id);
+    }
+}
+
 /// A get, run on the owning core; a client's get that misses here is
 /// tried once more at the object's replicas under earlier topologies (a
 /// move may not have reached this node yet).
@@ -504,7 +516,10 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
                     (BatchStatus::NotFound, None)
                 }
                 Ok(_) => (BatchStatus::Failed(ErrorCode::Internal), None),
-                Err(err) => (BatchStatus::Failed(err.code), None),
+                Err(err) => {
+                    heal_if_corrupt(&conn, id, &err);
+                    (BatchStatus::Failed(err.code), None)
+                }
             };
             let payload: &[u8] = content.as_ref().map_or(&[], |content| content.as_ref());
             conn.core.metrics.borrow_mut().bytes_out += payload.len() as u64;

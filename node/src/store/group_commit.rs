@@ -67,18 +67,17 @@ pub(crate) enum Op {
     },
     Delete {
         id: ObjectId,
+        /// The delete's time, when it is a peer's delete learned by repair
+        /// (else now).
+        at: Option<u64>,
     },
     /// Remove this shard's copy without deleting the object (it now lives
     /// on its replicas elsewhere).
-    Drop {
-        id: ObjectId,
-    },
+    Drop { id: ObjectId },
     /// Write an index checkpoint once the batch it arrived with is durable.
     Checkpoint,
     /// Compaction: re-append records from a segment being emptied.
-    Relocate {
-        records: Vec<Relocation>,
-    },
+    Relocate { records: Vec<Relocation> },
 }
 
 /// One record compaction wants copied forward.
@@ -354,7 +353,7 @@ impl<F: StoreFs> Writer<F> {
                     });
                     replies.push((done, Ok(Reply::Delete(true))));
                 }
-                Op::Delete { id } => {
+                Op::Delete { id, at } => {
                     let effect = match touched.get(&id) {
                         Some(Some(plan)) => Some(Effect::RemovePlanned(*plan)),
                         Some(None) => None,
@@ -383,7 +382,7 @@ impl<F: StoreFs> Writer<F> {
                         None => Effect::TombstoneOnly,
                     };
                     touched.insert(id, None);
-                    let time = record::tombstone_content(unix_now());
+                    let time = record::tombstone_content(at.unwrap_or_else(unix_now));
                     planned.push(Planned {
                         header: RecordHeader::tombstone(id, &time),
                         content: Some(Bytes::copy_from_slice(&time)),

@@ -86,7 +86,11 @@ impl Digest {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
     pub live: Vec<ObjectId>,
-    pub deleted: Vec<ObjectId>,
+    /// Deleted ids with the time of their delete.
+    pub deleted: Vec<(ObjectId, u64)>,
+    /// The live ids that are revivals, with the time of the delete each
+    /// overrode.
+    pub revived: Vec<(ObjectId, u64)>,
     /// More members than asked for: the listing stops early.
     pub truncated: bool,
 }
@@ -164,6 +168,16 @@ impl Holdings {
         self.revived.contains_key(id)
     }
 
+    /// When `id` was deleted here, if it is deleted.
+    pub fn deleted_at(&self, id: &ObjectId) -> Option<u64> {
+        self.deleted.get(id).copied()
+    }
+
+    /// The time of the delete a revival of `id` overrode, if revived.
+    pub fn revived_over(&self, id: &ObjectId) -> Option<u64> {
+        self.revived.get(id).copied()
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.len()
     }
@@ -225,18 +239,16 @@ impl Holdings {
                 break;
             }
             listing.live.push(*id);
+            if let Some(at) = self.revived.get(id) {
+                listing.revived.push((*id, *at));
+            }
         }
-        for id in self
-            .deleted
-            .range(range.ids())
-            .map(|(id, _)| id)
-            .filter(|id| keep(id))
-        {
+        for (id, at) in self.deleted.range(range.ids()).filter(|(id, _)| keep(id)) {
             if listing.live.len() + listing.deleted.len() >= max {
                 listing.truncated = true;
                 break;
             }
-            listing.deleted.push(*id);
+            listing.deleted.push((*id, *at));
         }
         listing
     }
@@ -310,6 +322,7 @@ mod tests {
         assert!(h.is_live(&id(1, 1)) && h.is_revived(&id(1, 1)) && !h.is_deleted(&id(1, 1)));
         let listing = h.list(RingRange::ALL, |_| true, 10);
         assert_eq!(listing.live, vec![id(1, 1)]);
+        assert_eq!(listing.revived, vec![(id(1, 1), 100)]);
         assert!(listing.deleted.is_empty() && !listing.truncated);
     }
 

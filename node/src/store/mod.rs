@@ -353,8 +353,19 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// Deletes an object with a durable tombstone. Returns whether a live
     /// object existed.
     pub async fn delete(&self, id: ObjectId) -> Result<bool> {
+        self.delete_with_time(id, None).await
+    }
+
+    /// As [`ShardStore::delete`], with the tombstone dated `at` (unix
+    /// seconds): a delete learned from a peer keeps the peer's time, so
+    /// every replica remembers the same delete for the same grace period.
+    pub async fn delete_at(&self, id: ObjectId, at: u64) -> Result<bool> {
+        self.delete_with_time(id, Some(at)).await
+    }
+
+    async fn delete_with_time(&self, id: ObjectId, at: Option<u64>) -> Result<bool> {
         self.shared.check_writable()?;
-        match self.submit(group_commit::Op::Delete { id }).await? {
+        match self.submit(group_commit::Op::Delete { id, at }).await? {
             group_commit::Reply::Delete(existed) => Ok(existed),
             _ => Err(StoreError::WriterGone),
         }

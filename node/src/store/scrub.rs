@@ -57,10 +57,13 @@ async fn check<F: StoreFs>(
 
 /// Reads the record at `location` again and, if it is still damaged on the
 /// media, removes its index entry (and any cached copy) so the object can be
-/// stored again. Returns whether it did. Damage that looks like an I/O
-/// anomaly rather than bad media (a short read, or an intact record of
-/// another object: a misdirected read or a stale index entry) is never acted
-/// on: unindexing a good record would lose it.
+/// stored again (anti-entropy then fetches a good copy from a replica).
+/// Returns whether it did. Damage that looks like an I/O anomaly rather than
+/// bad media (a read that returned fewer bytes than asked, or an intact
+/// record of another object: a misdirected read or a stale index entry) is
+/// never acted on: unindexing a good record would lose it. A header whose
+/// length disagrees with the index, in a read that returned every byte, is
+/// media damage.
 pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
     shared: &Shared<F>,
     key: u64,
@@ -68,10 +71,10 @@ pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
     id: Option<ObjectId>,
 ) -> bool {
     let media_damage = match check(shared, key, location).await {
-        Ok(Err((
-            _,
-            Corruption::ShortRead { .. } | Corruption::WrongObject { .. } | Corruption::KeyMismatch,
-        ))) => false,
+        // Every byte the index knows of the record was read, yet its header
+        // asks for more: the length field itself is damaged, not the read.
+        Ok(Err((_, Corruption::ShortRead { got, .. }))) => got >= location.len as usize,
+        Ok(Err((_, Corruption::WrongObject { .. } | Corruption::KeyMismatch))) => false,
         Ok(Err(_)) => true,
         Ok(Ok(_)) | Err(_) => false,
     };

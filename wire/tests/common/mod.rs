@@ -37,6 +37,10 @@ fn put_outcome() -> impl Strategy<Value = PutOutcome> {
     prop_oneof![Just(PutOutcome::Stored), Just(PutOutcome::AlreadyPresent)]
 }
 
+fn timed_id() -> impl Strategy<Value = TimedId> {
+    (object_id(), any::<u64>()).prop_map(|(id, at)| TimedId { id, at })
+}
+
 fn span() -> impl Strategy<Value = RingSpan> {
     (any::<u64>(), any::<u64>()).prop_map(|(start, end)| RingSpan { start, end })
 }
@@ -206,13 +210,15 @@ pub fn message() -> impl Strategy<Value = Message> {
         ),
         (
             vec(object_id(), 0..8),
-            vec(object_id(), 0..8),
+            vec(timed_id(), 0..8),
+            vec(timed_id(), 0..8),
             any::<bool>()
         )
             .prop_map(
-                |(live, deleted, truncated)| Message::SyncListReply(SyncListReply {
+                |(live, deleted, revived, truncated)| Message::SyncListReply(SyncListReply {
                     live,
                     deleted,
+                    revived,
                     truncated,
                 })
             ),
