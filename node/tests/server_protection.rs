@@ -533,3 +533,26 @@ fn a_put_over_a_small_object_limit_is_answered_too_large_and_the_connection_live
     assert_eq!(reply.kind(), stratum_wire::MessageKind::PutAck);
     assert_eq!(node.metric("stratum_buffered_request_bytes", ""), 0.0);
 }
+
+#[test]
+fn a_flood_of_bad_connections_is_counted_not_logged_line_by_line() {
+    let node = TestNode::start(1, &[]);
+    for _ in 0..200 {
+        let mut raw = TcpStream::connect(node.addr(0)).unwrap();
+        let _ = raw.write_all(b"this is not a stratum frame, not even close....");
+        assert!(closed_by_peer(&mut raw));
+    }
+    assert!(
+        node.metric(
+            "stratum_connection_events_total",
+            "event=\"handshake_failed\""
+        ) >= 200.0
+    );
+    let lines = node.log().matches("handshake failed").count();
+    assert!(
+        (1..=5).contains(&lines),
+        "{lines} log lines for 200 failed handshakes"
+    );
+    let mut good = node.client(0);
+    ping_ok(&mut good);
+}

@@ -131,7 +131,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
             core.metrics
                 .borrow_mut()
                 .connection(ConnEvent::HandshakeFailed);
-            tracing::warn!(shard, peer = %peer_addr, error = %err, "handshake failed; closing");
+            if let Some(held_back) = core.log_limit.admit("handshake failed") {
+                tracing::warn!(shard, peer = %peer_addr, error = %err, held_back, "handshake failed; closing");
+            }
             let _ = stream.shutdown(Shutdown::Both).await;
             return;
         }
@@ -198,7 +200,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
         if event != ConnEvent::Closed {
             core.metrics.borrow_mut().connection(event);
         }
-        tracing::warn!(shard, peer = %conn.peer_addr, error = %err, "closing connection");
+        if let Some(held_back) = core.log_limit.admit("closing connection") {
+            tracing::warn!(shard, peer = %conn.peer_addr, error = %err, held_back, "closing connection");
+        }
         if let ReadError::Frame(frame_err) = &err {
             // The stream is out of sync; say why (request id 0: the frame's
             // own id cannot be trusted) and close.

@@ -16,6 +16,7 @@ use stratum_wire::placement::shard_of;
 use stratum_wire::ObjectId;
 
 use super::frame_reader::ByteBudget;
+use super::log_limit::LogLimiter;
 use super::mesh::{CoreMsg, Mesh};
 use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
 use super::ops::{self, Done, Op, OpError};
@@ -42,6 +43,8 @@ pub struct Core {
     /// Request bytes held in memory: admitted bodies and frames still
     /// arriving on this core's connections.
     pub buffered: ByteBudget,
+    /// Repeated warnings of this core, limited (see `log_limit.rs`).
+    pub log_limit: LogLimiter,
     /// Closed when draining starts: every `wait_shutdown` then returns. (A
     /// closed semaphore is glommio's broadcast.)
     shutdown: Semaphore,
@@ -232,6 +235,7 @@ pub async fn run(
         replication: Replicator::new(&config, handoff),
         in_flight: Cell::new(0),
         buffered: ByteBudget::new(config.limits.max_buffered_bytes_per_shard),
+        log_limit: LogLimiter::default(),
         shutdown: Semaphore::new(0),
         connections: Gate::new(),
         open_connections: Cell::new(0),

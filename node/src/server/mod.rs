@@ -23,6 +23,7 @@ pub mod connection;
 pub mod core;
 pub mod frame_reader;
 pub mod handshake;
+pub mod log_limit;
 pub mod maintenance;
 pub mod mesh;
 pub mod metrics;

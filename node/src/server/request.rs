@@ -467,10 +467,25 @@ async fn get_or_moved(conn: &Conn, id: ObjectId) -> Result<Done, OpError> {
 async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
     let outcome = outcome_of(&err);
     if outcome == Outcome::Error {
-        tracing::warn!(shard = conn.core.shard_id, peer = %conn.peer_addr, code = ?err.code, detail = %err.detail, "request failed");
+        if let Some(held_back) = conn.core.log_limit.admit(failure_kind(err.code)) {
+            tracing::warn!(shard = conn.core.shard_id, peer = %conn.peer_addr, code = ?err.code, detail = %err.detail, held_back, "request failed (held_back: like failures not logged since the last line)");
+        }
     }
     let _ = conn.error(request_id, &err).await;
     outcome
+}
+
+/// The log limiter's kind for a failed request: one per error code.
+fn failure_kind(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ReadOnly => "request failed: read_only",
+        ErrorCode::ShardFailed => "request failed: shard_failed",
+        ErrorCode::Unavailable => "request failed: unavailable",
+        ErrorCode::Timeout => "request failed: timeout",
+        ErrorCode::Corrupt => "request failed: corrupt",
+        ErrorCode::Internal => "request failed: internal",
+        _ => "request failed",
+    }
 }
 
 /// A store op answered with the wrong kind of result: a bug, reported as
