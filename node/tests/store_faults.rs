@@ -228,6 +228,53 @@ fn enospc_makes_the_shard_read_only_and_says_why() {
 }
 
 #[test]
+fn a_full_disk_still_takes_deletes_and_writes_resume_once_space_is_back() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let store = open(&fs).await;
+        let acked = objects(0..20, 500);
+        put_all(&store, &acked).await;
+        // Full: nothing can grow a file any more.
+        fs.set_faults(Faults {
+            no_space: true,
+            ..Faults::default()
+        });
+        // Puts fill the space the writer prepared, then one needs more.
+        let mut refused = None;
+        for seed in 0..20 {
+            let (id, kind, content) = object(400 + seed, 200 << 10);
+            if let Err(err) = store.put(id, kind, content).await {
+                refused = Some(err);
+                break;
+            }
+        }
+        let err = refused.expect("the disk never filled");
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
+        // Deletes go on (a tombstone lands in space the writer prepared).
+        assert!(store
+            .delete(acked[0].0)
+            .await
+            .expect("delete on a full disk"));
+        assert!(store.get(&acked[0].0).await.expect("get").is_none());
+        // Still full: puts are refused and the shard stays read-only.
+        assert!(!store.try_resume().await);
+        let (small, kind, content) = object(501, 100);
+        assert!(store.put(small, kind, content.clone()).await.is_err());
+        // Space is back: writes resume without a restart.
+        fs.set_faults(Faults::default());
+        assert!(store.try_resume().await);
+        assert!(matches!(store.write_mode(), WriteMode::Writable));
+        store
+            .put(small, kind, content)
+            .await
+            .expect("put after resume");
+        assert_present(&store, &acked[1..]).await;
+        drop(store);
+        assert_survived(&fs, &acked[1..], &[object(501, 100)]).await;
+    });
+}
+
+#[test]
 fn eio_short_and_misdirected_reads_never_return_a_good_object() {
     on_executor(|| async {
         let fs = SimFs::new();

@@ -26,7 +26,12 @@ pub async fn run(core: Rc<Core>) {
     let mut objects_at_checkpoint = writes_of(&core.store.stats());
     loop {
         glommio::timer::sleep(TICK).await;
-        let writable = core.store.write_mode() == WriteMode::Writable;
+        // Out of space: writes resume by themselves once there is room.
+        if matches!(core.store.write_mode(), WriteMode::ReadOnly(_)) {
+            core.store.try_resume().await;
+        }
+        let mode = core.store.write_mode();
+        let writable = mode == WriteMode::Writable;
 
         if last_checkpoint.elapsed() >= plan.checkpoint_interval {
             // Deletes older than the grace period are forgotten: every
@@ -57,7 +62,9 @@ pub async fn run(core: Rc<Core>) {
             }
         }
 
-        if writable && last_compaction.elapsed() >= plan.compaction_interval {
+        // Compaction runs out of space too: it is how deleted space comes back.
+        let compactable = !matches!(mode, WriteMode::Failed(_));
+        if compactable && last_compaction.elapsed() >= plan.compaction_interval {
             last_compaction = Instant::now();
             match core.store.compact(plan.compaction_dead_fraction).await {
                 Ok(report) if report.segments_removed > 0 => tracing::info!(

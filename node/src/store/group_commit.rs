@@ -166,6 +166,9 @@ pub(crate) fn unix_now() -> u64 {
 
 /// Batches smaller than this write into prepared (pre-zeroed) space.
 pub const PREPARE_BELOW: u64 = 256 << 10;
+/// Prepared space kept for batches without puts (deletes, dropped copies):
+/// room for them on a full disk.
+pub const DELETE_RESERVE: u64 = 64 << 10;
 /// How much zeroed space a small batch adds when it runs out.
 pub const PREPARE_STEP: u64 = 1 << 20;
 
@@ -278,10 +281,30 @@ impl<F: StoreFs> Writer<F> {
     }
 
     async fn commit(&mut self, batch: Vec<WriteOp>) {
-        if self.shared.check_writable().is_err() {
-            for op in batch {
-                let _ = op.done.send(Err(self.refusal()));
-            }
+        // Out of space, only what takes no new room or gives room back goes
+        // on (deletes, dropped copies, compaction, checkpoints); a failed
+        // shard takes nothing.
+        let batch: Vec<WriteOp> =
+            match (self.shared.check_writable(), self.shared.check_deletable()) {
+                (Ok(()), _) => batch,
+                (Err(_), Ok(())) => batch
+                    .into_iter()
+                    .filter_map(|op| match op.op {
+                        Op::Put { .. } => {
+                            let _ = op.done.send(Err(self.refusal()));
+                            None
+                        }
+                        _ => Some(op),
+                    })
+                    .collect(),
+                (Err(_), Err(_)) => {
+                    for op in batch {
+                        let _ = op.done.send(Err(self.refusal()));
+                    }
+                    return;
+                }
+            };
+        if batch.is_empty() {
             return;
         }
         let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
@@ -586,7 +609,14 @@ impl<F: StoreFs> Writer<F> {
         // step in the same durable write (zeros, explicitly: S3).
         let end = start + padded;
         let mut prepared = self.prepared.max(end);
-        if padded < PREPARE_BELOW && end > self.prepared {
+        // Puts leave the last DELETE_RESERVE of prepared space alone: when
+        // the disk fills, the prepare step that fails is a put's, and the
+        // reserve is still there for the deletes that free space.
+        let puts = planned
+            .iter()
+            .any(|plan| plan.header.record_type == RecordType::Object);
+        let reserve = if puts { DELETE_RESERVE } else { 0 };
+        if padded < PREPARE_BELOW && end + reserve > self.prepared {
             let limit = self.shared.config.segment_bytes.max(end);
             prepared = (end + PREPARE_STEP).div_ceil(align) * align;
             prepared = prepared.min(limit.div_ceil(align) * align).max(end);
@@ -781,9 +811,10 @@ impl<F: StoreFs> Writer<F> {
     }
 
     /// Starts a new segment: header written and synced, directory entry
-    /// synced, before any record goes into it.
+    /// synced, before any record goes into it. The old segment's prepared
+    /// zeros are cut only once the new one exists: a rotation that fails
+    /// (a full disk) leaves them for the deletes that free space.
     async fn rotate(&mut self) -> Result<(), WriteFailure> {
-        self.release_prepared().await?;
         let slot = {
             let segments = self.shared.segments.borrow();
             (0..MAX_SEGMENT_SLOTS).find(|slot| !segments.contains_key(slot))
@@ -818,6 +849,7 @@ impl<F: StoreFs> Writer<F> {
             .sync_dir(&self.shared.dir)
             .await
             .map_err(|err| WriteFailure::sync(&self.shared.dir, err))?;
+        self.release_prepared().await?;
         tracing::debug!(
             shard = self.shared.config.shard_id,
             slot,

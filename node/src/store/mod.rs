@@ -63,6 +63,9 @@ pub struct StoreConfig {
     pub max_batch_bytes: usize,
     /// Puts queued for the writer before `put` waits (backpressure).
     pub write_queue: usize,
+    /// A shard read-only for lack of space resumes writes once the file
+    /// system has this much free.
+    pub resume_free_bytes: u64,
 }
 
 impl StoreConfig {
@@ -78,6 +81,7 @@ impl StoreConfig {
             cache_bytes: 64 << 20,
             max_batch_bytes: 1 << 20,
             write_queue: 4096,
+            resume_free_bytes: 64 << 20,
         }
     }
 
@@ -364,11 +368,42 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     }
 
     async fn delete_with_time(&self, id: ObjectId, at: Option<u64>) -> Result<bool> {
-        self.shared.check_writable()?;
+        self.shared.check_deletable()?;
         match self.submit(group_commit::Op::Delete { id, at }).await? {
             group_commit::Reply::Delete(existed) => Ok(existed),
             _ => Err(StoreError::WriterGone),
         }
+    }
+
+    /// A shard made read-only by a full disk takes writes again once the
+    /// file system has [`StoreConfig::resume_free_bytes`] free. Returns
+    /// whether it resumed. (Safe: an out-of-space write is refused before
+    /// anything is written, and nothing was acknowledged for it.)
+    pub async fn try_resume(&self) -> bool {
+        if !matches!(*self.shared.mode.borrow(), WriteMode::ReadOnly(_)) {
+            return false;
+        }
+        let free = match self.shared.fs.free_bytes(&self.shared.dir).await {
+            Ok(free) => free,
+            Err(err) => {
+                tracing::warn!(shard = self.shared.config.shard_id, error = %err, "cannot read the free space");
+                return false;
+            }
+        };
+        if free < self.shared.config.resume_free_bytes {
+            return false;
+        }
+        let mut mode = self.shared.mode.borrow_mut();
+        if !matches!(*mode, WriteMode::ReadOnly(_)) {
+            return false;
+        }
+        *mode = WriteMode::Writable;
+        tracing::warn!(
+            shard = self.shared.config.shard_id,
+            free_bytes = free,
+            "space is back: the shard takes writes again"
+        );
+        true
     }
 
     /// Forgets deletes older than `grace` (see `holdings.rs`); returns how
@@ -384,7 +419,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// the object's replicas after a topology change. Returns whether a copy
     /// existed.
     pub async fn drop_copy(&self, id: ObjectId) -> Result<bool> {
-        self.shared.check_writable()?;
+        self.shared.check_deletable()?;
         match self.submit(group_commit::Op::Drop { id }).await? {
             group_commit::Reply::Delete(existed) => Ok(existed),
             _ => Err(StoreError::WriterGone),
@@ -534,7 +569,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// `min_dead_fraction` (0.0..=1.0), then removes it. Safe against a crash
     /// at any point: see `compaction.rs`.
     pub async fn compact(&self, min_dead_fraction: f64) -> Result<CompactionReport> {
-        self.shared.check_writable()?;
+        self.shared.check_deletable()?;
         compaction::compact(self, min_dead_fraction).await
     }
 
@@ -586,6 +621,18 @@ impl<F: StoreFs + 'static> ShardStore<F> {
 impl<F: StoreFs> Shared<F> {
     pub(crate) fn segment_path(&self, slot: u16) -> PathBuf {
         self.dir.join(segment::file_name(slot))
+    }
+
+    /// Whether the shard takes deletes (and compaction): also when it is
+    /// out of space, since a tombstone is small and usually lands in space
+    /// the writer prepared, and both can give space back.
+    pub(crate) fn check_deletable(&self) -> Result<()> {
+        match &*self.mode.borrow() {
+            WriteMode::Writable | WriteMode::ReadOnly(_) => Ok(()),
+            WriteMode::Failed(cause) => Err(StoreError::Failed {
+                cause: cause.clone(),
+            }),
+        }
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {

@@ -36,6 +36,10 @@ pub struct Faults {
     pub misdirect_reads: Option<u64>,
     /// Removing a file fails with EIO (a crash before an unlink, in effect).
     pub remove_eio: bool,
+    /// The file system is full: a write that would grow a file fails with
+    /// ENOSPC (a write inside it succeeds: its blocks are allocated), and
+    /// `free_bytes` reports 0.
+    pub no_space: bool,
 }
 
 #[derive(Default)]
@@ -164,7 +168,11 @@ impl StoreFile for SimFile {
         }
         let torn = disk.faults.torn_write.take();
         let write_through = disk.write_through;
+        let no_space = disk.faults.no_space;
         let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
+        if no_space && offset as usize + buf.0.len() > file.volatile.len() {
+            return Err(errno(28));
+        }
         let bytes = match torn {
             Some(prefix) => &buf.0[..prefix.min(buf.0.len())],
             None => &buf.0[..],
@@ -314,6 +322,9 @@ impl StoreFs for SimFs {
 
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        if disk.faults.no_space {
+            return Err(errno(28));
+        }
         disk.files.insert(
             path.to_owned(),
             FileData {
@@ -327,6 +338,14 @@ impl StoreFs for SimFs {
 
     async fn exists(&self, path: &Path) -> io::Result<bool> {
         Ok(self.disk.borrow().files.contains_key(path))
+    }
+
+    async fn free_bytes(&self, _dir: &Path) -> io::Result<u64> {
+        Ok(if self.disk.borrow().faults.no_space {
+            0
+        } else {
+            1 << 40
+        })
     }
 
     async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped> {

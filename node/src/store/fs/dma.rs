@@ -283,6 +283,19 @@ impl StoreFs for DmaFs {
         path.try_exists()
     }
 
+    async fn free_bytes(&self, dir: &Path) -> io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+        // SAFETY: `path` is a valid C string for the call, and `stat` is a
+        // plain struct the call fills in.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    }
+
     async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped> {
         let file = std::fs::File::open(path)?;
         // SAFETY: the mapped files (index checkpoints) are only ever replaced

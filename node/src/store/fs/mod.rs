@@ -116,4 +116,7 @@ pub trait StoreFs {
     async fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Maps a file read-only (used for index checkpoints).
     async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped>;
+    /// Bytes an unprivileged writer may still allocate on the file system
+    /// holding `dir` (a read-only shard resumes once there is room again).
+    async fn free_bytes(&self, dir: &Path) -> io::Result<u64>;
 }
