@@ -82,7 +82,9 @@ pub enum TopologyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("topology is not valid TOML of the expected shape: {0}")]
+    // The TOML error is the source: a message repeating it would print it
+    // twice in every error chain.
+    #[error("topology is not valid TOML of the expected shape")]
     Parse(#[from] toml::de::Error),
     #[error("epoch must be at least 1 (0 means \"no topology\" on the wire)")]
     ZeroEpoch,
@@ -123,6 +125,14 @@ pub enum TopologyError {
         node_id: u32,
         address: String,
         reason: &'static str,
+    },
+    #[error("nodes {first} and {second} on {host} listen on overlapping ports ({first_ports} and {second_ports}): shard i of a node listens on its port + i")]
+    PortRangesOverlap {
+        host: String,
+        first: u32,
+        second: u32,
+        first_ports: String,
+        second_ports: String,
     },
     #[error("node {node_id}: ports {first_port}..={last_port} for its {shards} shards pass 65535")]
     PortRangeOverflow {
@@ -178,7 +188,8 @@ impl Topology {
             });
         }
         let mut ids = HashSet::new();
-        let mut addresses: Vec<(String, u32)> = Vec::with_capacity(nodes.len());
+        let mut addresses: Vec<(String, std::ops::RangeInclusive<u32>, u32)> =
+            Vec::with_capacity(nodes.len());
         for node in &nodes {
             if !ids.insert(node.id) {
                 return Err(TopologyError::DuplicateNodeId(node.id));
@@ -207,15 +218,30 @@ impl Topology {
                     shards: node.shards,
                 });
             }
-            let normalized = format!("{}:{port}", host.to_ascii_lowercase());
-            if let Some((_, first)) = addresses.iter().find(|(seen, _)| *seen == normalized) {
-                return Err(TopologyError::DuplicateAddress {
-                    address: node.address.clone(),
-                    first: *first,
-                    second: node.id,
-                });
+            let host = host.to_ascii_lowercase();
+            let ports = u32::from(port)..=last_port;
+            for (seen_host, seen_ports, first) in &addresses {
+                if *seen_host != host {
+                    continue;
+                }
+                if *seen_ports.start() == u32::from(port) {
+                    return Err(TopologyError::DuplicateAddress {
+                        address: node.address.clone(),
+                        first: *first,
+                        second: node.id,
+                    });
+                }
+                if seen_ports.start() <= ports.end() && ports.start() <= seen_ports.end() {
+                    return Err(TopologyError::PortRangesOverlap {
+                        host,
+                        first: *first,
+                        second: node.id,
+                        first_ports: format!("{}..={}", seen_ports.start(), seen_ports.end()),
+                        second_ports: format!("{}..={}", ports.start(), ports.end()),
+                    });
+                }
             }
-            addresses.push((normalized, node.id));
+            addresses.push((host, ports, node.id));
         }
         Ok(Self {
             epoch,
@@ -315,10 +341,20 @@ mod tests {
         shards = 4
     "#;
 
+    /// The refusal with its causes, as a log line shows it.
     fn refused(text: &str) -> String {
         match Topology::from_toml_str(text) {
             Ok(topology) => panic!("accepted {topology:?}"),
-            Err(err) => err.to_string(),
+            Err(err) => {
+                let mut out = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(cause) = source {
+                    out.push_str(": ");
+                    out.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                out
+            }
         }
     }
 
@@ -397,9 +433,24 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_shard_ports_are_refused() {
+        // Node 1 has 2 shards at 7400 (7400 and 7401); node 2 at 7401.
+        let text = THREE.replace("127.0.0.1:7500", "127.0.0.1:7401");
+        let msg = refused(&text);
+        assert!(
+            msg.contains("nodes 1 and 2") && msg.contains("overlapping ports"),
+            "{msg}"
+        );
+        // Another host may use the same ports.
+        let text = THREE.replace("127.0.0.1:7500", "127.0.0.2:7401");
+        Topology::from_toml_str(&text).expect("different hosts");
+    }
+
+    #[test]
     fn typos_are_refused_not_ignored() {
         let msg = refused(&THREE.replace("write_quorum", "write_qourum"));
         assert!(msg.contains("write_qourum"), "{msg}");
+        assert_eq!(msg.matches("unknown field").count(), 1, "said twice: {msg}");
         let msg = refused(&THREE.replacen("shards", "shard", 1));
         assert!(msg.contains("shard"), "{msg}");
     }
