@@ -542,7 +542,7 @@ async fn fetch_topology_from(
         };
         attempts.push(ReplicaAttempt { peer, error });
     }
-    Err(ClientError::Unavailable { attempts })
+    Err(ClientError::from_attempts(None, attempts))
 }
 
 /// A node's error frame as an attempt error.

@@ -43,6 +43,10 @@ pub enum AttemptError {
     },
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The cluster secret is missing or wrong (on either side): retrying
+    /// cannot help.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The connection broke with the request in flight (the node may or
@@ -172,14 +176,32 @@ impl ClientError {
             {
                 return Self::NotFound { id };
             }
+            // A node refusing its own damaged copy (`corrupt`) and a copy
+            // that failed our hash check are both corruption.
             if attempts.iter().all(|attempt| {
                 matches!(
                     attempt.error,
-                    AttemptError::Corrupt(_) | AttemptError::NotFound
+                    AttemptError::Corrupt(_)
+                        | AttemptError::NotFound
+                        | AttemptError::Node {
+                            code: ErrorCode::Corrupt,
+                            ..
+                        }
                 )
             }) {
                 return Self::Corrupt { id, attempts };
             }
+        }
+        if let Some(AttemptError::Unauthorized(detail)) = attempts
+            .iter()
+            .all(|attempt| matches!(attempt.error, AttemptError::Unauthorized(_)))
+            .then(|| &attempts[0].error)
+        {
+            return Self::Rejected {
+                peer: attempts[0].peer.clone(),
+                code: ErrorCode::Unauthorized,
+                detail: detail.clone(),
+            };
         }
         if attempts
             .iter()

@@ -199,12 +199,11 @@ fn a_cluster_secret_is_proven_or_the_request_fails() {
 
     let stranger = BlockingClient::connect(fast(ClientConfig::topology_file(&topology))).unwrap();
     match stranger.has(id) {
-        Err(ClientError::Unavailable { attempts }) => {
-            assert!(
-                matches!(&attempts[0].error, AttemptError::Handshake(reason) if reason.contains("secret")),
-                "{attempts:?}"
-            );
-        }
+        Err(ClientError::Rejected {
+            code: stratum_wire::message::ErrorCode::Unauthorized,
+            detail,
+            ..
+        }) => assert!(detail.contains("secret"), "{detail}"),
         other => panic!("a client without the secret got {other:?}"),
     }
     // Its failed handshake is remembered: the next request fails at once

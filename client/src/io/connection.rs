@@ -20,7 +20,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use stratum_wire::auth::{random_nonce, ClusterSecret};
 use stratum_wire::frame::PROTOCOL_VERSION;
-use stratum_wire::message::{AuthProof, Hello, PeerRole};
+use stratum_wire::message::{ArchivedErrorCode, AuthProof, Hello, PeerRole};
 use stratum_wire::{
     Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
 };
@@ -319,7 +319,12 @@ impl Connection {
     ) {
         if let MessageRef::Error(err) = frame.message() {
             let reason = format!("{:?}: {}", err.code, err.detail);
-            return self.fail_connect(registry, AttemptError::Handshake(reason), settings);
+            let error = if err.code == ArchivedErrorCode::Unauthorized {
+                AttemptError::Unauthorized(reason)
+            } else {
+                AttemptError::Handshake(reason)
+            };
+            return self.fail_connect(registry, error, settings);
         }
         match (step, frame.message()) {
             (HandshakeStep::AwaitHelloAck { hello_id, nonce }, MessageRef::HelloAck(ack))
@@ -338,7 +343,7 @@ impl Connection {
                     let reason = "the node requires the cluster secret and none is configured";
                     return self.fail_connect(
                         registry,
-                        AttemptError::Handshake(reason.into()),
+                        AttemptError::Unauthorized(reason.into()),
                         settings,
                     );
                 };
@@ -371,7 +376,7 @@ impl Connection {
                     let reason = "the node could not prove the cluster secret";
                     return self.fail_connect(
                         registry,
-                        AttemptError::Handshake(reason.into()),
+                        AttemptError::Unauthorized(reason.into()),
                         settings,
                     );
                 }
