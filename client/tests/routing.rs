@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fast, metric, object, topology_text, Cluster};
-use stratum_client::{
-    AttemptError, BlockingClient, Client, ClientConfig, ClientError, ObjectId, PutOutcome,
-};
+use stratum_client::{BlockingClient, Client, ClientConfig, ClientError, ObjectId, PutOutcome};
 use stratum_testkit::TestNode;
 
 #[test]
