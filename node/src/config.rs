@@ -452,6 +452,12 @@ impl NodeConfig {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(invalid(
+                "data_dir",
+                format!("{} exists but is not a directory", data_dir.display()),
+            ));
+        }
         // An explicitly named file must exist; the default one may not.
         let (io_path, required) = match flags.io_properties.or(file.io_properties) {
             Some(path) => (path, true),

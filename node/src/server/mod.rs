@@ -29,6 +29,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;
+pub mod preflight;
 pub mod request;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub enum StartError {
     Core(String),
     #[error("shard {0} stopped during startup")]
     Vanished(u16),
+    #[error("the data dir cannot be used")]
+    DataDir(#[from] preflight::PreflightError),
 }
 
 /// Why a topology reload was refused (the node keeps its current one).
@@ -107,6 +110,7 @@ impl Node {
     /// Starts one executor per shard and returns once every shard serves,
     /// or stops the ones that started and reports why one could not.
     pub fn start(config: Arc<NodeConfig>) -> Result<Self, StartError> {
+        preflight::check(&config.data_dir, config.shards)?;
         let (mesh, inboxes) = Mesh::new(config.shards);
         let (ready_tx, ready_rx) = flume::unbounded();
         let cpus = allowed_cpus();
