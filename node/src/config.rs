@@ -519,6 +519,7 @@ impl NodeConfig {
             .store_config(0)
             .validate()
             .map_err(|err| invalid("store", err.to_string()))?;
+        check_memlock(config.shards, config.io_memory_bytes, memlock_limit())?;
         Ok(config)
     }
 
@@ -575,6 +576,39 @@ fn positive(setting: &'static str, value: u64) -> Result<u64, ConfigError> {
         return Err(invalid(setting, "must be positive"));
     }
     Ok(value)
+}
+
+/// The soft `RLIMIT_MEMLOCK` of this process (`ulimit -l`), in bytes;
+/// `None` when unlimited or unknown.
+fn memlock_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a plain struct the call fills in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return None;
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// Every core locks `io_memory_bytes` for io_uring; past the memlock limit
+/// a core fails to start (or, across processes of one user, a later one
+/// does), so a configuration that cannot fit is refused up front.
+fn check_memlock(shards: u16, io_memory_bytes: u64, limit: Option<u64>) -> Result<(), ConfigError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let wanted = u64::from(shards).saturating_mul(io_memory_bytes);
+    if wanted > limit {
+        return Err(invalid(
+            "store.io_memory_bytes",
+            format!(
+                "{shards} shards × {io_memory_bytes} bytes = {wanted} bytes to lock, over the memlock limit of {limit} bytes (ulimit -l); lower io_memory_bytes or raise the limit (stratum-tune recommend)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn resolve_replication(file: &FileReplication) -> Result<Replication, ConfigError> {
@@ -718,6 +752,18 @@ mod tests {
         let mut argv = vec!["stratum-node"];
         argv.extend_from_slice(args);
         Flags::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn io_memory_past_the_memlock_limit_is_refused() {
+        check_memlock(2, 512 << 10, Some(8 << 20)).expect("fits");
+        check_memlock(64, 1 << 30, None).expect("unlimited");
+        let err = check_memlock(4, 4 << 20, Some(8 << 20)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("store.io_memory_bytes") && text.contains("memlock"),
+            "{text}"
+        );
     }
 
     fn resolve(args: &[&str]) -> Result<NodeConfig, ConfigError> {
