@@ -336,28 +336,34 @@ fn remove_node_3_with_hints_pending(cluster: &mut Cluster) {
     cluster.node(2).sighup();
 }
 
+/// Waits until node 1 has no hint pending, `stranded` stranded, and its
+/// log says `said`.
+fn wait_hints_settled(cluster: &mut Cluster, stranded: f64, said: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let node = cluster.node(1);
+        let (pending, now) = (
+            node.metric("stratum_hints_pending", ""),
+            node.metric("stratum_hints_stranded", ""),
+        );
+        if pending == 0.0 && now == stranded && node.log().contains(said) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pending {pending}, stranded {now}; log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn hints_for_a_node_removed_from_the_topology_are_removed_as_moot() {
     let _one = one_cluster_at_a_time();
     let mut cluster = Cluster::start(3, 3, 2, 2_000, false);
     remove_node_3_with_hints_pending(&mut cluster);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let node = cluster.node(1);
-        let (pending, stranded) = (
-            node.metric("stratum_hints_pending", ""),
-            node.metric("stratum_hints_stranded", ""),
-        );
-        if pending == 0.0 && stranded == 0.0 && node.log().contains("are moot") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pending {pending}, stranded {stranded}; log:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_hints_settled(&mut cluster, 0.0, "are moot");
     let hint_files: Vec<PathBuf> = walk(&cluster.node(1).dir)
         .into_iter()
         .filter(|path| path.to_string_lossy().contains("node-3."))
@@ -376,23 +382,7 @@ fn without_anti_entropy_hints_for_a_removed_node_are_reported_stranded() {
         "request_timeout_ms = 2000\nrepair_interval_secs = 0\n",
     );
     remove_node_3_with_hints_pending(&mut cluster);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let node = cluster.node(1);
-        let (pending, stranded) = (
-            node.metric("stratum_hints_pending", ""),
-            node.metric("stratum_hints_stranded", ""),
-        );
-        if pending == 0.0 && stranded == 10.0 && node.log().contains("left the topology") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pending {pending}, stranded {stranded}; log:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_hints_settled(&mut cluster, 10.0, "left the topology");
     // Said once, not on every replay tick.
     std::thread::sleep(Duration::from_millis(1_200));
     assert_eq!(

@@ -351,17 +351,12 @@ impl<F: StoreFs> Writer<F> {
                     replies.push((done, Ok(Reply::Put(PutOutcome::Stored))));
                 }
                 Op::Drop { id } => {
-                    let effect = match touched.get(&id) {
-                        Some(Some(plan)) => Some(Effect::RemovePlanned(*plan)),
-                        Some(None) => None,
-                        None => match self.shared.find(&id).await {
-                            Ok(Some((location, _))) => Some(Effect::RemoveExisting(location)),
-                            Ok(None) => None,
-                            Err(err) => {
-                                replies.push((done, Err(err)));
-                                continue;
-                            }
-                        },
+                    let effect = match self.removal(&touched, &id).await {
+                        Ok(effect) => effect,
+                        Err(err) => {
+                            replies.push((done, Err(err)));
+                            continue;
+                        }
                     };
                     let Some(effect) = effect else {
                         replies.push((done, Ok(Reply::Delete(false))));
@@ -377,17 +372,12 @@ impl<F: StoreFs> Writer<F> {
                     replies.push((done, Ok(Reply::Delete(true))));
                 }
                 Op::Delete { id, at } => {
-                    let effect = match touched.get(&id) {
-                        Some(Some(plan)) => Some(Effect::RemovePlanned(*plan)),
-                        Some(None) => None,
-                        None => match self.shared.find(&id).await {
-                            Ok(Some((location, _))) => Some(Effect::RemoveExisting(location)),
-                            Ok(None) => None,
-                            Err(err) => {
-                                replies.push((done, Err(err)));
-                                continue;
-                            }
-                        },
+                    let effect = match self.removal(&touched, &id).await {
+                        Ok(effect) => effect,
+                        Err(err) => {
+                            replies.push((done, Err(err)));
+                            continue;
+                        }
                     };
                     // A delete of an object this shard never held still
                     // leaves a tombstone (unless one is already there): it
@@ -500,6 +490,21 @@ impl<F: StoreFs> Writer<F> {
             }
         }
         Ok(copied)
+    }
+
+    /// What removing `id` (a delete or a dropped copy) does: remove a put
+    /// earlier in this batch, or the live record on disk; `None` if there is
+    /// nothing to remove (absent, or removed earlier in this batch).
+    async fn removal(&self, touched: &Touched, id: &ObjectId) -> Result<Option<Effect>> {
+        Ok(match touched.get(id) {
+            Some(Some(plan)) => Some(Effect::RemovePlanned(*plan)),
+            Some(None) => None,
+            None => self
+                .shared
+                .find(id)
+                .await?
+                .map(|(location, _)| Effect::RemoveExisting(location)),
+        })
     }
 
     /// Writes the index as it is now, with the writer's tail as watermark.
