@@ -440,7 +440,7 @@ fn silent_connections_are_closed_at_the_handshake_deadline() {
     let config = TestNode::write_file(
         temp.path(),
         "node.toml",
-        "[limits]\nhandshake_timeout_secs = 1\n",
+        "[limits]\nhandshake_timeout_secs = 2\n",
     );
     let node = TestNode::start(
         1,
@@ -460,7 +460,7 @@ fn silent_connections_are_closed_at_the_handshake_deadline() {
     let mut silent: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(node.addr(0)).unwrap())
         .collect();
-    let accepted = Instant::now() + Duration::from_millis(900);
+    let accepted = Instant::now() + Duration::from_millis(1500);
     while node.metric("stratum_connections_open", "") < 20.0 && Instant::now() < accepted {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -474,7 +474,7 @@ fn silent_connections_are_closed_at_the_handshake_deadline() {
     for raw in &mut silent {
         assert!(closed_by_peer(raw), "a silent connection was kept");
     }
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(6));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut client = loop {
         match TestClient::connect(node.addr(0), None) {
