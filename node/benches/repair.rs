@@ -15,8 +15,11 @@
 //!    3's pass that finds and fetches it.
 //! 5. Node 3's data dir is wiped and it is refilled by one pass with no
 //!    rate limit: seconds and MB/s, beside the baseline.
-//! 6. Wiped again and refilled at the default 32 MiB/s: client gets on node
-//!    1 meanwhile, beside gets before the refill.
+//! 6. Wiped again and refilled at the default 32 MiB/s: client gets and puts
+//!    through node 1 meanwhile, beside the same before the refill.
+//! 7. A fourth node joins (epoch 2, SIGHUP): client gets and puts during the
+//!    move beside quiet ones, and the time until every old node has handed
+//!    off what it no longer replicates.
 //!
 //! The bench keeps its own loader (64 requests in flight on one connection)
 //! for every phase, so the ratios compare like with like.
@@ -79,16 +82,21 @@ fn put_all(client: &mut TestClient, seeds: std::ops::Range<u64>, size: usize) ->
     started.elapsed().as_secs_f64()
 }
 
-/// Gets of random objects among `seeds` for `seconds`; returns gets/s.
-fn get_rate(
-    client: &mut TestClient,
+/// 4096 ids spread over `seeds` that `keep` accepts.
+fn sample(
     seeds: std::ops::Range<u64>,
     size: usize,
-    seconds: f64,
-) -> f64 {
-    let ids: Vec<ObjectId> = (0..4096u64)
+    keep: impl Fn(&ObjectId) -> bool,
+) -> Vec<ObjectId> {
+    (0..4096u64 * 4)
         .map(|n| object(seeds.start + (n * 7919) % (seeds.end - seeds.start), size).0)
-        .collect();
+        .filter(|id| keep(id))
+        .take(4096)
+        .collect()
+}
+
+/// Gets of `ids`, round and round, for `seconds`; returns gets/s.
+fn get_rate(client: &mut TestClient, ids: &[ObjectId], seconds: f64) -> f64 {
     let started = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
     let (mut sent, mut done) = (0u64, 0u64);
@@ -105,14 +113,42 @@ fn get_rate(
     done as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Asks `node` for a pass and waits until it has finished one more.
-fn pass(node: &TestNode) {
-    let before = node.metric("stratum_repair_passes_total", "");
+/// Puts of new objects (seeds from `first`) for `seconds`; returns puts/s.
+fn put_rate(client: &mut TestClient, first: u64, size: usize, seconds: f64) -> f64 {
+    let started = Instant::now();
+    let limit = Duration::from_secs_f64(seconds);
+    let (mut sent, mut done) = (0u64, 0u64);
+    while started.elapsed() < limit || done < sent {
+        while started.elapsed() < limit && sent - done < WINDOW {
+            let (id, kind, content) = object(first + sent, size);
+            client.send(&Message::Put(Put { id, kind }), &content);
+            sent += 1;
+        }
+        let reply = client.recv().expect("reply");
+        assert_eq!(
+            reply.kind(),
+            MessageKind::PutAck,
+            "{:?}",
+            reply.to_message()
+        );
+        done += 1;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Starts a pass on `node` without waiting for it.
+fn start_pass(node: &TestNode) {
     let reply = node
         .client(0)
         .call(&Message::Repair(Repair { all_shards: true }), &[])
         .expect("repair");
     assert_eq!(reply.kind(), MessageKind::RepairStarted);
+}
+
+/// Asks `node` for a pass and waits until it has finished one more.
+fn pass(node: &TestNode) {
+    let before = node.metric("stratum_repair_passes_total", "");
+    start_pass(node);
     let deadline = Instant::now() + Duration::from_secs(3600);
     while node.metric("stratum_repair_passes_total", "") <= before {
         assert!(Instant::now() < deadline, "the pass never finished");
@@ -257,20 +293,87 @@ fn main() {
         refill_mb_s / single_mb_s
     );
 
-    // 6. Client gets during a paced refill.
-    let mut reader = nodes[0].client(0);
-    let quiet = get_rate(&mut reader, seeds.clone(), args.size, 3.0);
+    // 6. Client traffic during a paced refill.
+    let mut client = nodes[0].client(0);
+    let ids = sample(seeds.clone(), args.size, |_| true);
+    let quiet_gets = get_rate(&mut client, &ids, 3.0);
+    let quiet_puts = put_rate(&mut client, 2_000_000_000, args.size, 3.0);
     write_config(&configs[2], 32 << 20);
     wipe_and_restart(&mut nodes[2]);
-    let reply = nodes[2]
-        .client(0)
-        .call(&Message::Repair(Repair { all_shards: true }), &[])
-        .unwrap();
-    assert_eq!(reply.kind(), MessageKind::RepairStarted);
+    start_pass(&nodes[2]);
     std::thread::sleep(Duration::from_millis(500));
-    let during = get_rate(&mut reader, seeds, args.size, 3.0);
+    let gets = get_rate(&mut client, &ids, 3.0);
+    let puts = put_rate(&mut client, 2_100_000_000, args.size, 3.0);
     println!(
-        "client gets on node 1: {quiet:.0}/s quiet, {during:.0}/s during a refill at 32 MiB/s = {:.2}x",
-        during / quiet
+        "during a refill at 32 MiB/s, through node 1: gets {gets:.0}/s vs {quiet_gets:.0}/s quiet = {:.2}x; puts {puts:.0}/s vs {quiet_puts:.0}/s = {:.2}x",
+        gets / quiet_gets,
+        puts / quiet_puts
+    );
+    let held = nodes[0].metric("stratum_store_objects", "");
+    wait_objects(&nodes[2], held, Instant::now());
+
+    // 7. Client traffic while the cluster grows to four nodes (rebalancing).
+    // Gets go to node 1 for objects it replicates before and after (a new
+    // node only takes ranges away), as a client routing by either topology
+    // would send them.
+    let quiet_gets = get_rate(&mut client, &ids, 3.0);
+    let quiet_puts = put_rate(&mut client, 2_200_000_000, args.size, 3.0);
+    write_config(&configs[2], 32 << 20);
+    let config4 = work.path().join("node-4.toml");
+    write_config(&config4, 32 << 20);
+    let mut fourth = TestNode::prepare(
+        1,
+        &[
+            "--topology",
+            topology.to_str().unwrap(),
+            "--node-id",
+            "4",
+            "--config",
+            config4.to_str().unwrap(),
+        ],
+    );
+    let mut specs = specs.clone();
+    specs.push((4, fourth.address(), 1));
+    std::fs::write(&topology, topology_text(2, 3, 2, &specs)).unwrap();
+    let grown = stratum_wire::placement::Placement::new(
+        stratum_wire::placement::Topology::load(&topology).unwrap(),
+    );
+    let ids = sample(seeds, args.size, |id| grown.is_replica(1, id));
+    fourth.launch();
+    for node in &nodes {
+        node.sighup();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for node in nodes.iter().chain([&fourth]) {
+        start_pass(node);
+    }
+    let gets = get_rate(&mut client, &ids, 3.0);
+    let puts = put_rate(&mut client, 2_300_000_000, args.size, 3.0);
+    println!(
+        "while growing from 3 to 4 nodes, through node 1: gets {gets:.0}/s vs {quiet_gets:.0}/s quiet = {:.2}x; puts {puts:.0}/s vs {quiet_puts:.0}/s = {:.2}x",
+        gets / quiet_gets,
+        puts / quiet_puts
+    );
+    // Settled: every old node has handed off what it no longer replicates.
+    let settled = |node: &TestNode| node.metric("stratum_rebalance_backlog", "") == 0.0;
+    while !nodes.iter().all(settled) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "rebalance stalled"
+        );
+        for node in &nodes {
+            start_pass(node);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let handed_off: f64 = nodes
+        .iter()
+        .map(|node| node.metric("stratum_rebalance_handed_off_total", ""))
+        .sum();
+    println!(
+        "grow 3 -> 4 settled in {:.1} s: {handed_off:.0} copies handed off and dropped, node 4 holds {:.0} objects",
+        started.elapsed().as_secs_f64(),
+        fourth.metric("stratum_store_objects", "")
     );
 }
