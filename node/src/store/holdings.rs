@@ -190,6 +190,13 @@ impl Holdings {
         self.live.iter()
     }
 
+    /// Live ids after `after` (all of them for `None`), in ring order.
+    pub fn live_after(&self, after: Option<ObjectId>) -> impl Iterator<Item = &ObjectId> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.live.range((from, Bound::Unbounded))
+    }
+
     /// Deleted ids with the time of their delete, in ring order.
     pub fn deleted(&self) -> impl Iterator<Item = (&ObjectId, &u64)> {
         self.deleted.iter()
