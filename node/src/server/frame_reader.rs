@@ -20,6 +20,9 @@ use stratum_wire::{Frame, FrameDecoder, FrameError, FrameLimits};
 
 /// Socket read size: large enough for many small frames per read.
 const READ_CHUNK: usize = 64 << 10;
+/// Socket read size until the limits grow past the handshake's: a peer that
+/// has not said who it is costs a small buffer, not a large one.
+const HANDSHAKE_READ_CHUNK: usize = 4 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -87,6 +90,16 @@ impl ByteBudget {
     }
 }
 
+/// The socket read size for frames under `limits`.
+fn read_chunk(limits: &FrameLimits) -> usize {
+    let frame = u64::from(limits.max_message_len) + u64::from(limits.max_payload_len);
+    if frame <= HANDSHAKE_READ_CHUNK as u64 {
+        HANDSHAKE_READ_CHUNK
+    } else {
+        READ_CHUNK
+    }
+}
+
 /// How often a reader waiting for budget looks again.
 const BUDGET_POLL: Duration = Duration::from_millis(2);
 
@@ -114,7 +127,7 @@ impl FrameReader {
             decoder: FrameDecoder::new(limits),
             budget,
             charged: 0,
-            buf: vec![0; READ_CHUNK],
+            buf: vec![0; read_chunk(&limits)],
             pos: 0,
             len: 0,
             frame_started: None,
@@ -126,6 +139,11 @@ impl FrameReader {
     /// Limits for the frames after the current one (see
     /// [`FrameDecoder::set_limits`]).
     pub fn set_limits(&mut self, limits: FrameLimits) {
+        let chunk = read_chunk(&limits);
+        if chunk > self.buf.len() {
+            // Bytes not yet decoded stay where they are.
+            self.buf.resize(chunk, 0);
+        }
         self.decoder.set_limits(limits);
     }
 
