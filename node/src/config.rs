@@ -184,6 +184,7 @@ struct FileLimits {
 struct FileStore {
     segment_bytes: Option<u64>,
     cache_bytes: Option<u64>,
+    resume_free_bytes: Option<u64>,
     io_memory_bytes: Option<u64>,
     sync_method: Option<String>,
 }
@@ -254,6 +255,9 @@ pub struct NodeConfig {
     pub limits: Limits,
     pub segment_bytes: u64,
     pub cache_bytes: u64,
+    /// A shard read-only for lack of space resumes writes once its file
+    /// system has this much free.
+    pub resume_free_bytes: u64,
     /// Memory each core's io_uring locks for I/O buffers.
     pub io_memory_bytes: u64,
     /// How group commits make their writes durable.
@@ -433,6 +437,10 @@ impl NodeConfig {
             .segment_bytes
             .unwrap_or(StoreConfig::DEFAULT_SEGMENT_BYTES);
         let cache_bytes = store.cache_bytes.unwrap_or(64 << 20);
+        let resume_free_bytes = positive(
+            "store.resume_free_bytes",
+            store.resume_free_bytes.unwrap_or(64 << 20),
+        )?;
         let io_memory_bytes = store.io_memory_bytes.unwrap_or(512 << 10);
         if io_memory_bytes < 64 << 10 {
             return Err(invalid(
@@ -504,6 +512,7 @@ impl NodeConfig {
             limits,
             segment_bytes,
             cache_bytes,
+            resume_free_bytes,
             io_memory_bytes,
             sync_method,
             max_batch_bytes,
@@ -529,6 +538,7 @@ impl NodeConfig {
         store.segment_bytes = self.segment_bytes;
         store.max_object_bytes = self.limits.max_object_bytes;
         store.cache_bytes = usize::try_from(self.cache_bytes).unwrap_or(usize::MAX);
+        store.resume_free_bytes = self.resume_free_bytes;
         store.max_batch_bytes = usize::try_from(self.max_batch_bytes).unwrap_or(usize::MAX);
         store
     }

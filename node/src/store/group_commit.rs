@@ -166,9 +166,11 @@ pub(crate) fn unix_now() -> u64 {
 
 /// Batches smaller than this write into prepared (pre-zeroed) space.
 pub const PREPARE_BELOW: u64 = 256 << 10;
-/// Prepared space kept for batches without puts (deletes, dropped copies):
-/// room for them on a full disk.
-pub const DELETE_RESERVE: u64 = 64 << 10;
+/// Prepared space kept after every put batch for batches without puts
+/// (deletes, dropped copies): their room on a full disk (32 lone deletes,
+/// or a few hundred in one batch). Written as zeros after each put batch
+/// that would otherwise use it up.
+pub const DELETE_RESERVE: u64 = 16 << 10;
 /// How much zeroed space a small batch adds when it runs out.
 pub const PREPARE_STEP: u64 = 1 << 20;
 
@@ -621,10 +623,18 @@ impl<F: StoreFs> Writer<F> {
             .iter()
             .any(|plan| plan.header.record_type == RecordType::Object);
         let reserve = if puts { DELETE_RESERVE } else { 0 };
-        if padded < PREPARE_BELOW && end + reserve > self.prepared {
-            let limit = self.shared.config.segment_bytes.max(end);
-            prepared = (end + PREPARE_STEP).div_ceil(align) * align;
-            prepared = prepared.min(limit.div_ceil(align) * align).max(end);
+        // A small batch prepares the next step; a large one (bandwidth-bound,
+        // so no zeroing ahead) still lays the reserve down after itself.
+        let target = if end + reserve <= self.prepared {
+            None
+        } else if padded < PREPARE_BELOW {
+            let limit = (self.shared.config.segment_bytes + reserve).max(end + reserve);
+            Some((end + PREPARE_STEP).min(limit))
+        } else {
+            Some(end + reserve)
+        };
+        if let Some(target) = target {
+            prepared = (target.div_ceil(align) * align).max(end);
             let mut zero_start = padded;
             while zero_start < prepared - start {
                 let len = max_io.min(prepared - start - zero_start);
