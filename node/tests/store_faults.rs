@@ -614,8 +614,8 @@ fn prepared_space_case(write_through: bool) {
 }
 
 /// Closed segments end at their last record (rotation releases the
-/// prepared zeros), and a large batch appends without zeroing ahead (but
-/// for the small reserve kept for deletes on a full disk).
+/// prepared zeros), and a large batch appends without zeroing ahead (with
+/// space to spare: it keeps a reserve for deletes only when space runs low).
 #[test]
 fn rotation_releases_prepared_space_and_large_batches_do_not_prepare() {
     on_executor(|| async {
@@ -648,11 +648,9 @@ fn rotation_releases_prepared_space_and_large_batches_do_not_prepare() {
         let large = objects(5000..5001, 300 << 10);
         put_all(&store, &large).await;
         let segment = segment_paths(&fs).remove(0);
-        // Only the delete reserve follows it, not a prepare step.
-        let reserve = stratum_node::store::group_commit::DELETE_RESERVE as usize;
         assert_eq!(
             fs.file_len(&segment),
-            data_end(&store) + reserve,
+            data_end(&store),
             "a large batch zeroed ahead"
         );
         assert_present(&store, &large).await;

@@ -166,10 +166,10 @@ pub(crate) fn unix_now() -> u64 {
 
 /// Batches smaller than this write into prepared (pre-zeroed) space.
 pub const PREPARE_BELOW: u64 = 256 << 10;
-/// Prepared space kept after every put batch for batches without puts
+/// Prepared space kept after put batches for batches without puts
 /// (deletes, dropped copies): their room on a full disk (32 lone deletes,
-/// or a few hundred in one batch). Written as zeros after each put batch
-/// that would otherwise use it up.
+/// or a few hundred in one batch). Small batches always keep it; large ones
+/// write it as zeros after themselves once space runs low.
 pub const DELETE_RESERVE: u64 = 16 << 10;
 /// How much zeroed space a small batch adds when it runs out.
 pub const PREPARE_STEP: u64 = 1 << 20;
@@ -494,6 +494,17 @@ impl<F: StoreFs> Writer<F> {
         Ok(copied)
     }
 
+    /// Whether the file system has less than twice `resume_free_bytes`
+    /// free (or cannot say): then large batches keep the delete reserve.
+    async fn space_is_low(&self) -> bool {
+        let low_below = self.shared.config.resume_free_bytes.saturating_mul(2);
+        self.shared
+            .fs
+            .free_bytes(&self.shared.dir)
+            .await
+            .map_or(true, |free| free < low_below)
+    }
+
     /// What removing `id` (a delete or a dropped copy) does: remove a put
     /// earlier in this batch, or the live record on disk; `None` if there is
     /// nothing to remove (absent, or removed earlier in this batch).
@@ -624,14 +635,17 @@ impl<F: StoreFs> Writer<F> {
             .any(|plan| plan.header.record_type == RecordType::Object);
         let reserve = if puts { DELETE_RESERVE } else { 0 };
         // A small batch prepares the next step; a large one (bandwidth-bound,
-        // so no zeroing ahead) still lays the reserve down after itself.
+        // so no zeroing ahead) lays the reserve down after itself only when
+        // space runs low (the extra zeros cost it several percent).
         let target = if end + reserve <= self.prepared {
             None
         } else if padded < PREPARE_BELOW {
             let limit = (self.shared.config.segment_bytes + reserve).max(end + reserve);
             Some((end + PREPARE_STEP).min(limit))
-        } else {
+        } else if reserve > 0 && self.space_is_low().await {
             Some(end + reserve)
+        } else {
+            None
         };
         if let Some(target) = target {
             prepared = (target.div_ceil(align) * align).max(end);
