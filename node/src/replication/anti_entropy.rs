@@ -53,6 +53,10 @@ pub const MAX_LIST: u32 = 4096;
 /// Members aimed at per listing when one side of a range is empty (half
 /// of [`MAX_LIST`], so uneven parts still fit).
 const LIST_TARGET: u32 = 2048;
+/// The least an object costs against `repair_bytes_per_sec`, whatever its
+/// size (the default 32 MiB/s then bounds repair at 8,192 objects per second
+/// per core).
+pub const OBJECT_COST: u64 = 4096;
 /// Most objects fetched by one `batch_get`.
 const FETCH_BATCH: usize = 256;
 /// How many parts a differing range is split into.
@@ -537,7 +541,10 @@ async fn fetch(
         objects
             .push(Verified::check(id, kind, content).map_err(|_| RepairError::BadObject { id })?);
         report.bytes += bytes;
-        session.paced += bytes;
+        // Small objects cost the peer a read and this shard a write each:
+        // paced as at least OBJECT_COST bytes, so a refill of tiny objects
+        // is not an unbounded stream of requests.
+        session.paced += bytes.max(OBJECT_COST);
     }
     let stored = futures_util::future::join_all(
         objects

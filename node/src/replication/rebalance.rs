@@ -52,7 +52,14 @@ pub struct HandoffReport {
     pub bytes: u64,
     /// Copies dropped because a replica had deleted the object.
     pub stale: u64,
+    /// What the pacing counts: bytes sent, and [`COPY_COST`] for every copy
+    /// looked at (asking and dropping cost the cluster work even when
+    /// nothing is sent).
+    paced: u64,
 }
+
+/// Bytes of pacing budget one copy costs, sent or not.
+const COPY_COST: u64 = super::anti_entropy::OBJECT_COST;
 
 /// What one replica shard holds of a range.
 struct Held {
@@ -166,9 +173,10 @@ async fn hand_off(
                     *confirmed.entry(*id).or_default() += 1;
                     report.sent += 1;
                     report.bytes += bytes;
+                    report.paced += bytes.saturating_sub(COPY_COST);
                 }
             }
-            pace(core, report.bytes, started).await;
+            pace(core, report.paced, started).await;
         }
     }
     let done: Vec<(ObjectId, bool)> = batch
@@ -185,6 +193,8 @@ async fn hand_off(
         .collect();
     let dropped =
         futures_util::future::join_all(done.iter().map(|(id, _)| core.store.drop_copy(*id))).await;
+    report.paced += batch.len() as u64 * COPY_COST;
+    pace(core, report.paced, started).await;
     for ((id, was_stale), result) in done.iter().zip(dropped) {
         match result {
             Ok(_) if *was_stale => report.stale += 1,
@@ -262,7 +272,7 @@ async fn send(core: &Core, link: &PeerLink, id: ObjectId) -> Option<u64> {
     }
 }
 
-/// Holds hand-off traffic to `repair_bytes_per_sec`.
+/// Holds hand-off work to `repair_bytes_per_sec` (see [`COPY_COST`]).
 async fn pace(core: &Core, bytes: u64, started: Instant) {
     let rate = core.config.replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
