@@ -14,7 +14,8 @@
 //! 4. One object is placed on nodes 1 and 2 only: bytes exchanged by node
 //!    3's pass that finds and fetches it.
 //! 5. Node 3's data dir is wiped and it is refilled by one pass with no
-//!    rate limit: seconds and MB/s, beside the baseline.
+//!    rate limit on node 3: seconds and MB/s, beside the baseline. (Every
+//!    other node paces its own repair at the default 32 MiB/s throughout.)
 //! 6. Wiped again and refilled at the default 32 MiB/s: client gets and puts
 //!    through node 1 meanwhile, beside the same before the refill.
 //! 7. A fourth node joins (epoch 2, SIGHUP): client gets and puts during the
@@ -215,8 +216,12 @@ fn main() {
     let configs: Vec<PathBuf> = (1..=3)
         .map(|id| work.path().join(format!("node-{id}.toml")))
         .collect();
-    for config in &configs {
-        write_config(config, u64::MAX / 2);
+    // Nodes 1 and 2 pace their own repair and rebalancing at the default
+    // rate throughout; node 3, the one refilled, runs unpaced for the
+    // refill's throughput (phase 5), then at the default rate.
+    for (index, config) in configs.iter().enumerate() {
+        let rate = if index == 2 { u64::MAX / 2 } else { 32 << 20 };
+        write_config(config, rate);
     }
     let mut nodes: Vec<TestNode> = (1..=3u32)
         .map(|id| {
