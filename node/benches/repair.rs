@@ -61,26 +61,42 @@ fn parse_args() -> Args {
 /// In flight on the loader's connection.
 const WINDOW: u64 = 64;
 
-/// Objects `seeds` put through `client`, 64 in flight; returns seconds.
-fn put_all(client: &mut TestClient, seeds: std::ops::Range<u64>, size: usize) -> f64 {
+/// Requests made by `request(n)` for n = 0, 1, ..., 64 in flight, until
+/// `count` are answered or `seconds` pass; every answer must be `expect`.
+/// Returns (answers, seconds).
+fn pipelined(
+    client: &mut TestClient,
+    count: u64,
+    seconds: f64,
+    expect: MessageKind,
+    mut request: impl FnMut(&mut TestClient, u64),
+) -> (u64, f64) {
     let started = Instant::now();
-    let (mut sent, mut done) = (seeds.start, seeds.start);
-    while done < seeds.end {
-        while sent < seeds.end && sent - done < WINDOW {
-            let (id, kind, content) = object(sent, size);
-            client.send(&Message::Put(Put { id, kind }), &content);
+    let limit = Duration::from_secs_f64(seconds);
+    let open = |sent: u64| sent < count && started.elapsed() < limit;
+    let (mut sent, mut done) = (0u64, 0u64);
+    while open(sent) || done < sent {
+        while open(sent) && sent - done < WINDOW {
+            request(client, sent);
             sent += 1;
         }
         let reply = client.recv().expect("reply");
-        assert_eq!(
-            reply.kind(),
-            MessageKind::PutAck,
-            "{:?}",
-            reply.to_message()
-        );
+        assert_eq!(reply.kind(), expect, "{:?}", reply.to_message());
         done += 1;
     }
-    started.elapsed().as_secs_f64()
+    (done, started.elapsed().as_secs_f64())
+}
+
+fn put(client: &mut TestClient, seed: u64, size: usize) {
+    let (id, kind, content) = object(seed, size);
+    client.send(&Message::Put(Put { id, kind }), &content);
+}
+
+/// Objects `seeds` put through `client`, 64 in flight; returns seconds.
+fn put_all(client: &mut TestClient, seeds: std::ops::Range<u64>, size: usize) -> f64 {
+    let count = seeds.end - seeds.start;
+    let put_seed = |client: &mut TestClient, n: u64| put(client, seeds.start + n, size);
+    pipelined(client, count, 1e9, MessageKind::PutAck, put_seed).1
 }
 
 /// 4096 ids spread over `seeds` that `keep` accepts.
@@ -98,43 +114,19 @@ fn sample(
 
 /// Gets of `ids`, round and round, for `seconds`; returns gets/s.
 fn get_rate(client: &mut TestClient, ids: &[ObjectId], seconds: f64) -> f64 {
-    let started = Instant::now();
-    let limit = Duration::from_secs_f64(seconds);
-    let (mut sent, mut done) = (0u64, 0u64);
-    while started.elapsed() < limit || done < sent {
-        while started.elapsed() < limit && sent - done < WINDOW {
-            let id = ids[(sent as usize) % ids.len()];
-            client.send(&Message::Get(Get { id }), &[]);
-            sent += 1;
-        }
-        let reply = client.recv().expect("reply");
-        assert_eq!(reply.kind(), MessageKind::GetOk, "{:?}", reply.to_message());
-        done += 1;
-    }
-    done as f64 / started.elapsed().as_secs_f64()
+    let get = |client: &mut TestClient, n: u64| {
+        let id = ids[(n as usize) % ids.len()];
+        client.send(&Message::Get(Get { id }), &[]);
+    };
+    let (done, took) = pipelined(client, u64::MAX, seconds, MessageKind::GetOk, get);
+    done as f64 / took
 }
 
 /// Puts of new objects (seeds from `first`) for `seconds`; returns puts/s.
 fn put_rate(client: &mut TestClient, first: u64, size: usize, seconds: f64) -> f64 {
-    let started = Instant::now();
-    let limit = Duration::from_secs_f64(seconds);
-    let (mut sent, mut done) = (0u64, 0u64);
-    while started.elapsed() < limit || done < sent {
-        while started.elapsed() < limit && sent - done < WINDOW {
-            let (id, kind, content) = object(first + sent, size);
-            client.send(&Message::Put(Put { id, kind }), &content);
-            sent += 1;
-        }
-        let reply = client.recv().expect("reply");
-        assert_eq!(
-            reply.kind(),
-            MessageKind::PutAck,
-            "{:?}",
-            reply.to_message()
-        );
-        done += 1;
-    }
-    done as f64 / started.elapsed().as_secs_f64()
+    let put_seed = |client: &mut TestClient, n: u64| put(client, first + n, size);
+    let (done, took) = pipelined(client, u64::MAX, seconds, MessageKind::PutAck, put_seed);
+    done as f64 / took
 }
 
 /// Starts a pass on `node` without waiting for it.

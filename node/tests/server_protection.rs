@@ -152,19 +152,7 @@ fn garbage_and_half_frames_close_only_their_connection() {
     // 4. An oversize announcement (above the 64 MiB object limit): refused
     //    from the header alone, before any body arrives.
     let mut huge = node.client(0);
-    let mut head = Vec::new();
-    FrameEncoder::new(stratum_wire::FrameLimits {
-        max_message_len: 1 << 20,
-        max_payload_len: u32::MAX,
-    })
-    .encode_head(
-        &mut head,
-        3,
-        &Message::Put(Put { id, kind }),
-        &vec![0u8; 65 << 20],
-    )
-    .unwrap();
-    huge.stream.write_all(&head).unwrap();
+    huge.stream.write_all(&put_head(3, 65 << 20)).unwrap();
     let err = error_of(&huge.recv().unwrap());
     assert_eq!(err.code, ErrorCode::TooLarge);
     assert!(closed_by_peer(&mut huge.stream));

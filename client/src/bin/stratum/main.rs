@@ -254,6 +254,12 @@ fn read_ids(path: &std::path::Path) -> Result<Vec<ObjectId>, CliError> {
         .collect()
 }
 
+/// Says a node could not be reached; counts it.
+fn report_unreachable(node_id: u32, address: &str, err: &dyn std::fmt::Display) -> u32 {
+    println!("node {node_id} ({address}): unreachable: {err}");
+    1
+}
+
 fn repair(client: &BlockingClient) -> Result<u8, CliError> {
     let mut unreachable = 0;
     for node in client.repair() {
@@ -262,13 +268,7 @@ fn repair(client: &BlockingClient) -> Result<u8, CliError> {
                 "node {} ({}): repair started on {shards} shard(s)",
                 node.node_id, node.address
             ),
-            Err(err) => {
-                unreachable += 1;
-                println!(
-                    "node {} ({}): unreachable: {err}",
-                    node.node_id, node.address
-                );
-            }
+            Err(err) => unreachable += report_unreachable(node.node_id, &node.address, &err),
         }
     }
     Ok(if unreachable == 0 { 0 } else { 3 })
@@ -322,13 +322,7 @@ fn stat(client: &BlockingClient) -> Result<u8, CliError> {
                     sum("rebalance.sent"),
                 );
             }
-            Err(err) => {
-                unreachable += 1;
-                println!(
-                    "node {} ({}): unreachable: {err}",
-                    node.node_id, node.address
-                );
-            }
+            Err(err) => unreachable += report_unreachable(node.node_id, &node.address, &err),
         }
     }
     Ok(if unreachable == 0 { 0 } else { 3 })
