@@ -7,9 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use stratum_client::ObjectId;
-use stratum_testkit::{TestClient, TestNode};
-use stratum_wire::message::{Has, Put};
+use stratum_testkit::TestNode;
+use stratum_wire::message::Put;
 use stratum_wire::Message;
 
 fn stratum(cluster: &Cluster, args: &[&str]) -> String {
@@ -26,15 +25,6 @@ fn stratum(cluster: &Cluster, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn holds(node: &TestNode, id: ObjectId) -> bool {
-    let mut peer: TestClient = node.node_client(0);
-    let reply = peer.call(&Message::Has(Has { id }), &[]).unwrap();
-    matches!(
-        reply.to_message().unwrap(),
-        Message::HasResult(result) if result.present
-    )
 }
 
 #[test]
@@ -55,7 +45,7 @@ fn repair_on_demand_copies_what_a_replica_lacks_and_stat_reports_it() {
         .unwrap();
     assert_eq!(reply.kind(), stratum_wire::MessageKind::PutAck);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!holds(&cluster.nodes[1], id), "copied without being asked");
+    assert!(!cluster.nodes[1].holds(id), "copied without being asked");
 
     let said = stratum(&cluster, &["repair"]);
     assert_eq!(
@@ -64,7 +54,7 @@ fn repair_on_demand_copies_what_a_replica_lacks_and_stat_reports_it() {
         "{said}"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(holds(&cluster.nodes[1], id) && holds(&cluster.nodes[2], id)) {
+    while !(cluster.nodes[1].holds(id) && cluster.nodes[2].holds(id)) {
         assert!(
             Instant::now() < deadline,
             "the repair never copied the object"

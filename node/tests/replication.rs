@@ -118,15 +118,7 @@ impl Cluster {
 
     /// Whether node `node` holds `id` (asked as a peer: no repair).
     fn holds(&mut self, node: u32, id: ObjectId) -> bool {
-        let reply = self
-            .node(node)
-            .node_client(0)
-            .call(&Message::Has(Has { id }), &[])
-            .unwrap();
-        match reply.to_message().unwrap() {
-            Message::HasResult(result) => result.present,
-            other => panic!("has answered {other:?}"),
-        }
+        self.node(node).holds(id)
     }
 
     /// Puts objects `seeds` of `len` bytes through node 1 while one of the

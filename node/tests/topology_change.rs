@@ -96,14 +96,7 @@ impl Cluster {
     }
 
     fn holds(&self, node: u32, id: ObjectId) -> bool {
-        let reply = self.nodes[&node]
-            .node_client(0)
-            .call(&Message::Has(Has { id }), &[])
-            .unwrap();
-        match reply.to_message().unwrap() {
-            Message::HasResult(result) => result.present,
-            other => panic!("has answered {other:?}"),
-        }
+        self.nodes[&node].holds(id)
     }
 
     /// Waits until every object is on exactly its replica set.

@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use stratum_wire::auth::ClusterSecret;
+use stratum_wire::message::Has;
+use stratum_wire::{Message, ObjectId};
 
 use crate::wire_client::TestClient;
 
@@ -330,6 +332,21 @@ impl TestNode {
     pub fn node_client(&self, shard: u16) -> TestClient {
         TestClient::connect_as_node(self.addr(shard), self.secret.as_ref(), u32::MAX)
             .expect("connect")
+    }
+
+    /// Whether the node's owning shard holds `id`, asked as a peer (a
+    /// node-role `has` is answered from the local store: no read repair, no
+    /// fallback).
+    pub fn holds(&self, id: ObjectId) -> bool {
+        let shard = stratum_wire::placement::shard_of(&id, self.shards);
+        let reply = self
+            .node_client(shard)
+            .call(&Message::Has(Has { id }), &[])
+            .expect("has");
+        match reply.to_message().expect("a valid reply") {
+            Message::HasResult(result) => result.present,
+            other => panic!("has answered {other:?}"),
+        }
     }
 
     /// Sends SIGHUP (the node re-reads its topology file).
