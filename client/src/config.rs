@@ -48,6 +48,12 @@ pub struct ClientConfig {
     pub io_threads: usize,
     /// Largest object accepted from a node (the nodes' maximum object size).
     pub max_object_size: u32,
+    /// zstd level puts are compressed at (on the caller's thread, so the
+    /// frontends pay for it and the nodes do not); `None` sends content as
+    /// it is. Content that would shrink by less than a tenth is sent raw
+    /// whatever the setting. Levels above 19 are refused: their windows
+    /// exceed what nodes accept.
+    pub compression_level: Option<i32>,
     /// Sent in the handshake, for the nodes' logs.
     pub agent: String,
 }
@@ -68,6 +74,7 @@ impl ClientConfig {
             max_queued_per_connection: 65_536,
             io_threads: cores.clamp(1, 4),
             max_object_size: 64 << 20,
+            compression_level: Some(stratum_wire::codec::DEFAULT_LEVEL),
             agent: format!("stratum-client/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -96,6 +103,13 @@ impl ClientConfig {
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err("timeouts must be above zero".into());
+        }
+        if let Some(level) = self.compression_level {
+            if !(1..=19).contains(&level) {
+                return Err(format!(
+                    "compression_level {level} is outside 1..=19 (None turns compression off)"
+                ));
+            }
         }
         if self.max_in_flight_per_connection == 0 || self.io_threads == 0 {
             return Err("max_in_flight_per_connection and io_threads must be at least 1".into());

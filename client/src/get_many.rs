@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use stratum_wire::message::{ArchivedBatchStatus, BatchGet, BatchItem, BatchStatus};
 use stratum_wire::{Message, MessageKind, MessageRef, ObjectId, ObjectKind};
 
-use crate::client::{node_error, unexpected, verify, Client, Object};
+use crate::client::{node_error, unexpected, Client, Object};
 use crate::error::{AttemptError, ClientError, Peer, ReplicaAttempt};
 use crate::io::{Event, Route};
 
@@ -187,7 +187,7 @@ impl GetMany {
         }
         batch.answered[index] = true;
         let (route, replica) = (batch.route.clone(), batch.replica);
-        let result = status.and_then(|kind| verify(id, kind, frame.take_payload()));
+        let result = status.and_then(|kind| self.client.inner.verify(id, kind, frame));
         match result {
             Ok(object) => {
                 self.failures.remove(&id);

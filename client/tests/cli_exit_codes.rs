@@ -84,7 +84,11 @@ fn each_documented_exit_status() {
         .find(|path| path.to_string_lossy().ends_with(".dat"))
         .expect("a segment");
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[4096 + 48 + 100] ^= 0x10;
+    // The middle of the first record's content (its length is at byte 8 of
+    // the record header; the content may be stored compressed, so short).
+    let record = 4096;
+    let len = u32::from_le_bytes(bytes[record + 8..record + 12].try_into().unwrap()) as usize;
+    bytes[record + 48 + len / 2] ^= 0x10;
     std::fs::write(&segment, bytes).unwrap();
     node.launch();
     let addr = node.addr(0).to_string();

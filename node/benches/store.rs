@@ -375,7 +375,7 @@ async fn store_gets(
             for _ in 0..per_task {
                 let id = &objects[(rng.next() % objects.len() as u64) as usize];
                 let got = store.get(id).await.expect("get").expect("present");
-                std::hint::black_box(got.content.len());
+                std::hint::black_box(got.payload.len());
             }
         }));
     }

@@ -55,7 +55,10 @@ fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMetho
         for (id, kind, content) in &objects {
             let got = store.get(id).await.expect("get").expect("present");
             assert_eq!(got.kind, *kind);
-            assert!(*got.content == content[..], "{id}: wrong bytes");
+            assert!(
+                *got.content().expect("inflates") == content[..],
+                "{id}: wrong bytes"
+            );
             assert!(store.has(id).await.expect("has"));
         }
         assert!(store.delete(objects[1].0).await.expect("delete"));
@@ -83,7 +86,7 @@ fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMetho
             } else {
                 let got = got.expect("present after reopen");
                 assert!(
-                    got.kind == *kind && *got.content == content[..],
+                    got.kind == *kind && *got.content().expect("inflates") == content[..],
                     "{id}: wrong bytes served"
                 );
             }
@@ -227,7 +230,10 @@ fn segments_rotate_and_large_objects_span_device_io_limits() {
         assert_eq!(report.objects, 24);
         for (id, _, content) in &objects {
             let got = store.get(id).await.expect("get").expect("present");
-            assert!(*got.content == content[..], "{id}: wrong bytes");
+            assert!(
+                *got.content().expect("inflates") == content[..],
+                "{id}: wrong bytes"
+            );
         }
         store.close().await.expect("close");
     });

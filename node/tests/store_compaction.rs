@@ -73,7 +73,16 @@ fn compaction_reclaims_space_and_keeps_everything_live() {
         );
         assert_eq!(after.objects, live.len() as u64);
         for (id, _, content) in &live {
-            assert!(*store.get(id).await.expect("get").expect("live").content == content[..]);
+            assert!(
+                *store
+                    .get(id)
+                    .await
+                    .expect("get")
+                    .expect("live")
+                    .content()
+                    .expect("inflates")
+                    == content[..]
+            );
         }
         store.close().await.expect("close");
         reopen_and_check(&fs, &live, &dead, false).await;

@@ -3,11 +3,14 @@
 //! - [`node_proc`]: runs the real `stratum-node` binary on 127.0.0.1.
 //! - [`wire_client`]: a minimal blocking protocol client that shows exactly
 //!   what a node sends.
+//! - [`first_release`]: a stand-in for a node of the first release, for
+//!   mixed-version tests.
 //! - [`object`]: deterministic test objects; [`topology_text`]: topology
 //!   files.
 //!
 //! Lives in its own crate so node, client and bench tests share one copy.
 
+pub mod first_release;
 pub mod node_proc;
 pub mod wire_client;
 

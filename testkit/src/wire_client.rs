@@ -1,14 +1,19 @@
 //! A minimal blocking protocol client for tests: it speaks frames over a
 //! std socket and nothing more (no routing, no retries), so tests see
 //! exactly what the node sends.
+//!
+//! By default it speaks protocol revision 1, as a client of the first
+//! release does (raw payloads only, `hello_ack`); [`TestClient::connect_revision`]
+//! speaks a later one.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use stratum_wire::auth::ClusterSecret;
+use stratum_wire::handshake::Greeting;
 use stratum_wire::message::{AuthProof, Hello, HelloAck, PeerRole};
-use stratum_wire::{Frame, FrameDecoder, FrameEncoder, FrameLimits, Message};
+use stratum_wire::{Codec, Frame, FrameDecoder, FrameEncoder, FrameLimits, Message};
 
 pub struct TestClient {
     pub stream: TcpStream,
@@ -19,6 +24,8 @@ pub struct TestClient {
     len: usize,
     next_id: u64,
     pub ack: HelloAck,
+    /// What the node said in its handshake (revision, codecs, limits).
+    pub greeting: Greeting,
 }
 
 fn limits() -> FrameLimits {
@@ -31,7 +38,12 @@ fn limits() -> FrameLimits {
 impl TestClient {
     /// Connects and completes the handshake (proving `secret` if given).
     pub fn connect(addr: SocketAddr, secret: Option<&ClusterSecret>) -> Result<Self, String> {
-        Self::connect_as(addr, secret, PeerRole::Client, None)
+        Self::connect_as(addr, secret, PeerRole::Client, None, 1)
+    }
+
+    /// A client that says it speaks protocol `revision` in its hello.
+    pub fn connect_revision(addr: SocketAddr, revision: u16) -> Result<Self, String> {
+        Self::connect_as(addr, None, PeerRole::Client, None, revision)
     }
 
     /// Connects as node `node_id` would: the node then applies writes
@@ -42,7 +54,7 @@ impl TestClient {
         secret: Option<&ClusterSecret>,
         node_id: u32,
     ) -> Result<Self, String> {
-        Self::connect_as(addr, secret, PeerRole::Node, Some(node_id))
+        Self::connect_as(addr, secret, PeerRole::Node, Some(node_id), 1)
     }
 
     fn connect_as(
@@ -50,6 +62,7 @@ impl TestClient {
         secret: Option<&ClusterSecret>,
         role: PeerRole,
         node_id: Option<u32>,
+        revision: u16,
     ) -> Result<Self, String> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|err| format!("connect {addr}: {err}"))?;
@@ -73,10 +86,20 @@ impl TestClient {
                 topology_epoch: 0,
                 auth_challenge: None,
             },
+            greeting: Greeting {
+                revision: 0,
+                node_id: 0,
+                shard_id: 0,
+                shard_count: 0,
+                topology_epoch: 0,
+                auth_challenge: None,
+                max_object_bytes: None,
+                codecs: 1,
+            },
         };
         let nonce = [7u8; 32];
         let hello = Message::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: revision,
             role,
             node_id,
             topology_epoch: 0,
@@ -84,11 +107,19 @@ impl TestClient {
             auth_nonce: nonce,
         });
         let reply = client.call(&hello, &[])?;
-        let Message::HelloAck(ack) = reply.to_message().unwrap() else {
+        let Some(greeting) = Greeting::read(reply.message()) else {
             return Err(format!("handshake answered with {:?}", reply.to_message()));
         };
-        client.ack = ack.clone();
-        if let Some(challenge) = ack.auth_challenge {
+        client.ack = HelloAck {
+            protocol_version: greeting.revision,
+            node_id: greeting.node_id,
+            shard_id: greeting.shard_id,
+            shard_count: greeting.shard_count,
+            topology_epoch: greeting.topology_epoch,
+            auth_challenge: greeting.auth_challenge,
+        };
+        client.greeting = greeting.clone();
+        if let Some(challenge) = greeting.auth_challenge {
             let Some(secret) = secret else {
                 return Ok(client);
             };
@@ -115,10 +146,22 @@ impl TestClient {
 
     /// Sends one frame, or says why the socket refused it.
     pub fn try_send(&mut self, message: &Message, payload: &[u8]) -> std::io::Result<u64> {
+        self.try_send_as(message, payload, Codec::Raw)
+    }
+
+    /// Sends one frame whose payload is in `codec`.
+    pub fn try_send_as(
+        &mut self,
+        message: &Message,
+        payload: &[u8],
+        codec: Codec,
+    ) -> std::io::Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = Vec::new();
-        self.encoder.encode(&mut out, id, message, payload).unwrap();
+        self.encoder
+            .encode_as(&mut out, id, message, payload, codec)
+            .map_err(std::io::Error::other)?;
         self.stream.write_all(&out)?;
         Ok(id)
     }
@@ -152,7 +195,19 @@ impl TestClient {
     }
 
     pub fn call(&mut self, message: &Message, payload: &[u8]) -> Result<Frame, String> {
-        let id = self.send(message, payload);
+        self.call_as(message, payload, Codec::Raw)
+    }
+
+    /// [`TestClient::call`] with a payload in `codec`.
+    pub fn call_as(
+        &mut self,
+        message: &Message,
+        payload: &[u8],
+        codec: Codec,
+    ) -> Result<Frame, String> {
+        let id = self
+            .try_send_as(message, payload, codec)
+            .map_err(|err| err.to_string())?;
         let frame = self.recv()?;
         if frame.request_id() != id && frame.request_id() != 0 {
             return Err(format!(

@@ -172,6 +172,8 @@ catalogue! {
     SyncListReply(SyncListReply) = 63, "sync_list_reply", payload: false;
     Repair(Repair) = 64, "repair", payload: false;
     RepairStarted(RepairStarted) = 65, "repair_started", payload: false;
+    // Protocol revision 2: the answer to a hello of revision 2 or later.
+    Welcome(Welcome) = 66, "welcome", payload: false;
 }
 
 impl MessageKind {

@@ -19,6 +19,22 @@ use crate::object_id::{ObjectId, ObjectKind};
 
 pub use crate::catalogue::{Message, MessageKind, MessageRef};
 
+/// The revision of the message catalogue this build speaks, sent in
+/// [`Hello::protocol_version`] (the frame header's version, which covers
+/// only the framing, stays 1).
+///
+/// - 1: the first release.
+/// - 2: payload codecs (frame header flags), and [`Welcome`] instead of
+///   [`HelloAck`], which tells the connector the node's limits.
+///
+/// Both sides use the lower of the two revisions: a revision-1 node answers
+/// a revision-2 hello with a [`HelloAck`] saying 1, and is then sent raw
+/// payloads only.
+pub const PROTOCOL_REVISION: u16 = 2;
+
+/// The first revision with payload codecs and [`Welcome`].
+pub const REVISION_CODECS: u16 = 2;
+
 /// Who opened a connection.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
@@ -62,6 +78,33 @@ pub struct HelloAck {
     /// Present when the cluster has a secret: the client must answer with
     /// [`AuthProof`] before any other request.
     pub auth_challenge: Option<[u8; 32]>,
+}
+
+/// Revision 2's answer to [`Hello`]: everything in [`HelloAck`], plus what
+/// the node accepts.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Welcome {
+    /// The revision both sides now speak: the lower of the two.
+    pub protocol_version: u16,
+    pub node_id: u32,
+    pub shard_id: u16,
+    pub shard_count: u16,
+    pub topology_epoch: u64,
+    pub auth_challenge: Option<[u8; 32]>,
+    /// The node's maximum object size (content bytes): a client refuses a
+    /// larger put itself instead of sending it.
+    pub max_object_bytes: u64,
+    /// Payload codecs the node accepts and may send, one bit per
+    /// [`crate::codec::Codec`] number (bit 0, raw, is always set).
+    pub codecs: u8,
+}
+
+impl Welcome {
+    /// Whether the node accepts and may send payloads in `codec`.
+    pub fn accepts(codecs: u8, codec: crate::codec::Codec) -> bool {
+        codecs & (1 << codec.as_u8()) != 0
+    }
 }
 
 /// Proof of the cluster secret: a MAC of the challenge (the secret itself is

@@ -19,10 +19,11 @@ use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use stratum_wire::auth::{random_nonce, ClusterSecret};
-use stratum_wire::frame::PROTOCOL_VERSION;
-use stratum_wire::message::{ArchivedErrorCode, AuthProof, Hello, PeerRole};
+use stratum_wire::handshake::{self, Greeting};
+use stratum_wire::message::Welcome;
+use stratum_wire::message::{ArchivedErrorCode, AuthProof, ErrorCode, PeerRole};
 use stratum_wire::{
-    Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
+    Codec, Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
 };
 
 use super::event_loop::TICK;
@@ -96,6 +97,16 @@ impl Chunk {
             Chunk::Payload(bytes) => bytes.advance(n),
         }
     }
+}
+
+/// How a request goes to the node at the other end.
+enum Fit {
+    /// As encoded.
+    AsIs,
+    /// Its raw form: the node does not accept the payload's codec.
+    Raw,
+    /// Not at all: the content exceeds the node's maximum object size.
+    TooLarge(u64),
 }
 
 struct Pending {
@@ -244,14 +255,7 @@ impl Connection {
                 Ok(nonce) => nonce,
                 Err(err) => return self.fail_connect(registry, connect_error(err), settings),
             };
-            let hello = Message::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                role: PeerRole::Client,
-                node_id: None,
-                topology_epoch: 0,
-                agent: settings.agent.clone(),
-                auth_nonce: nonce,
-            });
+            let hello = handshake::hello(PeerRole::Client, None, 0, settings.agent.clone(), nonce);
             let hello_id = self.control_frame(&hello);
             self.state = State::Handshaking {
                 deadline,
@@ -326,17 +330,20 @@ impl Connection {
             };
             return self.fail_connect(registry, error, settings);
         }
-        match (step, frame.message()) {
-            (HandshakeStep::AwaitHelloAck { hello_id, nonce }, MessageRef::HelloAck(ack))
+        let greeting = Greeting::read(frame.message());
+        match (step, frame.message(), greeting) {
+            (HandshakeStep::AwaitHelloAck { hello_id, nonce }, _, Some(greeting))
                 if frame.request_id() == hello_id =>
             {
                 self.info = Some(PeerInfo {
-                    node_id: ack.node_id.to_native(),
-                    shard_id: ack.shard_id.to_native(),
-                    shard_count: ack.shard_count.to_native(),
-                    topology_epoch: ack.topology_epoch.to_native(),
+                    node_id: greeting.node_id,
+                    shard_id: greeting.shard_id,
+                    shard_count: greeting.shard_count,
+                    topology_epoch: greeting.topology_epoch,
+                    codecs: greeting.codecs,
+                    max_object_bytes: greeting.max_object_bytes,
                 });
-                let Some(challenge) = ack.auth_challenge.as_ref().copied() else {
+                let Some(challenge) = greeting.auth_challenge else {
                     return self.ready(settings);
                 };
                 let Some(secret) = settings.secret.as_ref() else {
@@ -367,6 +374,7 @@ impl Connection {
                     challenge,
                 },
                 MessageRef::AuthOk(ok),
+                _,
             ) if frame.request_id() == proof_id => {
                 let proven = settings
                     .secret
@@ -382,7 +390,7 @@ impl Connection {
                 }
                 self.ready(settings);
             }
-            (_, other) => {
+            (_, other, _) => {
                 let reason = format!("{} during the handshake", other.kind().name());
                 self.fail_connect(registry, AttemptError::Handshake(reason), settings)
             }
@@ -427,13 +435,34 @@ impl Connection {
             if outgoing.reply.is_disconnected() {
                 continue; // the caller gave up
             }
-            self.out_bytes += outgoing.head.len() + outgoing.payload.len();
+            let (head, payload) = match self.fit(outgoing.codec, outgoing.content_len) {
+                Fit::AsIs => (outgoing.head, outgoing.payload),
+                Fit::Raw => match outgoing.raw {
+                    Some(raw) => raw,
+                    None => (outgoing.head, outgoing.payload),
+                },
+                Fit::TooLarge(max) => {
+                    let detail = format!(
+                        "an object of {} bytes exceeds this node's max_object_bytes of {max} (said in its handshake); not sent",
+                        outgoing.content_len
+                    );
+                    let _ = outgoing.reply.send(Event::Failed {
+                        request_id: outgoing.request_id,
+                        error: AttemptError::Node {
+                            code: ErrorCode::TooLarge,
+                            detail,
+                        },
+                    });
+                    continue;
+                }
+            };
+            self.out_bytes += head.len() + payload.len();
             self.out.push_back(Chunk::Head {
-                bytes: outgoing.head,
+                bytes: head,
                 written: 0,
             });
-            if !outgoing.payload.is_empty() {
-                self.out.push_back(Chunk::Payload(outgoing.payload));
+            if !payload.is_empty() {
+                self.out.push_back(Chunk::Payload(payload));
             }
             self.in_flight.insert(
                 outgoing.request_id,
@@ -444,6 +473,22 @@ impl Connection {
                     timeout: outgoing.timeout,
                 },
             );
+        }
+    }
+
+    /// How a request fits the node at the other end, by what it said in
+    /// its handshake.
+    fn fit(&self, codec: Codec, content_len: u64) -> Fit {
+        let Some(info) = &self.info else {
+            return Fit::AsIs;
+        };
+        if let Some(max) = info.max_object_bytes.filter(|max| content_len > *max) {
+            return Fit::TooLarge(max);
+        }
+        if Welcome::accepts(info.codecs, codec) {
+            Fit::AsIs
+        } else {
+            Fit::Raw
         }
     }
 

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use stratum_wire::Frame;
+use stratum_wire::{Codec, Frame};
 
 use crate::config::ClientConfig;
 use crate::error::{AttemptError, Peer};
@@ -37,6 +37,10 @@ pub struct PeerInfo {
     pub shard_id: u16,
     pub shard_count: u16,
     pub topology_epoch: u64,
+    /// Payload codecs the node accepts and may send (bit per codec).
+    pub codecs: u8,
+    /// The node's maximum object size, if it said (revision 2 and later).
+    pub max_object_bytes: Option<u64>,
 }
 
 /// One answer frame, or why there is none.
@@ -59,6 +63,14 @@ pub(crate) struct Outgoing {
     pub request_id: u64,
     pub head: Vec<u8>,
     pub payload: Bytes,
+    /// The codec `payload` is in. A node that does not accept it is sent
+    /// `raw` instead.
+    pub codec: Codec,
+    /// The same request with the content raw, when `payload` is compressed.
+    pub raw: Option<(Vec<u8>, Bytes)>,
+    /// Length of the object's content (0 when the request carries none),
+    /// judged against the node's maximum object size before sending.
+    pub content_len: u64,
     /// A batch-get: many answer frames until `BatchEnd` (or an error).
     pub streaming: bool,
     pub timeout: Duration,

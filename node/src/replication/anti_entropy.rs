@@ -37,11 +37,11 @@ use stratum_wire::placement::shard_of;
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::dial::{dial, DialError};
+use super::read_repair;
 use crate::server::core::Core;
 use crate::server::frame_reader::{FrameReader, ReadError};
 use crate::server::ops::OpError;
 use crate::store::holdings::{Digest, Holdings, RingRange};
-use crate::store::Verified;
 
 /// A range with at most this many members on either side is listed
 /// instead of split further.
@@ -337,7 +337,8 @@ async fn with_peer(
     peer: Peer,
     shared: &[RingRange],
 ) -> Result<PassReport, RepairError> {
-    let (stream, reader) = dial(address, peer.node, peer.shard, &core.replication.settings).await?;
+    let (stream, reader, _) =
+        dial(address, peer.node, peer.shard, &core.replication.settings).await?;
     let mut session = Session {
         stream,
         reader,
@@ -536,10 +537,11 @@ async fn fetch(
         if !ids.contains(&id) {
             return Err(RepairError::Unexpected("batch_item of an id not asked for"));
         }
-        let content = frame.take_payload();
-        let bytes = content.len() as u64;
-        objects
-            .push(Verified::check(id, kind, content).map_err(|_| RepairError::BadObject { id })?);
+        let bytes = frame.payload().len() as u64;
+        objects.push(
+            read_repair::verify_copy(core, id, kind, &mut frame)
+                .map_err(|_| RepairError::BadObject { id })?,
+        );
         report.bytes += bytes;
         // Small objects cost the peer a read and this shard a write each:
         // paced as at least OBJECT_COST bytes, so a refill of tiny objects

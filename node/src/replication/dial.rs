@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::auth::{random_nonce, ClusterSecret};
-use stratum_wire::frame::PROTOCOL_VERSION;
-use stratum_wire::message::{AuthProof, Hello, PeerRole};
+use stratum_wire::handshake::{self, Greeting};
+use stratum_wire::message::{AuthProof, PeerRole};
 use stratum_wire::{FrameEncoder, FrameLimits, Message, MessageRef};
 
 use crate::server::frame_reader::{ByteBudget, FrameReader};
@@ -52,14 +52,15 @@ pub enum DialError {
     },
 }
 
-/// Connects and completes the handshake; returns the stream and the reader
-/// (which may already hold bytes after the handshake).
+/// Connects and completes the handshake; returns the stream, the reader
+/// (which may already hold bytes after the handshake) and what the peer
+/// said of itself (its revision and codecs).
 pub async fn dial(
     address: &str,
     node: u32,
     shard: u16,
     settings: &LinkSettings,
-) -> Result<(TcpStream, FrameReader), DialError> {
+) -> Result<(TcpStream, FrameReader, Greeting), DialError> {
     let addr: std::net::SocketAddr = address.parse().map_err(|_| DialError::Address {
         address: address.to_owned(),
     })?;
@@ -80,23 +81,22 @@ pub async fn dial(
     );
     let mut encoder = FrameEncoder::new(settings.frame_limits);
     let nonce = random_nonce().map_err(|err| DialError::Io(err.to_string()))?;
-    let hello = Message::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        role: PeerRole::Node,
-        node_id: Some(settings.node_id),
-        topology_epoch: settings.epoch.get(),
-        agent: concat!("stratum-node/", env!("CARGO_PKG_VERSION")).to_owned(),
-        auth_nonce: nonce,
-    });
+    let hello = handshake::hello(
+        PeerRole::Node,
+        Some(settings.node_id),
+        settings.epoch.get(),
+        concat!("stratum-node/", env!("CARGO_PKG_VERSION")).to_owned(),
+        nonce,
+    );
     send(&mut stream, &mut encoder, &hello).await?;
     let frame = reader
         .next_frame(&mut stream, std::future::pending())
         .await
         .map_err(|err| DialError::Handshake(err.to_string()))?
         .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
-    let challenge = match frame.message() {
-        MessageRef::HelloAck(ack) => {
-            let (got_node, got_shard) = (ack.node_id.to_native(), ack.shard_id.to_native());
+    let greeting = match (frame.message(), Greeting::read(frame.message())) {
+        (_, Some(greeting)) => {
+            let (got_node, got_shard) = (greeting.node_id, greeting.shard_id);
             if (got_node, got_shard) != (node, shard) {
                 return Err(DialError::WrongPeer {
                     node,
@@ -105,7 +105,7 @@ pub async fn dial(
                     got_shard,
                 });
             }
-            let theirs = ack.topology_epoch.to_native();
+            let theirs = greeting.topology_epoch;
             if theirs != settings.epoch.get() {
                 settings
                     .epoch_mismatches
@@ -118,23 +118,23 @@ pub async fn dial(
                     "peer routes by another topology epoch: roll the same topology file out to every node"
                 );
             }
-            ack.auth_challenge.as_ref().copied()
+            greeting
         }
-        MessageRef::Error(err) => {
+        (MessageRef::Error(err), None) => {
             return Err(DialError::Handshake(format!(
                 "refused: {}",
                 err.detail.as_str()
             )))
         }
-        other => {
+        (other, None) => {
             return Err(DialError::Handshake(format!(
-                "expected hello_ack, got {}",
+                "expected hello_ack or welcome, got {}",
                 other.kind().name()
             )))
         }
     };
-    let Some(challenge) = challenge else {
-        return Ok((stream, reader));
+    let Some(challenge) = greeting.auth_challenge else {
+        return Ok((stream, reader, greeting));
     };
     let Some(secret) = &settings.secret else {
         return Err(DialError::Handshake(
@@ -152,7 +152,7 @@ pub async fn dial(
         .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
     match frame.message() {
         MessageRef::AuthOk(ok) if secret.verify_node(&nonce, &challenge, &ok.mac) => {
-            Ok((stream, reader))
+            Ok((stream, reader, greeting))
         }
         MessageRef::AuthOk(_) => Err(DialError::Handshake(
             "the peer's proof is wrong: it holds another cluster secret".into(),

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
 use stratum_wire::placement::shard_of;
+use stratum_wire::Codec;
 
 use super::hint_log::{self, Hint, HintOp};
 use super::{quorum, ReplicationStats};
@@ -340,7 +341,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
                 return;
             };
             let put = match &hint.op {
-                HintOp::Put { kind, content } => Some((*kind, content.as_slice())),
+                HintOp::Put { kind, content } => Some((*kind, Codec::Raw, content.as_slice())),
                 HintOp::Delete => None,
             };
             if let Err(err) = quorum::remote(&link, me, epoch, hint.id, put, true).await {

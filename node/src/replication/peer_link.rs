@@ -11,6 +11,7 @@
 //! answer within two intervals is disconnected, so a hung node is noticed
 //! even when no write is waiting on it.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::Shutdown;
@@ -20,14 +21,15 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use stratum_wire::message::{ErrorCode, Ping, ReplicaFailure};
-use stratum_wire::{Frame, FrameEncoder, Message, MessageRef};
+use stratum_wire::message::{ErrorCode, Ping, ReplicaFailure, Welcome};
+use stratum_wire::{codec, Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::dial::{self, DialError, LinkSettings};
 use super::within;
 use crate::server::frame_reader::FrameReader;
 use crate::server::metrics::LatencyHistogram;
 use crate::server::outbox::Outbox;
+use crate::store::record::MAX_CONTENT_LEN;
 
 /// First pause after a failed connect; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -112,6 +114,8 @@ enum State {
 
 /// One live connection: the writer's queue and the replies awaited.
 struct Session {
+    /// Payload codecs the peer accepts (bit per codec number).
+    codecs: u8,
     outbox: Outbox,
     encoder: RefCell<FrameEncoder>,
     pending: RefCell<HashMap<u64, flume::Sender<Frame>>>,
@@ -242,7 +246,7 @@ impl PeerLink {
         )
         .await
         .unwrap_or(Err(DialError::Timeout(settings.connect_timeout)));
-        let (stream, reader) = match dialed {
+        let (stream, reader, greeting) = match dialed {
             Ok(connected) => connected,
             Err(err) => {
                 self.stats.borrow_mut().connect_failures += 1;
@@ -272,6 +276,7 @@ impl PeerLink {
             }
         };
         let session = Rc::new(Session {
+            codecs: greeting.codecs,
             outbox: Outbox::new(),
             encoder: RefCell::new(FrameEncoder::new(settings.frame_limits)),
             pending: RefCell::new(HashMap::new()),
@@ -302,8 +307,20 @@ impl PeerLink {
     /// Sends one request and waits for its answer (an error reply becomes
     /// [`LinkError::Node`]).
     pub async fn call(&self, message: &Message, payload: &[u8]) -> Result<Frame, LinkError> {
+        self.call_with_object(message, Codec::Raw, payload).await
+    }
+
+    /// [`PeerLink::call`] for a request carrying an object's `payload` in
+    /// `codec`: sent as it is to a peer that accepts the codec, inflated for
+    /// one that does not (a peer of the previous release).
+    pub async fn call_with_object(
+        &self,
+        message: &Message,
+        codec: Codec,
+        payload: &[u8],
+    ) -> Result<Frame, LinkError> {
         let timeout = self.settings.request_timeout;
-        let result = self.call_within(message, payload, timeout).await;
+        let result = self.call_within(message, codec, payload, timeout).await;
         let mut stats = self.stats.borrow_mut();
         match &result {
             Ok(_) => stats.requests_ok += 1,
@@ -316,6 +333,7 @@ impl PeerLink {
     async fn call_within(
         &self,
         message: &Message,
+        codec: Codec,
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Frame, LinkError> {
@@ -323,11 +341,19 @@ impl PeerLink {
         let session = self.session().await?;
         let request_id = session.next_id.get();
         session.next_id.set(request_id + 1);
+        let (codec, payload) = if Welcome::accepts(session.codecs, codec) {
+            (codec, Cow::Borrowed(payload))
+        } else {
+            let content = codec::decode(codec, payload, MAX_CONTENT_LEN)
+                .map_err(|err| LinkError::Lost(format!("cannot inflate the payload: {err}")))?;
+            (Codec::Raw, content)
+        };
+        let payload = payload.as_ref();
         let mut head = Vec::with_capacity(128);
         session
             .encoder
             .borrow_mut()
-            .encode_head(&mut head, request_id, message, payload)
+            .encode_head_as(&mut head, request_id, message, payload, codec)
             .map_err(|err| LinkError::Lost(format!("cannot encode request: {err}")))?;
         let (reply_tx, reply_rx) = flume::bounded(1);
         session.pending.borrow_mut().insert(request_id, reply_tx);
@@ -441,7 +467,7 @@ async fn keepalive(link: Weak<PeerLink>, session: Weak<Session>) {
         }
         nonce += 1;
         let ping = Message::Ping(Ping { nonce });
-        match link.call_within(&ping, &[], interval * 2).await {
+        match link.call_within(&ping, Codec::Raw, &[], interval * 2).await {
             Ok(_) => {}
             Err(LinkError::Timeout(_)) => {
                 let reason = format!("no pong within {:?}", interval * 2);

@@ -18,7 +18,7 @@
 use std::rc::Rc;
 
 use stratum_wire::message::{Delete, ErrorCode, MessageRef, PutOutcome, ReplicaFailure, Replicate};
-use stratum_wire::{Message, ObjectId, ObjectKind};
+use stratum_wire::{Codec, Message, ObjectId, ObjectKind};
 
 use super::hint_log::{Hint, HintOp};
 use super::peer_link::{LinkError, PeerLink};
@@ -150,7 +150,9 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                     })
                 }
                 Target::Remote(link) => {
-                    let put = object.as_deref().map(|o| (o.kind(), o.content()));
+                    let put = object
+                        .as_deref()
+                        .map(|o| (o.kind(), o.codec(), o.payload()));
                     remote(&link, me, epoch, id, put, false)
                         .await
                         .map_err(|err| err.to_failure(node))
@@ -223,11 +225,17 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                 // Our own shard refused it: read repair will copy it back.
                 continue;
             }
-            let op = match &object {
-                Some(object) => HintOp::Put {
-                    kind: object.kind(),
-                    content: object.content().to_vec(),
+            // Hint files hold raw content: a hint is rare, and its replay
+            // then suits a peer of any release.
+            let op = match object.as_deref().map(|o| (o.kind(), o.content())) {
+                Some((kind, Ok(content))) => HintOp::Put {
+                    kind,
+                    content: content.into_owned(),
                 },
+                Some((_, Err(err))) => {
+                    tracing::error!(%id, node, error = %err, "cannot inflate a verified payload for its hint; repair will copy it");
+                    continue;
+                }
                 None => HintOp::Delete,
             };
             core.replication
@@ -284,11 +292,11 @@ pub(crate) async fn remote(
     me: u32,
     epoch: u64,
     id: ObjectId,
-    put: Option<(ObjectKind, &[u8])>,
+    put: Option<(ObjectKind, Codec, &[u8])>,
     hinted: bool,
 ) -> Result<bool, LinkError> {
     let frame = match put {
-        Some((kind, content)) => {
+        Some((kind, codec, payload)) => {
             let message = Message::Replicate(Replicate {
                 id,
                 kind,
@@ -296,7 +304,7 @@ pub(crate) async fn remote(
                 topology_epoch: epoch,
                 hinted,
             });
-            link.call(&message, content).await?
+            link.call_with_object(&message, codec, payload).await?
         }
         None => link.call(&Message::Delete(Delete { id }), &[]).await?,
     };

@@ -15,7 +15,7 @@ use stratum_wire::{Message, ObjectId, ObjectKind};
 use super::peer_link::LinkError;
 use crate::server::core::Core;
 use crate::server::ops::Op;
-use crate::store::Verified;
+use crate::store::{StoreError, StoredObject, Verified};
 
 /// Repairs one core runs at once; misses past it are not repaired.
 pub const MAX_CONCURRENT: usize = 32;
@@ -50,7 +50,7 @@ pub fn maybe_repair(core: &Rc<Core>, id: ObjectId) {
 /// turn, and the first copy that verifies against its id is stored here (if
 /// this node replicates it now) and returned. Nothing is asked when no
 /// earlier topology differs for this id, so a steady cluster pays nothing.
-pub async fn fetch_moved(core: &Rc<Core>, id: ObjectId) -> Option<(ObjectKind, bytes::Bytes)> {
+pub async fn fetch_moved(core: &Rc<Core>, id: ObjectId) -> Option<StoredObject> {
     let previous = core.replication.previous_placements();
     if previous.is_empty() {
         return None;
@@ -71,13 +71,17 @@ pub async fn fetch_moved(core: &Rc<Core>, id: ObjectId) -> Option<(ObjectKind, b
             let Some(object) = copy_from(core, id, target).await else {
                 continue;
             };
-            let (kind, content) = (object.kind(), object.content_bytes());
+            let found = StoredObject {
+                kind: object.kind(),
+                codec: object.codec(),
+                payload: object.payload_bytes(),
+            };
             if current.is_replica(me, &id) {
                 if let Err(err) = core.run_op(&id, Op::Put(object)).await {
                     tracing::warn!(%id, code = ?err.code, detail = %err.detail, "moved object served but not stored here");
                 }
             }
-            return Some((kind, content));
+            return Some(found);
         }
     }
     None
@@ -91,7 +95,7 @@ async fn copy_from(core: &Rc<Core>, id: ObjectId, (node, shard): (u32, u16)) -> 
         MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
         _ => return None,
     };
-    match Verified::check(id, kind, frame.take_payload()) {
+    match verify_copy(core, id, kind, &mut frame) {
         Ok(object) => Some(object),
         Err(_) => {
             tracing::warn!(%id, node, "a copy from an earlier replica does not match its id");
@@ -125,7 +129,7 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
             MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
             _ => continue,
         };
-        let Ok(object) = Verified::check(id, kind, frame.take_payload()) else {
+        let Ok(object) = verify_copy(core, id, kind, &mut frame) else {
             tracing::warn!(%id, node, "read repair: the replica's copy does not match its id");
             continue;
         };
@@ -143,4 +147,17 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
         }
         return;
     }
+}
+
+/// A peer's copy of `id` (in whatever codec it came), checked against its
+/// id and this node's object size limit.
+pub(crate) fn verify_copy(
+    core: &Core,
+    id: ObjectId,
+    kind: ObjectKind,
+    frame: &mut stratum_wire::Frame,
+) -> Result<Verified, StoreError> {
+    let codec = frame.codec();
+    let max = core.config.limits.max_object_bytes;
+    Verified::check_payload(id, kind, codec, frame.take_payload(), max)
 }

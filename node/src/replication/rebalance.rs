@@ -260,9 +260,12 @@ async fn send(core: &Core, link: &PeerLink, id: ObjectId) -> Option<u64> {
         id,
         kind: object.kind,
     });
-    match link.call(&put, &object.content).await {
+    match link
+        .call_with_object(&put, object.codec, &object.payload)
+        .await
+    {
         Ok(frame) if matches!(frame.message(), MessageRef::PutAck(_)) => {
-            Some(object.content.len() as u64)
+            Some(object.payload.len() as u64)
         }
         Ok(_) => None,
         Err(err) => {

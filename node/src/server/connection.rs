@@ -10,6 +10,7 @@
 //! client), the outbox budget for unsent replies, the frame decoder's limits
 //! for one request, and the idle, frame and write timeouts.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
@@ -19,7 +20,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use stratum_wire::message::{ErrorCode, ErrorReply};
-use stratum_wire::{FrameEncoder, FrameError, FrameLimits, Message};
+use stratum_wire::{Codec, CodecError, FrameEncoder, FrameError, FrameLimits, Message};
 
 use super::core::Core;
 use super::frame_reader::{FrameReader, ReadError};
@@ -28,6 +29,7 @@ use super::metrics::{ConnEvent, OpKind, Outcome};
 use super::ops::OpError;
 use super::outbox::{Closed, Outbox};
 use super::request;
+use crate::store::StoredObject;
 
 /// What request tasks share: where replies go and how they are framed.
 pub struct Conn {
@@ -46,11 +48,35 @@ impl Conn {
         message: &Message,
         payload: &[u8],
     ) -> Result<(), Closed> {
+        self.reply_as(request_id, message, payload, Codec::Raw)
+            .await
+    }
+
+    /// How `object` goes to this peer: as stored when the peer accepts its
+    /// codec, else inflated (a client or node of the previous release).
+    pub fn wire_form<'a>(
+        &self,
+        object: &'a StoredObject,
+    ) -> Result<(Codec, Cow<'a, [u8]>), CodecError> {
+        if self.peer.accepts(object.codec) {
+            return Ok((object.codec, Cow::Borrowed(&object.payload)));
+        }
+        Ok((Codec::Raw, object.content()?))
+    }
+
+    /// [`Conn::reply`] with a payload in `codec`.
+    pub async fn reply_as(
+        &self,
+        request_id: u64,
+        message: &Message,
+        payload: &[u8],
+        codec: Codec,
+    ) -> Result<(), Closed> {
         let mut head = Vec::with_capacity(128);
         let encoded = self
             .encoder
             .borrow_mut()
-            .encode_head(&mut head, request_id, message, payload);
+            .encode_head_as(&mut head, request_id, message, payload, codec);
         if let Err(err) = encoded {
             // Only a bug can get here (limits are ours, kinds are fixed).
             tracing::error!(shard = self.core.shard_id, error = %err, kind = %message.kind(), "cannot encode reply");
@@ -62,11 +88,22 @@ impl Conn {
     /// Queues a reply frame only if that needs no waiting; `false` when the
     /// outbox is over budget (or closed) and nothing was queued.
     pub fn try_reply(&self, request_id: u64, message: &Message, payload: &[u8]) -> bool {
+        self.try_reply_as(request_id, message, payload, Codec::Raw)
+    }
+
+    /// [`Conn::try_reply`] with a payload in `codec`.
+    pub fn try_reply_as(
+        &self,
+        request_id: u64,
+        message: &Message,
+        payload: &[u8],
+        codec: Codec,
+    ) -> bool {
         let mut head = Vec::with_capacity(128);
         let encoded = self
             .encoder
             .borrow_mut()
-            .encode_head(&mut head, request_id, message, payload);
+            .encode_head_as(&mut head, request_id, message, payload, codec);
         encoded.is_ok() && self.outbox.try_push(&head, payload)
     }
 

@@ -6,8 +6,10 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::auth::random_nonce;
 use stratum_wire::frame::PROTOCOL_VERSION;
-use stratum_wire::message::{AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole};
-use stratum_wire::{Frame, FrameEncoder, Message, MessageRef};
+use stratum_wire::message::{
+    AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole, Welcome, PROTOCOL_REVISION, REVISION_CODECS,
+};
+use stratum_wire::{Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::core::Core;
 use super::frame_reader::{FrameReader, ReadError};
@@ -40,7 +42,20 @@ pub enum HandshakeError {
 pub struct Peer {
     pub role: PeerRole,
     pub agent: String,
+    /// Payload codecs the peer accepts (bit per codec number): raw only for
+    /// a peer of protocol revision 1.
+    pub codecs: u8,
 }
+
+impl Peer {
+    /// Whether payloads in `codec` may be sent to this peer as they are.
+    pub fn accepts(&self, codec: Codec) -> bool {
+        Welcome::accepts(self.codecs, codec)
+    }
+}
+
+/// Codecs this build accepts and sends, one bit per codec number.
+pub const CODECS: u8 = (1 << Codec::Raw as u8) | (1 << Codec::Zstd as u8);
 
 pub async fn run(
     core: &Core,
@@ -105,23 +120,42 @@ pub async fn run(
             "a peer node routes by another topology epoch: roll the same topology file out to every node"
         );
     }
+    let revision = version.min(PROTOCOL_REVISION);
     let peer = Peer {
         role,
         agent: hello.agent.as_str().chars().take(128).collect(),
+        codecs: if revision >= REVISION_CODECS {
+            CODECS
+        } else {
+            1 << Codec::Raw as u8
+        },
     };
     let nonce = hello.auth_nonce;
     let challenge = match &core.config.secret {
         Some(_) => Some(random_nonce().map_err(HandshakeError::Random)?),
         None => None,
     };
-    let ack = Message::HelloAck(HelloAck {
-        protocol_version: PROTOCOL_VERSION,
-        node_id: core.config.node_id,
-        shard_id: core.shard_id,
-        shard_count: core.config.shards,
-        topology_epoch: core.topology_epoch(),
-        auth_challenge: challenge,
-    });
+    let ack = if revision >= REVISION_CODECS {
+        Message::Welcome(Welcome {
+            protocol_version: revision,
+            node_id: core.config.node_id,
+            shard_id: core.shard_id,
+            shard_count: core.config.shards,
+            topology_epoch: core.topology_epoch(),
+            auth_challenge: challenge,
+            max_object_bytes: core.config.limits.max_object_bytes,
+            codecs: CODECS,
+        })
+    } else {
+        Message::HelloAck(HelloAck {
+            protocol_version: PROTOCOL_VERSION,
+            node_id: core.config.node_id,
+            shard_id: core.shard_id,
+            shard_count: core.config.shards,
+            topology_epoch: core.topology_epoch(),
+            auth_challenge: challenge,
+        })
+    };
     send(stream, encoder, request_id, &ack).await?;
 
     let (Some(secret), Some(challenge)) = (&core.config.secret, challenge) else {

@@ -263,6 +263,8 @@ impl MetricsSnapshot {
                 ("store.live_bytes", s.live_bytes),
                 ("store.index_bytes", s.index_bytes),
                 ("store.puts_stored", s.puts_stored),
+                ("store.put_content_bytes", s.put_content_bytes),
+                ("store.put_payload_bytes", s.put_payload_bytes),
                 ("store.puts_deduplicated", s.puts_deduplicated),
                 ("store.deletes", s.deletes),
                 ("store.group_commits", s.group_commits),
@@ -407,12 +409,12 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
     }
 
     type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 49] = [
+    let simple: [(&str, &str, &str, Getter); 52] = [
         ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
         ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
         ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
-        ("stratum_object_bytes_received_total", "counter", "Object bytes received in puts.", |s| s.metrics.bytes_in as f64),
-        ("stratum_object_bytes_sent_total", "counter", "Object bytes sent in replies.", |s| s.metrics.bytes_out as f64),
+        ("stratum_object_bytes_received_total", "counter", "Object payload bytes received in puts and replicas, as sent (compressed or not).", |s| s.metrics.bytes_in as f64),
+        ("stratum_object_bytes_sent_total", "counter", "Object payload bytes sent in replies, as sent (compressed or not).", |s| s.metrics.bytes_out as f64),
         ("stratum_misrouted_requests_total", "counter", "Requests for objects another core owns, forwarded to it.", |s| s.metrics.misrouted as f64),
         ("stratum_forwarded_requests_total", "counter", "Requests other cores forwarded to this one.", |s| s.metrics.forwarded_in as f64),
         ("stratum_store_objects", "gauge", "Objects stored.", |s| s.store.objects as f64),
@@ -421,6 +423,9 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         ("stratum_store_live_bytes", "gauge", "Bytes of live records.", |s| s.store.live_bytes as f64),
         ("stratum_store_index_bytes", "gauge", "Memory held by the index.", |s| s.store.index_bytes as f64),
         ("stratum_store_puts_stored_total", "counter", "Puts that wrote a record.", |s| s.store.puts_stored as f64),
+        ("stratum_store_put_logical_bytes_total", "counter", "Content bytes (inflated) of the objects puts stored.", |s| s.store.put_content_bytes as f64),
+        ("stratum_store_put_stored_bytes_total", "counter", "Bytes the records of those objects hold (compressed where the client compressed).", |s| s.store.put_payload_bytes as f64),
+        ("stratum_store_put_compression_ratio", "gauge", "Stored over logical bytes of the objects puts stored (1: nothing saved).", |s| if s.store.put_content_bytes == 0 { 1.0 } else { s.store.put_payload_bytes as f64 / s.store.put_content_bytes as f64 }),
         ("stratum_store_puts_deduplicated_total", "counter", "Puts of objects already held.", |s| s.store.puts_deduplicated as f64),
         ("stratum_store_deletes_total", "counter", "Tombstones written.", |s| s.store.deletes as f64),
         ("stratum_group_commits_total", "counter", "Group commits (one write + one fdatasync each).", |s| s.store.group_commits as f64),

@@ -5,12 +5,11 @@
 //! another core's object can forward the op and get the result back by
 //! message (see `mesh.rs`).
 
-use bytes::Bytes;
 use stratum_wire::message::{ErrorCode, PutOutcome as WirePutOutcome, ReplicaFailure};
-use stratum_wire::{ObjectId, ObjectKind};
+use stratum_wire::{CodecError, ObjectId};
 
 use crate::store::fs::StoreFs;
-use crate::store::{PutOutcome, ShardStore, StoreError, Verified};
+use crate::store::{PutOutcome, ShardStore, StoreError, StoredObject, Verified};
 
 /// One store operation.
 #[derive(Debug)]
@@ -34,7 +33,7 @@ pub enum Op {
 #[derive(Debug)]
 pub enum Done {
     Put(WirePutOutcome),
-    Get(Option<(ObjectKind, Bytes)>),
+    Get(Option<StoredObject>),
     Has(bool),
     Delete(bool),
 }
@@ -65,6 +64,11 @@ impl From<StoreError> for OpError {
             StoreError::ReadOnly { .. } => ErrorCode::ReadOnly,
             StoreError::Failed { .. } => ErrorCode::ShardFailed,
             StoreError::HashMismatch { .. } => ErrorCode::HashMismatch,
+            StoreError::BadPayload {
+                source: CodecError::TooLarge { .. },
+                ..
+            } => ErrorCode::TooLarge,
+            StoreError::BadPayload { .. } => ErrorCode::BadRequest,
             StoreError::Corrupt { .. } => ErrorCode::Corrupt,
             StoreError::WriterGone => ErrorCode::ShardFailed,
             StoreError::Io { .. }
@@ -85,12 +89,7 @@ pub async fn execute<F: StoreFs + 'static>(store: &ShardStore<F>, op: Op) -> Res
             PutOutcome::Stored => WirePutOutcome::Stored,
             PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
         }),
-        Op::Get { id } => Done::Get(
-            store
-                .get(&id)
-                .await?
-                .map(|object| (object.kind, object.content)),
-        ),
+        Op::Get { id } => Done::Get(store.get(&id).await?),
         Op::Has { id } => Done::Has(store.has(&id).await?),
         Op::Delete { id } => Done::Delete(store.delete(id).await?),
     })

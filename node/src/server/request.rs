@@ -3,6 +3,7 @@
 //! Runs as its own task, so a connection has many requests in flight and
 //! replies go out in completion order (each carries its request id).
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -11,17 +12,17 @@ use stratum_wire::message::{
     Pong, PutAck, PutOutcome, RepairStarted, ReplicateAck, StatEntry, StatsReply, TopologyNode,
     TopologyReply,
 };
-use stratum_wire::{Frame, Message, MessageRef, ObjectId, ObjectKind};
+use stratum_wire::{Codec, CodecError, Frame, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::connection::Conn;
-use super::core::Admission;
+use super::core::{Admission, Core};
 use super::mesh::CoreMsg;
 use super::metrics::{OpKind, Outcome};
 use super::ops::{Done, Op, OpError};
 use crate::replication::anti_entropy;
 use crate::replication::quorum::{self, Write};
 use crate::replication::read_repair;
-use crate::store::Verified;
+use crate::store::{StoreError, Verified};
 
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
@@ -160,14 +161,17 @@ pub fn answer_inline(conn: &Conn, frame: &Frame) -> bool {
             let Some(object) = core.store.get_cached(&id) else {
                 return false;
             };
+            let Ok((codec, payload)) = conn.wire_form(&object) else {
+                return false;
+            };
             let ok = Message::GetOk(GetOk {
                 id,
                 kind: object.kind,
             });
-            if !conn.try_reply(frame.request_id(), &ok, &object.content) {
+            if !conn.try_reply_as(frame.request_id(), &ok, &payload, codec) {
                 return false;
             }
-            core.metrics.borrow_mut().bytes_out += object.content.len() as u64;
+            core.metrics.borrow_mut().bytes_out += payload.len() as u64;
             (OpKind::Get, true)
         }
         MessageRef::Ping(ping) => {
@@ -232,12 +236,12 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             id,
             kind: object_kind,
         } => {
-            let content = frame.take_payload();
-            core.metrics.borrow_mut().bytes_in += content.len() as u64;
-            // Checked here, once (the frame limit bounds the hashing): a
-            // bad body is refused before any replica spends a write on it,
-            // and nothing downstream hashes it again.
-            match Verified::check(id, object_kind, content) {
+            core.metrics.borrow_mut().bytes_in += frame.payload().len() as u64;
+            // Checked here, once (the object size limit bounds the
+            // inflating and hashing): a bad body is refused before any
+            // replica spends a write on it, and nothing downstream hashes it
+            // again.
+            match verify_payload(&core, id, object_kind, &mut frame) {
                 Err(err) => fail(&conn, request_id, err.into()).await,
                 // Clients' writes are coordinated across the replicas; a
                 // node sending put (rather than replicate) writes here only.
@@ -280,9 +284,8 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 );
                 fail(&conn, request_id, err).await
             } else {
-                let content = frame.take_payload();
-                core.metrics.borrow_mut().bytes_in += content.len() as u64;
-                let stored = match Verified::check(id, object_kind, content) {
+                core.metrics.borrow_mut().bytes_in += frame.payload().len() as u64;
+                let stored = match verify_payload(&core, id, object_kind, &mut frame) {
                     Ok(object) => core.run_op(&id, Op::Put(object)).await,
                     Err(err) => Err(err.into()),
                 };
@@ -300,16 +303,24 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             }
         }
         Request::Get { id } => match get_or_moved(&conn, id).await {
-            Ok(Done::Get(Some((object_kind, content)))) => {
-                let content = content.as_ref();
-                core.metrics.borrow_mut().bytes_out += content.len() as u64;
-                let ok = GetOk {
-                    id,
-                    kind: object_kind,
-                };
-                let _ = conn.reply(request_id, &Message::GetOk(ok), content).await;
-                Outcome::Ok
-            }
+            Ok(Done::Get(Some(object))) => match conn.wire_form(&object) {
+                Ok((codec, payload)) => {
+                    core.metrics.borrow_mut().bytes_out += payload.len() as u64;
+                    let ok = GetOk {
+                        id,
+                        kind: object.kind,
+                    };
+                    let _ = conn
+                        .reply_as(request_id, &Message::GetOk(ok), &payload, codec)
+                        .await;
+                    Outcome::Ok
+                }
+                Err(err) => {
+                    let err = undecodable(id, &err);
+                    heal_if_corrupt(&conn, id, &err);
+                    fail(&conn, request_id, err).await
+                }
+            },
             Ok(Done::Get(None)) => {
                 let err = OpError::new(ErrorCode::NotFound, format!("{id} is not stored here"));
                 let _ = conn.error(request_id, &err).await;
@@ -430,6 +441,29 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         .request(kind, outcome, started.elapsed());
 }
 
+/// Checks a put's or replicate's payload (in the frame's codec) against its
+/// id and this node's object size limit.
+fn verify_payload(
+    core: &Core,
+    id: ObjectId,
+    kind: ObjectKind,
+    frame: &mut Frame,
+) -> Result<Verified, StoreError> {
+    let codec = frame.codec();
+    let max = core.config.limits.max_object_bytes;
+    Verified::check_payload(id, kind, codec, frame.take_payload(), max)
+}
+
+/// A stored record passed its CRC but does not inflate: damaged between the
+/// check that let it in and the write (or by a bug). Served as corrupt.
+fn undecodable(id: ObjectId, err: &CodecError) -> OpError {
+    tracing::error!(%id, error = %err, "a stored payload does not inflate");
+    OpError::new(
+        ErrorCode::Corrupt,
+        format!("{id}: the stored payload does not inflate: {err}"),
+    )
+}
+
 /// A write from a client is coordinated across the replica set; from a
 /// node (a coordinator elsewhere), it is applied here only.
 async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError> {
@@ -520,8 +554,8 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
         tasks.push(glommio::spawn_local(async move {
             let _permit = permit;
             let index = index as u32;
-            let (status, content) = match get_or_moved(&conn, id).await {
-                Ok(Done::Get(Some((kind, content)))) => (BatchStatus::Found(kind), Some(content)),
+            let (status, object) = match get_or_moved(&conn, id).await {
+                Ok(Done::Get(Some(object))) => (BatchStatus::Found(object.kind), Some(object)),
                 Ok(Done::Get(None)) => {
                     // As for a single get: the client fails over by itself,
                     // and this replica copies the object in the background.
@@ -536,11 +570,23 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
                     (BatchStatus::Failed(err.code), None)
                 }
             };
-            let payload: &[u8] = content.as_ref().map_or(&[], |content| content.as_ref());
+            let (status, codec, payload) = match object.as_ref().map(|o| conn.wire_form(o)) {
+                None => (status, Codec::Raw, Cow::Borrowed(&[][..])),
+                Some(Ok((codec, payload))) => (status, codec, payload),
+                Some(Err(err)) => {
+                    let err = undecodable(id, &err);
+                    heal_if_corrupt(&conn, id, &err);
+                    (
+                        BatchStatus::Failed(err.code),
+                        Codec::Raw,
+                        Cow::Borrowed(&[][..]),
+                    )
+                }
+            };
             conn.core.metrics.borrow_mut().bytes_out += payload.len() as u64;
             let item = BatchItem { index, id, status };
             let _ = conn
-                .reply(request_id, &Message::BatchItem(item), payload)
+                .reply_as(request_id, &Message::BatchItem(item), &payload, codec)
                 .await;
             status
         }));

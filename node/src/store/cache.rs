@@ -1,16 +1,18 @@
 //! A per-shard cache of hot objects, bounded in bytes, with CLOCK
 //! (second-chance) eviction. Only objects that passed their checks enter it,
 //! so a hit is served without re-verification.
+//!
+//! It holds objects as stored (compressed when their record is): more
+//! objects fit, and a hit is sent to a client as it is, with no work.
 
 use std::collections::{HashMap, VecDeque};
 
-use bytes::Bytes;
+use stratum_wire::ObjectId;
 
-use stratum_wire::{ObjectId, ObjectKind};
+use super::StoredObject;
 
 struct Entry {
-    kind: ObjectKind,
-    content: Bytes,
+    object: StoredObject,
     referenced: bool,
 }
 
@@ -39,12 +41,12 @@ impl ObjectCache {
         }
     }
 
-    pub fn get(&mut self, id: &ObjectId) -> Option<(ObjectKind, Bytes)> {
+    pub fn get(&mut self, id: &ObjectId) -> Option<StoredObject> {
         match self.map.get_mut(id) {
             Some(entry) => {
                 entry.referenced = true;
                 self.hits += 1;
-                Some((entry.kind, entry.content.clone()))
+                Some(entry.object.clone())
             }
             None => {
                 self.misses += 1;
@@ -55,11 +57,11 @@ impl ObjectCache {
 
     /// Like [`ObjectCache::get`], but a miss is not counted (the caller
     /// falls back to a counted `get`).
-    pub fn peek(&mut self, id: &ObjectId) -> Option<(ObjectKind, Bytes)> {
+    pub fn peek(&mut self, id: &ObjectId) -> Option<StoredObject> {
         let entry = self.map.get_mut(id)?;
         entry.referenced = true;
         self.hits += 1;
-        Some((entry.kind, entry.content.clone()))
+        Some(entry.object.clone())
     }
 
     /// Whether an object of `len` bytes may enter. One object may not take
@@ -69,9 +71,9 @@ impl ObjectCache {
         len + ENTRY_OVERHEAD <= self.capacity / 8
     }
 
-    pub fn insert(&mut self, id: ObjectId, kind: ObjectKind, content: Bytes) {
-        let cost = content.len() + ENTRY_OVERHEAD;
-        if !self.admits(content.len()) || self.map.contains_key(&id) {
+    pub fn insert(&mut self, id: ObjectId, object: StoredObject) {
+        let cost = object.payload.len() + ENTRY_OVERHEAD;
+        if !self.admits(object.payload.len()) || self.map.contains_key(&id) {
             return;
         }
         while self.bytes + cost > self.capacity {
@@ -83,8 +85,7 @@ impl ObjectCache {
         self.map.insert(
             id,
             Entry {
-                kind,
-                content,
+                object,
                 referenced: false,
             },
         );
@@ -93,7 +94,7 @@ impl ObjectCache {
 
     pub fn remove(&mut self, id: &ObjectId) {
         if let Some(entry) = self.map.remove(id) {
-            self.bytes -= entry.content.len() + ENTRY_OVERHEAD;
+            self.bytes -= entry.object.payload.len() + ENTRY_OVERHEAD;
         }
         // The clock slot is dropped lazily by eviction.
     }
@@ -130,6 +131,16 @@ impl ObjectCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use stratum_wire::{Codec, ObjectKind};
+
+    fn object(content: Bytes) -> StoredObject {
+        StoredObject {
+            kind: ObjectKind::Blob,
+            codec: Codec::Raw,
+            payload: content,
+        }
+    }
 
     fn id(i: u32) -> ObjectId {
         ObjectId::compute(ObjectKind::Blob, &i.to_le_bytes())
@@ -139,10 +150,10 @@ mod tests {
     fn stays_within_its_byte_budget_and_keeps_hot_entries() {
         let mut cache = ObjectCache::new(64 * 1024);
         let content = Bytes::from(vec![7u8; 1000]);
-        cache.insert(id(0), ObjectKind::Blob, content.clone());
+        cache.insert(id(0), object(content.clone()));
         for i in 1..1000 {
             assert!(cache.get(&id(0)).is_some(), "hot entry evicted at {i}");
-            cache.insert(id(i), ObjectKind::Blob, content.clone());
+            cache.insert(id(i), object(content.clone()));
             assert!(cache.bytes() <= 64 * 1024);
         }
         assert!(cache.len() < 70);
@@ -153,7 +164,7 @@ mod tests {
     #[test]
     fn refuses_objects_larger_than_an_eighth() {
         let mut cache = ObjectCache::new(8000);
-        cache.insert(id(1), ObjectKind::Blob, vec![0u8; 1000].into());
+        cache.insert(id(1), object(vec![0u8; 1000].into()));
         assert!(cache.is_empty());
     }
 }

@@ -25,6 +25,8 @@ pub enum Corruption {
     WrongObject { expected: ObjectId, found: ObjectId },
     #[error("content does not hash to the object id")]
     HashMismatch,
+    #[error("compressed content cannot be inflated: {0}")]
+    Codec(stratum_wire::CodecError),
     #[error("the index points at a tombstone, not an object")]
     NotAnObject,
     #[error("the record holds an object whose key does not match the index entry")]
@@ -67,6 +69,12 @@ pub enum StoreError {
     },
     #[error("content does not hash to object id {id}")]
     HashMismatch { id: ObjectId },
+    #[error("payload of object {id} cannot be decoded: {source}")]
+    BadPayload {
+        id: ObjectId,
+        #[source]
+        source: stratum_wire::CodecError,
+    },
     #[error("invalid store configuration: {0}")]
     Config(String),
     #[error("the store's writer has stopped")]

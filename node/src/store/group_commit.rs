@@ -49,7 +49,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use stratum_wire::{ObjectId, ObjectKind};
+use stratum_wire::{Codec, ObjectId, ObjectKind};
 
 use super::checkpoint::{self, SegmentState};
 use super::error::{Result, StoreError};
@@ -57,13 +57,17 @@ use super::fs::{StoreFile, StoreFs, WriteBuf};
 use super::index::{key_of, Location, MAX_SEGMENT_SLOTS};
 use super::record::{self, RecordHeader, RecordType, HEADER_LEN};
 use super::segment::{self, SegmentHeader};
-use super::{Found, PutOutcome, Segment, Shared, WriteMode};
+use super::{Found, PutOutcome, Segment, Shared, StoredObject, WriteMode};
 
 pub(crate) enum Op {
     Put {
         id: ObjectId,
         kind: ObjectKind,
+        codec: Codec,
+        /// The payload as it will be stored (compressed when `codec` says).
         content: Bytes,
+        /// The content's inflated length (for the stored/logical counters).
+        content_len: u64,
     },
     Delete {
         id: ObjectId,
@@ -138,6 +142,19 @@ struct Planned {
     effect: Effect,
     /// Offset inside the batch, set by layout.
     offset: u64,
+    /// A put's inflated content length (0 for other records).
+    content_len: u64,
+}
+
+impl Planned {
+    /// A put's object, for the cache (taken: the batch is done with it).
+    fn stored_object(&mut self) -> Option<StoredObject> {
+        Some(StoredObject {
+            kind: self.header.kind?,
+            codec: self.header.codec,
+            payload: self.content.take()?,
+        })
+    }
 }
 
 enum Effect {
@@ -324,7 +341,13 @@ impl<F: StoreFs> Writer<F> {
                         .await;
                     replies.push((done, result.map(Reply::Relocated)));
                 }
-                Op::Put { id, kind, content } => {
+                Op::Put {
+                    id,
+                    kind,
+                    codec,
+                    content,
+                    content_len,
+                } => {
                     let effect = match touched.get(&id) {
                         Some(Some(_)) => None,
                         Some(None) => Some(Effect::Insert),
@@ -345,10 +368,11 @@ impl<F: StoreFs> Writer<F> {
                     };
                     touched.insert(id, Some(planned.len()));
                     planned.push(Planned {
-                        header: RecordHeader::object(id, kind, &content),
+                        header: RecordHeader::object(id, kind, codec, &content),
                         content: Some(content),
                         effect,
                         offset: 0,
+                        content_len,
                     });
                     replies.push((done, Ok(Reply::Put(PutOutcome::Stored))));
                 }
@@ -370,6 +394,7 @@ impl<F: StoreFs> Writer<F> {
                         content: None,
                         effect,
                         offset: 0,
+                        content_len: 0,
                     });
                     replies.push((done, Ok(Reply::Delete(true))));
                 }
@@ -403,6 +428,7 @@ impl<F: StoreFs> Writer<F> {
                         content: Some(Bytes::copy_from_slice(&time)),
                         effect,
                         offset: 0,
+                        content_len: 0,
                     });
                     replies.push((done, Ok(Reply::Delete(existed))));
                 }
@@ -476,6 +502,7 @@ impl<F: StoreFs> Writer<F> {
                         content: Some(Bytes::from(record.content)),
                         effect: Effect::Relocate(from),
                         offset: 0,
+                        content_len: 0,
                     });
                 }
                 None => {
@@ -487,6 +514,7 @@ impl<F: StoreFs> Writer<F> {
                         content,
                         effect: Effect::Nothing,
                         offset: 0,
+                        content_len: 0,
                     });
                 }
             }
@@ -749,10 +777,10 @@ impl<F: StoreFs> Writer<F> {
                         segment.live_bytes += u64::from(location.len);
                     }
                     stats.puts_stored += 1;
-                    if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
-                        if cache.admits(content.len()) {
-                            cache.insert(id, kind, content);
-                        }
+                    stats.put_content_bytes += plan.content_len;
+                    stats.put_payload_bytes += u64::from(plan.header.content_len);
+                    if let Some(object) = plan.stored_object() {
+                        cache.insert(id, object);
                     }
                 }
                 Effect::RemoveExisting(old) => {
@@ -777,6 +805,8 @@ impl<F: StoreFs> Writer<F> {
                         segment.live_bytes += u64::from(location.len);
                     }
                     stats.puts_stored += 1;
+                    stats.put_content_bytes += plan.content_len;
+                    stats.put_payload_bytes += u64::from(plan.header.content_len);
                     tracing::warn!(
                         shard = shared.config.shard_id,
                         id = %id,
@@ -784,10 +814,8 @@ impl<F: StoreFs> Writer<F> {
                         damaged_offset = old.offset,
                         "a put replaced a damaged copy"
                     );
-                    if let (Some(kind), Some(content)) = (plan.header.kind, plan.content.take()) {
-                        if cache.admits(content.len()) {
-                            cache.insert(id, kind, content);
-                        }
+                    if let Some(object) = plan.stored_object() {
+                        cache.insert(id, object);
                     }
                 }
                 Effect::Relocate(from) => {

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use stratum_wire::{ObjectId, ObjectKind};
+use stratum_wire::{Codec, CodecError, ObjectId, ObjectKind};
 
 pub use compaction::CompactionReport;
 use error::Result;
@@ -151,12 +151,22 @@ pub enum PutOutcome {
     AlreadyPresent,
 }
 
-/// An object read back from the store; its content passed every check.
+/// An object read back from the store; its record passed its checks.
 #[derive(Debug, Clone)]
 pub struct StoredObject {
     pub kind: ObjectKind,
+    /// How `payload` encodes the content.
+    pub codec: Codec,
     /// Shared with the cache, never copied on the way to a reply.
-    pub content: Bytes,
+    pub payload: Bytes,
+}
+
+impl StoredObject {
+    /// The content, inflated if stored compressed (for a peer that takes
+    /// raw payloads only).
+    pub fn content(&self) -> std::result::Result<std::borrow::Cow<'_, [u8]>, CodecError> {
+        stratum_wire::codec::decode(self.codec, &self.payload, record::MAX_CONTENT_LEN)
+    }
 }
 
 /// Counters of one store.
@@ -167,6 +177,11 @@ pub struct StoreStats {
     pub disk_bytes: u64,
     pub live_bytes: u64,
     pub puts_stored: u64,
+    /// Content bytes of the objects stored by puts (inflated), and the
+    /// bytes their records hold: the second over the first is what
+    /// compression saves.
+    pub put_content_bytes: u64,
+    pub put_payload_bytes: u64,
     pub puts_deduplicated: u64,
     pub deletes: u64,
     /// Copies removed after they were handed to their replicas elsewhere.
@@ -310,7 +325,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         content: Vec<u8>,
     ) -> Result<PutOutcome> {
         // Refused before any hashing is spent on it.
-        self.check_put(content.len())?;
+        self.check_put(content.len() as u64)?;
         self.store_checked(Verified::check(id, kind, content)?)
             .await
     }
@@ -319,13 +334,14 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// (see [`Verified`]): the same as [`ShardStore::put`] without hashing
     /// again.
     pub async fn put_verified(&self, object: Verified) -> Result<PutOutcome> {
-        self.check_put(object.content().len())?;
+        self.check_put(object.content_len())?;
         self.store_checked(object).await
     }
 
     /// The put itself, once the shard may take it and its hash is checked.
     async fn store_checked(&self, object: Verified) -> Result<PutOutcome> {
-        let (id, kind, content) = object.into_parts();
+        let content_len = object.content_len();
+        let (id, kind, codec, content) = object.into_parts();
         // Deduplicate only against an intact copy: a damaged one is replaced
         // by this put (read repair heals through put).
         if let Found::Intact(_) = self.shared.find_verified(&id).await? {
@@ -333,7 +349,13 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             return Ok(PutOutcome::AlreadyPresent);
         }
         let reply = self
-            .submit(group_commit::Op::Put { id, kind, content })
+            .submit(group_commit::Op::Put {
+                id,
+                kind,
+                codec,
+                content,
+                content_len,
+            })
             .await?;
         match reply {
             group_commit::Reply::Put(outcome) => Ok(outcome),
@@ -342,14 +364,13 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     }
 
     /// Refuses a put the shard cannot take: not writable, or too large.
-    fn check_put(&self, len: usize) -> Result<()> {
+    /// `len` is the content's (inflated) length: the object size limit
+    /// is about objects, whatever form they are stored in.
+    fn check_put(&self, len: u64) -> Result<()> {
         self.shared.check_writable()?;
         let max = self.shared.config.max_object_bytes;
-        if len as u64 > max {
-            return Err(StoreError::TooLarge {
-                size: len as u64,
-                max,
-            });
+        if len > max {
+            return Err(StoreError::TooLarge { size: len, max });
         }
         Ok(())
     }
@@ -449,12 +470,14 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         reply.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Reads an object. Every read from disk checks the record checksum and
-    /// that the content hashes to `id`; a record failing either is reported
-    /// as [`StoreError::Corrupt`], never returned.
+    /// Reads an object. Every read from disk checks the record's CRC-32
+    /// over its header (with the whole id) and content; a record failing it
+    /// is reported as [`StoreError::Corrupt`], never returned. The SHA-256
+    /// was checked when the content entered the node, and is checked again
+    /// by scrub and by every consumer (ARCHITECTURE.md, corruption matrix).
     pub async fn get(&self, id: &ObjectId) -> Result<Option<StoredObject>> {
-        if let Some((kind, content)) = self.shared.cache.borrow_mut().get(id) {
-            return Ok(Some(StoredObject { kind, content }));
+        if let Some(object) = self.shared.cache.borrow_mut().get(id) {
+            return Ok(Some(object));
         }
         let candidates: Vec<Location> = self.shared.index.borrow().candidates(key_of(id)).collect();
         for location in candidates {
@@ -462,10 +485,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             // shares the 64-bit key is skipped.
             match self.shared.read_object(id, location).await {
                 Ok(Some(object)) => {
-                    self.shared
-                        .cache
-                        .borrow_mut()
-                        .insert(*id, object.kind, object.content.clone());
+                    self.shared.cache.borrow_mut().insert(*id, object.clone());
                     return Ok(Some(object));
                 }
                 Ok(None) => {}
@@ -479,11 +499,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
 
     /// The object if it is in the cache (no I/O; a miss is not counted).
     pub fn get_cached(&self, id: &ObjectId) -> Option<StoredObject> {
-        self.shared
-            .cache
-            .borrow_mut()
-            .peek(id)
-            .map(|(kind, content)| StoredObject { kind, content })
+        self.shared.cache.borrow_mut().peek(id)
     }
 
     /// Whether the store holds `id` (confirmed against the record on disk
@@ -709,7 +725,7 @@ impl<F: StoreFs> Shared<F> {
         Ok(None)
     }
 
-    /// Looks `id` up and verifies the whole record (CRC-32 and SHA-256),
+    /// Looks `id` up and checks the whole record (as a read does: CRC-32),
     /// for put deduplication: a put must not be acknowledged as "already
     /// present" against a copy that can no longer be read back.
     pub(crate) async fn find_verified(&self, id: &ObjectId) -> Result<Found> {
@@ -717,7 +733,7 @@ impl<F: StoreFs> Shared<F> {
         for location in candidates {
             let bytes = self.read_bytes(location, location.len as usize).await?;
             let bytes = bytes.as_ref();
-            match record::check_object(bytes) {
+            match record::check_record(bytes) {
                 Ok((header, _, _)) if header.id == *id => return Ok(Found::Intact(location)),
                 Ok(_) => continue, // another object sharing the 64-bit key
                 Err(_) => match RecordHeader::parse(bytes) {
@@ -744,7 +760,7 @@ impl<F: StoreFs> Shared<F> {
             }
         };
         let bytes = self.read_bytes(location, location.len as usize).await?;
-        let (header, kind, content) = match record::check_object(bytes.as_ref()) {
+        let (header, kind, content) = match record::check_record(bytes.as_ref()) {
             Ok(checked) => checked,
             Err(corruption) => return Err(corrupt(corruption)),
         };
@@ -765,7 +781,8 @@ impl<F: StoreFs> Shared<F> {
         }
         Ok(Some(StoredObject {
             kind,
-            content: Bytes::copy_from_slice(content),
+            codec: header.codec,
+            payload: Bytes::copy_from_slice(content),
         }))
     }
 }

@@ -5,36 +5,62 @@
 //! once, where the bytes enter the node (a client's put, a replica write, a
 //! read-repair copy), and is carried through coordination, forwarding to the
 //! owning core and the group commit, which trust the type instead of
-//! hashing again. Its fields
-//! are private and its only constructor hashes, so no path can skip the
-//! check: a value of this type *is* the proof.
+//! hashing again. Its fields are private and its only constructors hash, so
+//! no path can skip the check: a value of this type *is* the proof.
+//!
+//! The bytes it carries are the payload as it arrived: compressed content
+//! stays compressed (the node stores and serves it so), and the proof is of
+//! the inflated content, hashed as it streams out of the decoder.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
-use stratum_wire::{ObjectId, ObjectKind};
+use stratum_wire::{codec, Codec, ObjectId, ObjectKind};
 
 use super::error::{Result, StoreError};
 
 /// Cloning shares the bytes (a refcount): a coordinator hands the same
-/// proven content to its store and to every replica it sends it to.
+/// proven payload to its store and to every replica it sends it to.
 #[derive(Debug, Clone)]
 pub struct Verified {
     id: ObjectId,
     kind: ObjectKind,
-    content: Bytes,
+    codec: Codec,
+    payload: Bytes,
+    content_len: u64,
 }
 
 impl Verified {
     /// Hashes `content` as an object of `kind` and keeps it only if the
     /// result is `id`.
     pub fn check(id: ObjectId, kind: ObjectKind, content: Vec<u8>) -> Result<Self> {
-        yield_to_io_workers(content.len());
-        if !id.verify(kind, &content) {
+        Self::check_payload(id, kind, Codec::Raw, content, u64::MAX)
+    }
+
+    /// Like [`Verified::check`] for a payload in `codec`, whose content may
+    /// be at most `max_content` bytes: a payload declaring more is refused
+    /// before anything is inflated (a decompression bomb costs nothing).
+    pub fn check_payload(
+        id: ObjectId,
+        kind: ObjectKind,
+        codec: Codec,
+        payload: Vec<u8>,
+        max_content: u64,
+    ) -> Result<Self> {
+        let declared = codec::content_len(codec, &payload, max_content)
+            .map_err(|source| StoreError::BadPayload { id, source })?;
+        yield_to_io_workers(declared as usize);
+        let (found, content_len) = codec::content_id(kind, codec, &payload, max_content)
+            .map_err(|source| StoreError::BadPayload { id, source })?;
+        if found != id {
             return Err(StoreError::HashMismatch { id });
         }
         Ok(Self {
             id,
             kind,
-            content: Bytes::from(content),
+            codec,
+            payload: Bytes::from(payload),
+            content_len,
         })
     }
 
@@ -46,17 +72,38 @@ impl Verified {
         self.kind
     }
 
-    pub fn content(&self) -> &[u8] {
-        &self.content
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
-    /// The content, shared (a refcount, not a copy).
-    pub fn content_bytes(&self) -> Bytes {
-        self.content.clone()
+    /// The bytes as they travel and rest (compressed when `codec` says so).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
     }
 
-    pub fn into_parts(self) -> (ObjectId, ObjectKind, Bytes) {
-        (self.id, self.kind, self.content)
+    /// The payload, shared (a refcount, not a copy).
+    pub fn payload_bytes(&self) -> Bytes {
+        self.payload.clone()
+    }
+
+    /// Length of the content (inflated).
+    pub fn content_len(&self) -> u64 {
+        self.content_len
+    }
+
+    /// The content itself, inflated if compressed (for a peer or a hint
+    /// file that takes raw content only).
+    pub fn content(&self) -> Result<Cow<'_, [u8]>> {
+        codec::decode(self.codec, &self.payload, self.content_len).map_err(|source| {
+            StoreError::BadPayload {
+                id: self.id,
+                source,
+            }
+        })
+    }
+
+    pub fn into_parts(self) -> (ObjectId, ObjectKind, Codec, Bytes) {
+        (self.id, self.kind, self.codec, self.payload)
     }
 }
 
@@ -72,7 +119,7 @@ const YIELD_BEFORE_HASH_BYTES: usize = 16 << 10;
 /// hashing is done, serializing the two. One `sched_yield` per large object
 /// (about a microsecond, against 13 µs of hashing for 16 KiB) lets it run
 /// first. It pays off together with the deferred acknowledgements in
-/// `group_commit` (figures: ARCHITECTURE.md, "glommio notes").
+/// `group_commit` (figures: docs/measurements).
 fn yield_to_io_workers(content_len: usize) {
     if content_len >= YIELD_BEFORE_HASH_BYTES {
         std::thread::yield_now();
@@ -89,7 +136,7 @@ mod tests {
         let id = ObjectId::compute(ObjectKind::Blob, &content);
         let verified = Verified::check(id, ObjectKind::Blob, content.clone()).expect("verifies");
         assert_eq!(verified.id(), id);
-        assert_eq!(verified.content(), b"hello\n");
+        assert_eq!(verified.payload(), b"hello\n");
 
         // Same bytes under another kind hash differently.
         assert!(matches!(
@@ -99,6 +146,38 @@ mod tests {
         assert!(matches!(
             Verified::check(id, ObjectKind::Blob, b"hellO\n".to_vec()),
             Err(StoreError::HashMismatch { id: refused }) if refused == id
+        ));
+    }
+
+    #[test]
+    fn a_compressed_payload_is_proven_by_its_inflated_content() {
+        let content = b"tree of lines\n".repeat(400);
+        let id = ObjectId::compute(ObjectKind::Tree, &content);
+        let payload = codec::compress(&content, codec::DEFAULT_LEVEL)
+            .expect("compresses")
+            .expect("worth it");
+        let verified =
+            Verified::check_payload(id, ObjectKind::Tree, Codec::Zstd, payload.clone(), 1 << 20)
+                .expect("verifies");
+        assert_eq!(verified.codec(), Codec::Zstd);
+        assert_eq!(verified.content_len(), content.len() as u64);
+        assert_eq!(
+            verified.content().expect("inflates").as_ref(),
+            content.as_slice()
+        );
+        // Over the limit: refused as too large before inflating.
+        assert!(matches!(
+            Verified::check_payload(id, ObjectKind::Tree, Codec::Zstd, payload.clone(), 100),
+            Err(StoreError::BadPayload {
+                source: stratum_wire::CodecError::TooLarge { .. },
+                ..
+            })
+        ));
+        // Another object's id: a hash mismatch.
+        let other = ObjectId::compute(ObjectKind::Tree, b"other");
+        assert!(matches!(
+            Verified::check_payload(other, ObjectKind::Tree, Codec::Zstd, payload, 1 << 20),
+            Err(StoreError::HashMismatch { .. })
         ));
     }
 }

@@ -29,7 +29,7 @@ pub async fn assert_present<F: StoreFs + 'static>(store: &ShardStore<F>, objects
             .expect("get")
             .unwrap_or_else(|| panic!("{id} lost"));
         assert!(
-            got.kind == *kind && *got.content == content[..],
+            got.kind == *kind && *got.content().expect("inflates") == content[..],
             "{id}: wrong bytes"
         );
     }

@@ -55,6 +55,11 @@ impl Frame {
             .map_err(FrameError::CorruptArchive)
     }
 
+    /// How the payload encodes the object's content (see [`crate::codec`]).
+    pub fn codec(&self) -> crate::codec::Codec {
+        self.header.codec()
+    }
+
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }

@@ -6,6 +6,7 @@ use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 
 use crate::catalogue::Message;
+use crate::codec::Codec;
 use crate::frame::error::EncodeError;
 use crate::frame::header::{FrameHeader, CRC_COVERED_HEADER_LEN, HEADER_LEN, PROTOCOL_VERSION};
 use crate::frame::FrameLimits;
@@ -48,7 +49,40 @@ impl FrameEncoder {
         message: &Message,
         payload: &[u8],
     ) -> Result<FrameHeader, EncodeError> {
+        self.encode_head_as(out, request_id, message, payload, Codec::Raw)
+    }
+
+    /// [`FrameEncoder::encode`] for a payload in `codec` (sent only to a
+    /// peer that negotiated it).
+    pub fn encode_as(
+        &mut self,
+        out: &mut Vec<u8>,
+        request_id: u64,
+        message: &Message,
+        payload: &[u8],
+        codec: Codec,
+    ) -> Result<FrameHeader, EncodeError> {
+        let header = self.encode_head_as(out, request_id, message, payload, codec)?;
+        out.extend_from_slice(payload);
+        Ok(header)
+    }
+
+    /// [`FrameEncoder::encode_head`] for a payload in `codec`.
+    pub fn encode_head_as(
+        &mut self,
+        out: &mut Vec<u8>,
+        request_id: u64,
+        message: &Message,
+        payload: &[u8],
+        codec: Codec,
+    ) -> Result<FrameHeader, EncodeError> {
         let kind = message.kind();
+        if codec != Codec::Raw && !kind.carries_payload() {
+            return Err(EncodeError::UnexpectedPayload {
+                kind,
+                len: payload.len(),
+            });
+        }
         if !payload.is_empty() && !kind.carries_payload() {
             return Err(EncodeError::UnexpectedPayload {
                 kind,
@@ -78,7 +112,7 @@ impl FrameEncoder {
         let mut header = FrameHeader {
             version: PROTOCOL_VERSION,
             kind,
-            flags: 0,
+            flags: codec.as_u8(),
             request_id,
             message_len,
             payload_len,

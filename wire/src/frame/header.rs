@@ -5,17 +5,22 @@
 //! | 0      | 4    | magic         | `b"STRM"`                                      |
 //! | 4      | 2    | version       | protocol version, u16 LE (1)                   |
 //! | 6      | 1    | kind          | [`MessageKind`] byte                           |
-//! | 7      | 1    | flags         | must be 0 in version 1                         |
+//! | 7      | 1    | flags         | bits 0–1: payload codec (0 raw, 1 zstd); rest 0 |
 //! | 8      | 8    | request_id    | u64 LE, echoed by every answer                 |
 //! | 16     | 4    | message_len   | u32 LE, length of the rkyv archive (>0)        |
 //! | 20     | 4    | payload_len   | u32 LE, length of the raw payload              |
 //! | 24     | 4    | crc32         | CRC-32 (IEEE) of bytes 0..24, message, payload |
 //! | 28     | 4    | reserved      | must be 0                                      |
 //!
+//! A codec other than raw is sent only to a peer that negotiated protocol
+//! revision 2 in its handshake (see [`crate::message::Welcome`]): a peer of
+//! the first release refuses any non-zero flag.
+//!
 //! The header is 32 bytes so that the message that follows starts 16-byte
 //! aligned relative to the frame start, which rkyv's archives need.
 
 use crate::catalogue::MessageKind;
+use crate::codec::Codec;
 use crate::frame::error::FrameError;
 use crate::frame::FrameLimits;
 
@@ -24,6 +29,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 32;
 /// Bytes of the header covered by the checksum (everything before it).
 pub const CRC_COVERED_HEADER_LEN: usize = 24;
+/// The flag bits that carry the payload's [`Codec`].
+pub const CODEC_FLAGS: u8 = 0b11;
 
 /// A parsed and checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +62,8 @@ impl FrameHeader {
         }
         let kind = MessageKind::from_u8(bytes[6]).ok_or(FrameError::UnknownKind(bytes[6]))?;
         let flags = bytes[7];
-        if flags != 0 {
+        let codec = Codec::from_u8(flags & CODEC_FLAGS);
+        if flags & !CODEC_FLAGS != 0 || codec.is_none() {
             return Err(FrameError::UnknownFlags(flags));
         }
         let reserved = u32::from_le_bytes(field(bytes, 28));
@@ -79,6 +87,9 @@ impl FrameHeader {
                 len: payload_len,
             });
         }
+        if codec != Some(Codec::Raw) && !kind.carries_payload() {
+            return Err(FrameError::UnknownFlags(flags));
+        }
         if payload_len > limits.max_payload_len {
             return Err(FrameError::PayloadTooLarge {
                 len: payload_len,
@@ -94,6 +105,13 @@ impl FrameHeader {
             payload_len,
             crc32: u32::from_le_bytes(field(bytes, 24)),
         })
+    }
+
+    /// How the payload encodes the object's content.
+    pub fn codec(&self) -> Codec {
+        // `parse` refused any other value; a header built by the encoder
+        // holds a codec's own number.
+        Codec::from_u8(self.flags & CODEC_FLAGS).unwrap_or(Codec::Raw)
     }
 
     /// The header's bytes. `crc32` is written as stored in `self`.

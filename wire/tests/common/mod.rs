@@ -225,6 +225,31 @@ pub fn message() -> impl Strategy<Value = Message> {
         any::<bool>().prop_map(|all_shards| Message::Repair(Repair { all_shards })),
         any::<u16>().prop_map(|shards| Message::RepairStarted(RepairStarted { shards })),
         (
+            any::<(u16, u32, u16, u16, u64)>(),
+            any::<Option<[u8; 32]>>(),
+            any::<u64>(),
+            any::<u8>()
+        )
+            .prop_map(
+                |(
+                    (protocol_version, node_id, shard_id, shard_count, topology_epoch),
+                    auth_challenge,
+                    max_object_bytes,
+                    codecs,
+                )| {
+                    Message::Welcome(Welcome {
+                        protocol_version,
+                        node_id,
+                        shard_id,
+                        shard_count,
+                        topology_epoch,
+                        auth_challenge,
+                        max_object_bytes,
+                        codecs,
+                    })
+                }
+            ),
+        (
             any::<u32>(),
             any::<u16>(),
             any::<u64>(),
