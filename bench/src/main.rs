@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use stratum_bench::embedded::{Embedded, RUN_NODE_ENV};
 use stratum_bench::report::Report;
 use stratum_bench::run::{self, IdRecord, Settings, Workload};
-use stratum_bench::workload::{Popularity, SizeDist};
+use stratum_bench::workload::{Content, Popularity, SizeDist};
 use stratum_client::{Client, ClientConfig, ObjectId, ObjectKind};
 
 #[derive(Debug, Parser)]
@@ -76,6 +76,13 @@ struct LoadArgs {
     /// Object size: bytes (4096, 4k, 1m) or `git` (measured distribution).
     #[arg(long, default_value = "4k", global = true)]
     size: String,
+    /// Object content: `random` (incompressible) or `text` (generated
+    /// source code, compressing about as well as a repository's files).
+    #[arg(long, default_value = "random", global = true)]
+    content: String,
+    /// zstd level the client compresses puts at (1-19), or `off`.
+    #[arg(long, default_value = "3", global = true)]
+    compression: String,
     /// Concurrent requesters (closed loop), or the most operations
     /// outstanding (open loop).
     #[arg(long, default_value_t = 32, global = true)]
@@ -219,6 +226,17 @@ async fn bench(cli: Cli) -> ExitCode {
         Ok(size) => size,
         Err(err) => return fail(2, format!("--size: {err}")),
     };
+    let content = match Content::parse(&cli.load.content) {
+        Ok(content) => content,
+        Err(err) => return fail(2, format!("--content: {err}")),
+    };
+    let compression_level = match cli.load.compression.as_str() {
+        "off" => None,
+        level => match level.parse::<i32>() {
+            Ok(level) => Some(level),
+            Err(_) => return fail(2, "--compression: a zstd level (1-19) or off"),
+        },
+    };
     let popularity = match Popularity::parse(&cli.load.key_dist) {
         Ok(popularity) => popularity,
         Err(err) => return fail(2, format!("--key-dist: {err}")),
@@ -271,6 +289,8 @@ async fn bench(cli: Cli) -> ExitCode {
     } else {
         ClientConfig::seeds(cli.node.iter().cloned())
     };
+    let mut config = config;
+    config.compression_level = compression_level;
     let client = match Client::connect(config).await {
         Ok(client) => client,
         Err(err) => return fail(3, format!("cannot reach the cluster: {err}")),
@@ -319,6 +339,7 @@ async fn bench(cli: Cli) -> ExitCode {
         let settings = Settings {
             workload: workload.unwrap_or(Workload::Put),
             size,
+            content,
             popularity,
             keys: cli.load.keys,
             concurrency: cli.load.concurrency,
@@ -331,9 +352,11 @@ async fn bench(cli: Cli) -> ExitCode {
             progress,
         };
         eprintln!(
-            "stratum-bench: {:?}, size {}, {} {}, warm-up {:?}, then {:?}{}",
+            "stratum-bench: {:?}, size {}, {} content, compression {}, {} {}, warm-up {:?}, then {:?}{}",
             settings.workload_name(),
             settings.size.describe(),
+            settings.content.name(),
+            cli.load.compression,
             settings.concurrency,
             if settings.rate.is_some() {
                 "outstanding at most (open loop)"

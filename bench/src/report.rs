@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use stratum_client::ClientError;
+use stratum_client::{ClientError, TrafficStats};
 
 /// Highest latency a histogram tracks (larger values are clamped).
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -135,6 +135,28 @@ impl Recorder {
 pub struct Report {
     pub measured: Duration,
     pub recorder: Recorder,
+    /// Object bytes the client sent and received from the warm-up on:
+    /// logical (content) and on the wire (payloads, compressed or not).
+    pub traffic: TrafficStats,
+}
+
+/// `after - before`, field by field.
+pub fn traffic_between(before: TrafficStats, after: TrafficStats) -> TrafficStats {
+    TrafficStats {
+        content_bytes_sent: after.content_bytes_sent - before.content_bytes_sent,
+        payload_bytes_sent: after.payload_bytes_sent - before.payload_bytes_sent,
+        content_bytes_received: after.content_bytes_received - before.content_bytes_received,
+        payload_bytes_received: after.payload_bytes_received - before.payload_bytes_received,
+    }
+}
+
+/// Wire bytes over logical bytes (1 when nothing moved).
+fn wire_ratio(logical: u64, wire: u64) -> f64 {
+    if logical == 0 {
+        1.0
+    } else {
+        wire as f64 / logical as f64
+    }
 }
 
 fn percentile(hist: &Histogram<u64>, q: f64) -> u64 {
@@ -179,6 +201,18 @@ impl Report {
                 "data_error_examples": self.recorder.data_errors,
             }),
         );
+        let t = &self.traffic;
+        out.insert(
+            "traffic".into(),
+            json!({
+                "logical_bytes_sent": t.content_bytes_sent,
+                "wire_bytes_sent": t.payload_bytes_sent,
+                "sent_ratio": wire_ratio(t.content_bytes_sent, t.payload_bytes_sent),
+                "logical_bytes_received": t.content_bytes_received,
+                "wire_bytes_received": t.payload_bytes_received,
+                "received_ratio": wire_ratio(t.content_bytes_received, t.payload_bytes_received),
+            }),
+        );
         Value::Object(out)
     }
 
@@ -215,6 +249,24 @@ impl Report {
             ));
             for (label, count) in &stats.errors {
                 text.push_str(&format!("           error {label}: {count}\n"));
+            }
+        }
+        let t = &self.traffic;
+        for (direction, logical, wire) in [
+            ("sent", t.content_bytes_sent, t.payload_bytes_sent),
+            (
+                "received",
+                t.content_bytes_received,
+                t.payload_bytes_received,
+            ),
+        ] {
+            if logical > 0 {
+                text.push_str(&format!(
+                    "object bytes {direction}: {:.1} MB logical, {:.1} MB on the wire ({:.2})\n",
+                    logical as f64 / 1e6,
+                    wire as f64 / 1e6,
+                    wire_ratio(logical, wire)
+                ));
             }
         }
         if self.recorder.data_error_count > 0 {
@@ -308,6 +360,11 @@ mod tests {
         let report = Report {
             measured: Duration::from_secs(2),
             recorder: a,
+            traffic: TrafficStats {
+                content_bytes_sent: 4000,
+                payload_bytes_sent: 1000,
+                ..TrafficStats::default()
+            },
         };
         let json = report.to_json();
         let get = &json["get"];
@@ -320,6 +377,10 @@ mod tests {
         assert_eq!(get["p99_us"], 990);
         assert_eq!(get["max_us"], 1000);
         assert_eq!(json["run"]["data_errors"], 1);
+        assert_eq!(json["traffic"]["sent_ratio"], 0.25);
+        assert!(report
+            .summary()
+            .contains("object bytes sent: 0.0 MB logical"));
         assert!(report.summary().contains("DATA ERRORS: 1"));
 
         let dir = tempfile::tempdir().unwrap();

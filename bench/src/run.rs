@@ -19,8 +19,8 @@ use rand::{RngExt, SeedableRng};
 use stratum_client::{Client, ClientError, ObjectId, ObjectKind};
 
 use crate::pacing::{corrected_latency, Schedule};
-use crate::report::{error_label, OpKind, Recorder, Report};
-use crate::workload::{object, KeyPicker, Popularity, SizeDist};
+use crate::report::{error_label, traffic_between, OpKind, Recorder, Report};
+use crate::workload::{object, Content, KeyPicker, Popularity, SizeDist};
 
 /// Which operations a run issues.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ impl Workload {
 pub struct Settings {
     pub workload: Workload,
     pub size: SizeDist,
+    /// What objects are made of (compressible or not).
+    pub content: Content,
     pub popularity: Popularity,
     /// Objects stored before measuring, for reads to pick from.
     pub keys: usize,
@@ -200,7 +202,11 @@ impl Shared {
     }
 
     async fn put(&self, rng: &mut rand::rngs::SmallRng) -> Result<u64, ClientError> {
-        let (_, kind, content) = object(self.fresh_seed(), self.settings.size.sample(rng));
+        let (_, kind, content) = object(
+            self.fresh_seed(),
+            self.settings.size.sample(rng),
+            self.settings.content,
+        );
         self.store(kind, content).await
     }
 
@@ -214,7 +220,12 @@ impl Shared {
     fn check(&self, key: &Key, got: Result<&[u8], &ClientError>, recorder: &mut Recorder) {
         match got {
             Ok(content) => {
-                if self.settings.verify && content != object(key.seed, key.len).2.as_slice() {
+                if self.settings.verify
+                    && content
+                        != object(key.seed, key.len, self.settings.content)
+                            .2
+                            .as_slice()
+                {
                     recorder
                         .data_error(format!("{}: content differs from what was written", key.id));
                 }
@@ -297,8 +308,9 @@ async fn preload(
         let puts = chunk.iter().map(|(seed, len)| {
             let (seed, len) = (*seed, *len);
             let client = client.clone();
+            let mode = settings.content;
             tokio::spawn(async move {
-                let (id, kind, content) = object(seed, len);
+                let (id, kind, content) = object(seed, len, mode);
                 client
                     .put(kind, content)
                     .await
@@ -339,6 +351,7 @@ pub async fn run(
     } else {
         Some(KeyPicker::new(keys.len(), &settings.popularity)?)
     };
+    let traffic_before = client.traffic();
     let start = Instant::now();
     let measure_from = start + settings.warmup;
     let shared = Arc::new(Shared {
@@ -363,7 +376,12 @@ pub async fn run(
         // It clears its line and ends once the run is done.
         let _ = bar.await;
     }
-    Ok(Report { measured, recorder })
+    let traffic = traffic_between(traffic_before, shared.client.traffic());
+    Ok(Report {
+        measured,
+        recorder,
+        traffic,
+    })
 }
 
 async fn closed_loop(shared: &Arc<Shared>) -> Recorder {
@@ -473,6 +491,7 @@ pub async fn verify(
     progress: bool,
 ) -> Report {
     let started = Instant::now();
+    let traffic_before = client.traffic();
     let ids = Arc::new(ids);
     let next = Arc::new(AtomicU64::new(0));
     let bar = if progress {
@@ -534,5 +553,6 @@ pub async fn verify(
     Report {
         measured: started.elapsed(),
         recorder: total,
+        traffic: traffic_between(traffic_before, client.traffic()),
     }
 }

@@ -112,14 +112,86 @@ impl KeyPicker {
     }
 }
 
-/// A deterministic object: the same `seed` and `len` always give the same
-/// bytes, so a reader can check what it got against what was written.
-pub fn object(seed: u64, len: usize) -> (ObjectId, ObjectKind, Vec<u8>) {
+/// What objects are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Random bytes: nothing compresses (the worst case for compression,
+    /// and what earlier results were measured with).
+    Random,
+    /// Lines of generated source code: compresses about as well as a real
+    /// repository's files (zstd level 3 to about a third; see the tests).
+    Text,
+}
+
+impl Content {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "random" => Ok(Self::Random),
+            "text" => Ok(Self::Text),
+            other => Err(format!("{other:?} is not random or text")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::Text => "text",
+        }
+    }
+}
+
+/// Words generated source is made of.
+const WORDS: &[&str] = &[
+    "fn", "let", "mut", "match", "if", "else", "return", "self", "pub", "struct", "impl", "for",
+    "in", "while", "use", "crate", "Some", "None", "Ok", "Err", "Result", "Option", "Vec",
+    "String", "u64", "usize", "bytes", "len", "offset", "index", "segment", "record", "shard",
+    "object", "payload", "header", "config", "error", "reply", "request", "frame", "buffer",
+    "write", "read", "sync", "batch", "commit", "tree", "blob", "id", "kind", "count", "next",
+];
+
+/// A deterministic object: the same `seed`, `len` and `content` always give
+/// the same bytes, so a reader can check what it got against what was
+/// written.
+pub fn object(seed: u64, len: usize, content: Content) -> (ObjectId, ObjectKind, Vec<u8>) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let mut content = vec![0u8; len];
-    rng.fill_bytes(&mut content);
+    let bytes = match content {
+        Content::Random => {
+            let mut bytes = vec![0u8; len];
+            rng.fill_bytes(&mut bytes);
+            bytes
+        }
+        Content::Text => source_text(&mut rng, len),
+    };
     let kind = ObjectKind::Blob;
-    (ObjectId::compute(kind, &content), kind, content)
+    (ObjectId::compute(kind, &bytes), kind, bytes)
+}
+
+/// Indented lines of words, punctuation and numbers, `len` bytes.
+fn source_text(rng: &mut rand::rngs::SmallRng, len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len + 80);
+    while text.len() < len {
+        let depth = rng.random_range(0..4usize);
+        text.extend(std::iter::repeat_n(b' ', depth * 4));
+        for word in 0..rng.random_range(2..9usize) {
+            if word > 0 {
+                text.push(b' ');
+            }
+            text.extend_from_slice(WORDS[rng.random_range(0..WORDS.len())].as_bytes());
+            match rng.random_range(0..8u8) {
+                0 => text.extend_from_slice(format!("_{}", rng.random_range(0..100u32)).as_bytes()),
+                1 => text.extend_from_slice(b"()"),
+                2 => text.push(b','),
+                _ => {}
+            }
+        }
+        text.extend_from_slice(if rng.random_bool(0.3) {
+            b" {\n"
+        } else {
+            b";\n"
+        });
+    }
+    text.truncate(len);
+    text
 }
 
 #[cfg(test)]
@@ -179,9 +251,24 @@ mod tests {
 
     #[test]
     fn objects_are_deterministic_and_hash_to_their_id() {
-        let (id, kind, content) = object(7, 300);
-        assert_eq!(object(7, 300).2, content);
-        assert_ne!(object(8, 300).2, content);
-        assert!(id.verify(kind, &content));
+        for mode in [Content::Random, Content::Text] {
+            let (id, kind, content) = object(7, 300, mode);
+            assert_eq!(content.len(), 300);
+            assert_eq!(object(7, 300, mode).2, content);
+            assert_ne!(object(8, 300, mode).2, content);
+            assert!(id.verify(kind, &content));
+        }
+    }
+
+    #[test]
+    fn text_compresses_like_source_code_and_random_does_not() {
+        let ratio = |mode| {
+            let (_, _, content) = object(3, 16 << 10, mode);
+            let compressed = stratum_wire::codec::compress(&content, 3).expect("compress");
+            compressed.map_or(1.0, |c| c.len() as f64 / content.len() as f64)
+        };
+        let text = ratio(Content::Text);
+        assert!((0.2..0.45).contains(&text), "text compresses to {text}");
+        assert_eq!(ratio(Content::Random), 1.0);
     }
 }

@@ -33,6 +33,11 @@ impl BlockingClient {
         &self.client
     }
 
+    /// See [`Client::traffic`].
+    pub fn traffic(&self) -> crate::TrafficStats {
+        self.client.traffic()
+    }
+
     pub fn topology(&self) -> Topology {
         self.client.topology()
     }

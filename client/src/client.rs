@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use stratum_wire::message::{
     Delete, ErrorCode, Get, GetTopology, Has, ListIds, Put, PutOutcome, Repair, Stats, StatsReply,
+    Welcome,
 };
 use stratum_wire::{
     codec, Codec, Frame, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef, ObjectId,
@@ -23,6 +24,7 @@ use crate::error::{AttemptError, ClientError, Peer, ReplicaAttempt};
 use crate::get_many::GetMany;
 use crate::io::{Event, IoPool, Outgoing, PeerInfo, Route};
 use crate::retry;
+use crate::traffic::{Traffic, TrafficStats};
 
 /// An object read back from the cluster, already checked against its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,7 @@ pub(crate) struct Inner {
     pub view: ClusterView,
     /// Highest topology epoch any node reported.
     pub seen_epoch: AtomicU64,
+    pub traffic: Traffic,
 }
 
 thread_local! {
@@ -105,8 +108,15 @@ impl Client {
                 io,
                 view,
                 seen_epoch: AtomicU64::new(epoch),
+                traffic: Traffic::default(),
             }),
         })
+    }
+
+    /// Object bytes this client sent and received, before and after
+    /// compression (puts once acknowledged; reads once verified).
+    pub fn traffic(&self) -> TrafficStats {
+        self.inner.traffic.snapshot()
     }
 
     /// The topology requests are routed by.
@@ -147,7 +157,10 @@ impl Client {
             let message = &message;
             let payload = &payload;
             async move {
-                let (frame, _) = self.inner.call_object(&route, message, payload).await?;
+                let (frame, info) = self.inner.call_object(&route, message, payload).await?;
+                self.inner
+                    .traffic
+                    .sent(payload.content_len, payload.sent_len(&info));
                 match frame.message() {
                     MessageRef::PutAck(ack) if ack.id.get() == id => Ok(PutReceipt {
                         id,
@@ -441,6 +454,7 @@ impl Inner {
     ) -> Result<Object, AttemptError> {
         let codec = frame.codec();
         let payload = frame.take_payload();
+        let payload_len = payload.len() as u64;
         let max = u64::from(self.config.max_object_size);
         let content = match codec::decode(codec, &payload, max) {
             Ok(std::borrow::Cow::Borrowed(_)) => payload,
@@ -452,7 +466,10 @@ impl Inner {
                 )))
             }
         };
-        verify(id, kind, content)
+        let object = verify(id, kind, content)?;
+        self.traffic
+            .received(object.content.len() as u64, payload_len);
+        Ok(object)
     }
 
     /// Encodes and hands a request to the peer's I/O thread; answers go to
@@ -654,6 +671,16 @@ pub(crate) struct ObjectPayload {
 }
 
 impl ObjectPayload {
+    /// Bytes of the form sent to the node that `info` describes.
+    fn sent_len(&self, info: &PeerInfo) -> u64 {
+        match &self.compressed {
+            Some(compressed) if Welcome::accepts(info.codecs, Codec::Zstd) => {
+                compressed.len() as u64
+            }
+            _ => self.content_len,
+        }
+    }
+
     pub(crate) fn new(content: Bytes, level: Option<i32>) -> Self {
         let compressed = level.and_then(|level| match codec::compress(&content, level) {
             Ok(compressed) => compressed.map(Bytes::from),

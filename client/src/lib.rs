@@ -41,6 +41,7 @@ mod error;
 mod get_many;
 mod io;
 mod retry;
+mod traffic;
 
 pub mod git_batch;
 
@@ -52,3 +53,4 @@ pub use get_many::GetMany;
 pub use io::PeerInfo;
 pub use stratum_wire::message::{ErrorCode, PutOutcome};
 pub use stratum_wire::{ObjectId, ObjectKind, Topology};
+pub use traffic::TrafficStats;

@@ -104,6 +104,17 @@ impl SimFs {
         }
     }
 
+    /// Overwrites bytes of a file, in both images (a bug that wrote wrong
+    /// bytes: unlike a flipped bit, it can come with a matching checksum).
+    pub fn overwrite(&self, path: &Path, offset: usize, bytes: &[u8]) {
+        let mut disk = self.disk.borrow_mut();
+        let file = disk.files.get_mut(path).expect("file exists");
+        file.volatile[offset..offset + bytes.len()].copy_from_slice(bytes);
+        if offset + bytes.len() <= file.durable.len() {
+            file.durable[offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+    }
+
     pub fn file_len(&self, path: &Path) -> usize {
         self.disk
             .borrow()
