@@ -46,6 +46,10 @@ struct Target {
     /// Per-request timeout, in seconds.
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
+    /// zstd level objects are compressed at before they are sent (1-19),
+    /// or `off`.
+    #[arg(long, global = true, default_value = "3")]
+    compression: String,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +170,14 @@ fn connect(target: &Target) -> Result<BlockingClient, CliError> {
         )));
     }
     config.request_timeout = Duration::from_secs_f64(target.timeout);
+    config.compression_level = match target.compression.as_str() {
+        "off" => None,
+        level => Some(level.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "--compression {level:?}: a zstd level (1-19) or off"
+            ))
+        })?),
+    };
     if let Some(path) = &target.secret_file {
         let bytes = std::fs::read(path)
             .map_err(|err| CliError::Config(format!("secret file {}: {err}", path.display())))?;

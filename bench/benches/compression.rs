@@ -1,0 +1,241 @@
+//! What compression costs the node: one real `stratum-node` (one shard,
+//! pinned to the first CPU) with its load on the second, objects drawn from
+//! the Git size distribution with source-like content, and the same load
+//! sent raw and compressed, alternating, round after round.
+//!
+//! ```text
+//! cargo bench -p stratum-bench --bench compression [-- --objects 20000 --rounds 3]
+//! ```
+//!
+//! Each round, for raw then zstd (level 3) payloads, on a fresh node:
+//! 1. durable puts, 64 in flight, of `--objects` objects;
+//! 2. gets of random ones of them, all cached (the cache holds them all);
+//! 3. the node restarted with no cache: the same gets, from disk.
+//!
+//! Per phase: requests per second and the node's CPU per request; the
+//! compressed figure over the raw one, per round, and their median. The
+//! loader compresses before it starts timing (clients pay for compression,
+//! not nodes), so the figures are the node's own.
+
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use stratum_bench::workload::{object, Content, SizeDist};
+use stratum_testkit::{median, process_cpu_seconds, TestClient, TestNode};
+use stratum_wire::codec::{self, DEFAULT_LEVEL};
+use stratum_wire::message::{Get, Put};
+use stratum_wire::{Codec, Message, MessageKind, ObjectId, ObjectKind};
+
+struct Args {
+    objects: usize,
+    rounds: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        objects: 20_000,
+        rounds: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--objects" => args.objects = value().parse().expect("--objects N"),
+            "--rounds" => args.rounds = value().parse().expect("--rounds N"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// In flight on the loader's connection.
+const WINDOW: usize = 64;
+
+/// One object as the loader sends it.
+struct Prepared {
+    id: ObjectId,
+    logical: usize,
+    raw: Vec<u8>,
+    zstd: Option<Vec<u8>>,
+}
+
+fn prepare(count: usize) -> Vec<Prepared> {
+    let sizes = SizeDist::parse("git").expect("git sizes");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    (0..count as u64)
+        .map(|seed| {
+            let (id, _, content) = object(seed, sizes.sample(&mut rng), Content::Text);
+            let zstd = codec::compress(&content, DEFAULT_LEVEL).expect("compress");
+            Prepared {
+                id,
+                logical: content.len(),
+                raw: content,
+                zstd,
+            }
+        })
+        .collect()
+}
+
+/// Sends `count` requests made by `request`, `WINDOW` in flight; every
+/// answer must be `expect`. Returns seconds taken.
+fn pipelined(
+    client: &mut TestClient,
+    count: usize,
+    expect: MessageKind,
+    mut request: impl FnMut(&mut TestClient, usize),
+) -> f64 {
+    let started = Instant::now();
+    let (mut sent, mut done) = (0, 0);
+    while done < count {
+        while sent < count && sent - done < WINDOW {
+            request(client, sent);
+            sent += 1;
+        }
+        let frame = client.recv().expect("answer");
+        assert_eq!(frame.kind(), expect, "{:?}", frame.to_message());
+        done += 1;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Requests per second and node CPU microseconds per request.
+#[derive(Clone, Copy)]
+struct Figure {
+    per_sec: f64,
+    cpu_us: f64,
+}
+
+fn measured(node: &TestNode, count: usize, run: impl FnOnce() -> f64) -> Figure {
+    let cpu_before = process_cpu_seconds(node.pid() as u32);
+    let seconds = run();
+    let cpu = process_cpu_seconds(node.pid() as u32) - cpu_before;
+    Figure {
+        per_sec: count as f64 / seconds,
+        cpu_us: cpu * 1e6 / count as f64,
+    }
+}
+
+/// How `object` is sent in `codec` mode (raw when it does not compress).
+fn payload(object: &Prepared, codec: Codec) -> (Codec, &[u8]) {
+    match (codec, &object.zstd) {
+        (Codec::Zstd, Some(compressed)) => (Codec::Zstd, compressed.as_slice()),
+        _ => (Codec::Raw, object.raw.as_slice()),
+    }
+}
+
+/// Puts, cached gets and uncached gets of `objects` in `codec`.
+fn round(objects: &[Prepared], codec: Codec, cpus: &[usize]) -> [Figure; 3] {
+    pin(&cpus[..1]); // the node inherits the first CPU
+    let mut node = TestNode::start(1, &[]);
+    pin(&cpus[1..2]);
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("connect");
+    let puts = measured(&node, objects.len(), || {
+        pipelined(
+            &mut client,
+            objects.len(),
+            MessageKind::PutAck,
+            |client, i| {
+                let (codec, bytes) = payload(&objects[i], codec);
+                let put = Message::Put(Put {
+                    id: objects[i].id,
+                    kind: ObjectKind::Blob,
+                });
+                client.try_send_as(&put, bytes, codec).expect("send");
+            },
+        )
+    });
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let picks: Vec<usize> = (0..objects.len())
+        .map(|_| rng.random_range(0..objects.len()))
+        .collect();
+    let gets = |node: &TestNode, client: &mut TestClient| {
+        measured(node, picks.len(), || {
+            pipelined(client, picks.len(), MessageKind::GetOk, |client, i| {
+                let get = Message::Get(Get {
+                    id: objects[picks[i]].id,
+                });
+                client.send(&get, &[]);
+            })
+        })
+    };
+    // Warm the cache with one pass, then measure.
+    gets(&node, &mut client);
+    let cached = gets(&node, &mut client);
+    drop(client);
+    node.sigterm();
+    let config = TestNode::write_file(&node.dir, "uncached.toml", "[store]\ncache_bytes = 0\n");
+    pin(&cpus[..1]);
+    node.add_args(&["--config", config.to_str().expect("path")]);
+    node.launch();
+    pin(&cpus[1..2]);
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("connect");
+    let uncached = gets(&node, &mut client);
+    node.sigterm();
+    [puts, cached, uncached]
+}
+
+fn pin(cpus: &[usize]) {
+    // SAFETY: a plain bit set built from CPUs the kernel reported.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(*cpu, &mut set);
+        }
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity({cpus:?})");
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let cpus = stratum_node::server::allowed_cpus();
+    assert!(
+        cpus.len() >= 2,
+        "needs two CPUs: one for the node, one for the load"
+    );
+    let objects = prepare(args.objects);
+    let logical: usize = objects.iter().map(|o| o.logical).sum();
+    let compressed: usize = objects
+        .iter()
+        .map(|o| o.zstd.as_ref().map_or(o.logical, Vec::len))
+        .sum();
+    println!(
+        "{} objects, git sizes, text content: {:.1} MB logical, {:.1} MB compressed ({:.2}); node on CPU {}, load on CPU {}",
+        objects.len(),
+        logical as f64 / 1e6,
+        compressed as f64 / 1e6,
+        compressed as f64 / logical as f64,
+        cpus[0],
+        cpus[1]
+    );
+    let phases = ["durable puts", "cached gets", "uncached gets"];
+    let mut ratios = vec![(Vec::new(), Vec::new()); phases.len()];
+    for number in 1..=args.rounds {
+        let raw = round(&objects, Codec::Raw, &cpus);
+        let zstd = round(&objects, Codec::Zstd, &cpus);
+        for (phase, name) in phases.iter().enumerate() {
+            let (r, z) = (raw[phase], zstd[phase]);
+            println!(
+                "round {number} {name:<14} raw {:>8.0}/s {:>6.1} µs CPU | zstd {:>8.0}/s {:>6.1} µs CPU | throughput {:.2}, CPU {:.2}",
+                r.per_sec,
+                r.cpu_us,
+                z.per_sec,
+                z.cpu_us,
+                z.per_sec / r.per_sec,
+                z.cpu_us / r.cpu_us
+            );
+            ratios[phase].0.push(z.per_sec / r.per_sec);
+            ratios[phase].1.push(z.cpu_us / r.cpu_us);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("medians over {} rounds (zstd over raw):", args.rounds);
+    for (name, (throughput, cpu)) in phases.iter().zip(&ratios) {
+        println!(
+            "  {name:<14} throughput {:.2}, node CPU per request {:.2}",
+            median(throughput),
+            median(cpu)
+        );
+    }
+}
