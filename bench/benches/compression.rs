@@ -60,13 +60,18 @@ struct Prepared {
     zstd: Option<Vec<u8>>,
 }
 
-fn prepare(count: usize) -> Vec<Prepared> {
+/// The objects, and what compressing them and inflating them back cost
+/// the loader's thread (what a frontend pays), in µs per object.
+fn prepare(count: usize) -> (Vec<Prepared>, f64, f64) {
     let sizes = SizeDist::parse("git").expect("git sizes");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    (0..count as u64)
+    let mut compressing = Duration::ZERO;
+    let objects: Vec<Prepared> = (0..count as u64)
         .map(|seed| {
             let (id, _, content) = object(seed, sizes.sample(&mut rng), Content::Text);
+            let started = Instant::now();
             let zstd = codec::compress(&content, DEFAULT_LEVEL).expect("compress");
+            compressing += started.elapsed();
             Prepared {
                 id,
                 logical: content.len(),
@@ -74,7 +79,17 @@ fn prepare(count: usize) -> Vec<Prepared> {
                 zstd,
             }
         })
-        .collect()
+        .collect();
+    let started = Instant::now();
+    for object in &objects {
+        if let Some(zstd) = &object.zstd {
+            let content = codec::decode(Codec::Zstd, zstd, 1 << 30).expect("inflate");
+            std::hint::black_box(content);
+        }
+    }
+    let inflating = started.elapsed();
+    let per = |spent: Duration| spent.as_secs_f64() * 1e6 / count as f64;
+    (objects, per(compressing), per(inflating))
 }
 
 /// Sends `count` requests made by `request`, `WINDOW` in flight; every
@@ -194,7 +209,8 @@ fn main() {
         cpus.len() >= 2,
         "needs two CPUs: one for the node, one for the load"
     );
-    let objects = prepare(args.objects);
+    pin(&cpus[1..2]);
+    let (objects, compress_us, inflate_us) = prepare(args.objects);
     let logical: usize = objects.iter().map(|o| o.logical).sum();
     let compressed: usize = objects
         .iter()
@@ -208,6 +224,9 @@ fn main() {
         compressed as f64 / logical as f64,
         cpus[0],
         cpus[1]
+    );
+    println!(
+        "the loader's CPU per object (a frontend's cost): compress {compress_us:.1} µs, inflate {inflate_us:.1} µs"
     );
     let phases = ["durable puts", "cached gets", "uncached gets"];
     let mut ratios = vec![(Vec::new(), Vec::new()); phases.len()];

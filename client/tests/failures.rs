@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{fast, object, topology_text, Cluster};
+use common::{fast, metric, object, topology_text, Cluster};
 use stratum_client::{
     AttemptError, BlockingClient, ClientConfig, ClientError, ObjectId, ObjectKind,
 };
@@ -274,19 +274,41 @@ fn proxy(upstream: std::net::SocketAddr, raw_flip: bool) -> u16 {
                         {
                             if raw_flip {
                                 encoder
-                                    .encode(&mut out, frame.request_id(), &message, &payload)
+                                    .encode_as(
+                                        &mut out,
+                                        frame.request_id(),
+                                        &message,
+                                        &payload,
+                                        frame.codec(),
+                                    )
                                     .unwrap();
                                 let last = out.len() - 1;
                                 out[last] ^= 0x40;
                             } else {
-                                payload[0] ^= 0x40;
+                                // Past a zstd frame's header, so a
+                                // compressed payload may still inflate:
+                                // to the wrong content.
+                                let at = payload.len() / 2;
+                                payload[at] ^= 0x40;
                                 encoder
-                                    .encode(&mut out, frame.request_id(), &message, &payload)
+                                    .encode_as(
+                                        &mut out,
+                                        frame.request_id(),
+                                        &message,
+                                        &payload,
+                                        frame.codec(),
+                                    )
                                     .unwrap();
                             }
                         } else {
                             encoder
-                                .encode(&mut out, frame.request_id(), &message, &payload)
+                                .encode_as(
+                                    &mut out,
+                                    frame.request_id(),
+                                    &message,
+                                    &payload,
+                                    frame.codec(),
+                                )
                                 .unwrap();
                         }
                         if client_write.write_all(&out).is_err() {
@@ -298,6 +320,10 @@ fn proxy(upstream: std::net::SocketAddr, raw_flip: bool) -> u16 {
         }
     });
     port
+}
+
+fn cluster_client_of(node: &TestNode) -> BlockingClient {
+    BlockingClient::connect(fast(ClientConfig::seeds([node.address()]))).unwrap()
 }
 
 fn client_through_proxy(port: u16, dir: &std::path::Path) -> BlockingClient {
@@ -315,20 +341,32 @@ fn a_corrupted_answer_is_detected_never_returned() {
     let node = TestNode::start(1, &[]);
     let (id, kind, content) = object(4, 1000);
     place(&node, 0, kind, &content);
+    // And one stored compressed, as a client of this release puts it.
+    let text = b"a line of source that compresses\n".repeat(60);
+    let compressed_id = cluster_client_of(&node)
+        .put(ObjectKind::Blob, text)
+        .expect("put")
+        .id;
+    // 1,000 raw bytes, and 1,980 that compress to a few dozen.
+    let stored = metric(&node, "stratum_store_put_stored_bytes_total", "");
+    assert!(stored < 1000.0 + 200.0, "{stored}");
     let dir = tempfile::tempdir().unwrap();
 
-    // A node that sends wrong bytes under a valid frame: the id check.
+    // A node that sends wrong bytes under a valid frame: the id check,
+    // after inflating for a compressed object.
     let liar = client_through_proxy(proxy(node.addr(0), false), dir.path());
-    match liar.get(id) {
-        Err(ClientError::Corrupt { id: bad, .. }) => assert_eq!(bad, id),
-        other => panic!("expected corrupt, got {other:?}"),
+    for id in [id, compressed_id] {
+        match liar.get(id) {
+            Err(ClientError::Corrupt { id: bad, .. }) => assert_eq!(bad, id),
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+        let batch: Vec<_> = liar.get_many([id]).collect();
+        assert!(
+            matches!(batch[0].1, Err(ClientError::Corrupt { .. })),
+            "{:?}",
+            batch[0].1
+        );
     }
-    let batch: Vec<_> = liar.get_many([id]).collect();
-    assert!(
-        matches!(batch[0].1, Err(ClientError::Corrupt { .. })),
-        "{:?}",
-        batch[0].1
-    );
 
     // A flipped bit on the wire: the frame checksum.
     let noisy = client_through_proxy(proxy(node.addr(0), true), dir.path());
