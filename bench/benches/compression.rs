@@ -70,7 +70,7 @@ fn prepare(count: usize) -> (Vec<Prepared>, f64, f64) {
         .map(|seed| {
             let (id, _, content) = object(seed, sizes.sample(&mut rng), Content::Text);
             let started = Instant::now();
-            let zstd = codec::compress(&content, DEFAULT_LEVEL).expect("compress");
+            let zstd = codec::compress(&content, DEFAULT_LEVEL, None).expect("compress");
             compressing += started.elapsed();
             Prepared {
                 id,
@@ -83,7 +83,8 @@ fn prepare(count: usize) -> (Vec<Prepared>, f64, f64) {
     let started = Instant::now();
     for object in &objects {
         if let Some(zstd) = &object.zstd {
-            let content = codec::decode(Codec::Zstd, zstd, 1 << 30).expect("inflate");
+            let content =
+                codec::decode(Codec::Zstd, zstd, 1 << 30, &Default::default()).expect("inflate");
             std::hint::black_box(content);
         }
     }

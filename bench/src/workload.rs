@@ -264,7 +264,7 @@ mod tests {
     fn text_compresses_like_source_code_and_random_does_not() {
         let ratio = |mode| {
             let (_, _, content) = object(3, 16 << 10, mode);
-            let compressed = stratum_wire::codec::compress(&content, 3).expect("compress");
+            let compressed = stratum_wire::codec::compress(&content, 3, None).expect("compress");
             compressed.map_or(1.0, |c| c.len() as f64 / content.len() as f64)
         };
         let text = ratio(Content::Text);

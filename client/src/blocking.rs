@@ -33,6 +33,15 @@ impl BlockingClient {
         &self.client
     }
 
+    /// See [`Client::install_dictionary`].
+    pub fn install_dictionary(
+        &self,
+        dictionary: &[u8],
+        make_current: bool,
+    ) -> Result<Vec<crate::NodeDictionary>, ClientError> {
+        block_on(self.client.install_dictionary(dictionary, make_current))
+    }
+
     /// See [`Client::traffic`].
     pub fn traffic(&self) -> crate::TrafficStats {
         self.client.traffic()

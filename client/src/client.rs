@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use stratum_wire::codec::Dictionary;
 use stratum_wire::message::{
-    Delete, ErrorCode, Get, GetTopology, Has, ListIds, Put, PutOutcome, Repair, Stats, StatsReply,
-    Welcome,
+    Delete, ErrorCode, Get, GetTopology, Has, InstallDictionary, ListIds, Put, PutOutcome, Repair,
+    Stats, StatsReply,
 };
 use stratum_wire::{
     codec, Codec, Frame, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef, ObjectId,
@@ -20,6 +21,7 @@ use stratum_wire::{
 
 use crate::cluster::{self, ClusterView};
 use crate::config::{ClientConfig, Discovery};
+use crate::dictionaries::ClientDictionaries;
 use crate::error::{AttemptError, ClientError, Peer, ReplicaAttempt};
 use crate::get_many::GetMany;
 use crate::io::{Event, IoPool, Outgoing, PeerInfo, Route};
@@ -52,6 +54,16 @@ pub struct NodeStats {
     pub result: Result<StatsReply, AttemptError>,
 }
 
+/// One node's answer to [`Client::install_dictionary`]: how many of its
+/// shards hold dictionary `id`.
+#[derive(Debug)]
+pub struct NodeDictionary {
+    pub node_id: u32,
+    pub address: String,
+    pub id: u32,
+    pub result: Result<u16, AttemptError>,
+}
+
 /// One node's answer to [`Client::repair`]: how many of its shards
 /// started a pass.
 #[derive(Debug)]
@@ -74,7 +86,8 @@ pub(crate) struct Inner {
     pub view: ClusterView,
     /// Highest topology epoch any node reported.
     pub seen_epoch: AtomicU64,
-    pub traffic: Traffic,
+    pub traffic: Arc<Traffic>,
+    pub dictionaries: Arc<ClientDictionaries>,
 }
 
 thread_local! {
@@ -91,7 +104,9 @@ impl Client {
     /// asking the seeds).
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         config.validate().map_err(ClientError::Config)?;
-        let io = IoPool::start(&config)
+        let dictionaries = Arc::new(ClientDictionaries::new(config.compression_level));
+        let traffic = Arc::new(Traffic::default());
+        let io = IoPool::start(&config, &dictionaries, &traffic)
             .map_err(|err| ClientError::Config(format!("cannot start I/O threads: {err}")))?;
         let (topology, io) = match &config.discovery {
             Discovery::TopologyFile(path) => (Topology::load(path)?, io),
@@ -108,13 +123,14 @@ impl Client {
                 io,
                 view,
                 seen_epoch: AtomicU64::new(epoch),
-                traffic: Traffic::default(),
+                traffic,
+                dictionaries,
             }),
         })
     }
 
     /// Object bytes this client sent and received, before and after
-    /// compression (puts once acknowledged; reads once verified).
+    /// compression (puts as sent, retries included; reads once verified).
     pub fn traffic(&self) -> TrafficStats {
         self.inner.traffic.snapshot()
     }
@@ -152,15 +168,17 @@ impl Client {
         }
         let id = ObjectId::compute(kind, &content);
         let message = Message::Put(Put { id, kind });
-        let payload = ObjectPayload::new(content, self.inner.config.compression_level);
+        let dictionary = self.inner.dictionaries.current();
+        let payload = ObjectPayload::new(
+            content,
+            self.inner.config.compression_level,
+            dictionary.as_deref(),
+        );
         self.with_failover(id, |route| {
             let message = &message;
             let payload = &payload;
             async move {
-                let (frame, info) = self.inner.call_object(&route, message, payload).await?;
-                self.inner
-                    .traffic
-                    .sent(payload.content_len, payload.sent_len(&info));
+                let (frame, _) = self.inner.call_object(&route, message, payload).await?;
                 match frame.message() {
                     MessageRef::PutAck(ack) if ack.id.get() == id => Ok(PutReceipt {
                         id,
@@ -329,6 +347,45 @@ impl Client {
         out
     }
 
+    /// Stores a zstd dictionary durably on every shard of every node and,
+    /// with `make_current`, asks clients to compress with it (clients pick
+    /// it up on their next connection to a node). Per node: the shards that
+    /// hold it, or why not. Run it again for a node that was down: installs
+    /// are idempotent. See `stratum dictionary`.
+    pub async fn install_dictionary(
+        &self,
+        dictionary: &[u8],
+        make_current: bool,
+    ) -> Result<Vec<NodeDictionary>, ClientError> {
+        let parsed = Dictionary::new(dictionary.to_vec())
+            .map_err(|err| ClientError::Config(format!("not a dictionary: {err}")))?;
+        let topology = self.topology();
+        let message = Message::InstallDictionary(InstallDictionary {
+            id: parsed.id(),
+            make_current,
+        });
+        let payload = Bytes::copy_from_slice(dictionary);
+        let mut out = Vec::with_capacity(topology.nodes().len());
+        for node in topology.nodes() {
+            let route = self.inner.io.route(&cluster::node_peer(node));
+            let result = match self.inner.call(&route, &message, payload.clone()).await {
+                Ok((frame, _)) => match frame.to_message() {
+                    Ok(Message::DictionaryInstalled(done)) => Ok(done.shards),
+                    Ok(other) => Err(AttemptError::UnexpectedReply(other.kind().name().into())),
+                    Err(err) => Err(AttemptError::protocol(&err)),
+                },
+                Err(err) => Err(err),
+            };
+            out.push(NodeDictionary {
+                node_id: node.id,
+                address: node.address.clone(),
+                id: parsed.id(),
+                result,
+            });
+        }
+        Ok(out)
+    }
+
     /// One page of the ids one shard of one node holds (see
     /// [`ListIds`]); `None` as the cursor starts from the beginning.
     pub async fn list_ids(
@@ -456,9 +513,15 @@ impl Inner {
         let payload = frame.take_payload();
         let payload_len = payload.len() as u64;
         let max = u64::from(self.config.max_object_size);
-        let content = match codec::decode(codec, &payload, max) {
-            Ok(std::borrow::Cow::Borrowed(_)) => payload,
-            Ok(std::borrow::Cow::Owned(content)) => content,
+        let decoded = self.dictionaries.with(|dictionaries| {
+            codec::decode(codec, &payload, max, dictionaries).map(|content| match content {
+                std::borrow::Cow::Borrowed(_) => None,
+                std::borrow::Cow::Owned(content) => Some(content),
+            })
+        });
+        let content = match decoded {
+            Ok(None) => payload,
+            Ok(Some(content)) => content,
             Err(err) => {
                 return Err(AttemptError::Corrupt(format!(
                     "the {} payload of {id} does not decode: {err}",
@@ -671,24 +734,15 @@ pub(crate) struct ObjectPayload {
 }
 
 impl ObjectPayload {
-    /// Bytes of the form sent to the node that `info` describes.
-    fn sent_len(&self, info: &PeerInfo) -> u64 {
-        match &self.compressed {
-            Some(compressed) if Welcome::accepts(info.codecs, Codec::Zstd) => {
-                compressed.len() as u64
-            }
-            _ => self.content_len,
-        }
-    }
-
-    pub(crate) fn new(content: Bytes, level: Option<i32>) -> Self {
-        let compressed = level.and_then(|level| match codec::compress(&content, level) {
-            Ok(compressed) => compressed.map(Bytes::from),
-            Err(err) => {
-                tracing::debug!(error = %err, "cannot compress; sending the content raw");
-                None
-            }
-        });
+    pub(crate) fn new(content: Bytes, level: Option<i32>, dictionary: Option<&Dictionary>) -> Self {
+        let compressed =
+            level.and_then(|level| match codec::compress(&content, level, dictionary) {
+                Ok(compressed) => compressed.map(Bytes::from),
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot compress; sending the content raw");
+                    None
+                }
+            });
         Self {
             content_len: content.len() as u64,
             content,

@@ -37,6 +37,7 @@ mod blocking;
 mod client;
 mod cluster;
 mod config;
+mod dictionaries;
 mod error;
 mod get_many;
 mod io;
@@ -46,7 +47,7 @@ mod traffic;
 pub mod git_batch;
 
 pub use blocking::{BlockingClient, GetManyIter};
-pub use client::{Client, NodeRepair, NodeStats, Object, PutReceipt};
+pub use client::{Client, NodeDictionary, NodeRepair, NodeStats, Object, PutReceipt};
 pub use config::{ClientConfig, Discovery};
 pub use error::{AttemptError, ClientError, Peer, ReplicaAttempt};
 pub use get_many::GetMany;

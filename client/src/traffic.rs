@@ -13,7 +13,8 @@ pub(crate) struct Traffic {
 }
 
 /// A snapshot of [`Traffic`]: bytes of object content and of the payloads
-/// that carried it, for puts acknowledged and objects read.
+/// that carried it, for puts as they were sent (retries included) and
+/// objects read and verified.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrafficStats {
     pub content_bytes_sent: u64,

@@ -116,3 +116,140 @@ fn a_put_over_the_nodes_limit_is_refused_without_being_sent() {
         "the big object never left the client"
     );
 }
+
+fn tree_like(seed: u64, len: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut entry = 0u64;
+    while text.len() < len {
+        entry += 1;
+        text.extend_from_slice(
+            format!("100644 lib/part_{}/entry_{entry}.rs\0", seed % 11).as_bytes(),
+        );
+        text.extend(
+            (0..32u64).map(|i| (seed.wrapping_mul(40503).wrapping_add(i * entry) >> 2) as u8),
+        );
+    }
+    text.truncate(len);
+    text
+}
+
+#[test]
+fn clients_compress_with_the_dictionary_the_nodes_name() {
+    let cluster = Cluster::start(1, 2, 1);
+    let node = &cluster.nodes[0];
+    let before = cluster.client();
+    let samples: Vec<Vec<u8>> = (0..500).map(|seed| tree_like(seed, 700)).collect();
+    let dictionary = stratum_wire::codec::train(&samples, 32 << 10).expect("trains");
+    let installed = before
+        .install_dictionary(dictionary.bytes(), true)
+        .expect("a dictionary");
+    assert_eq!(installed.len(), 1);
+    assert_eq!(installed[0].result.as_ref().ok(), Some(&2), "{installed:?}");
+
+    let stored = || metric(node, "stratum_store_put_stored_bytes_total", "");
+    let put_all = |client: &BlockingClient, seeds: std::ops::Range<u64>| {
+        let start = stored();
+        let objects: Vec<_> = seeds
+            .map(|seed| {
+                let content = tree_like(seed, 700);
+                (
+                    client
+                        .put(ObjectKind::Tree, content.clone())
+                        .expect("put")
+                        .id,
+                    content,
+                )
+            })
+            .collect();
+        (objects, stored() - start)
+    };
+    // A client connecting after the install fetches the dictionary in its
+    // handshake and compresses with it.
+    let (plain, _) = put_all(&before, 1000..1100);
+    let after = cluster.client();
+    let (small, small_bytes) = put_all(&after, 2000..2100);
+    let without: usize = small
+        .iter()
+        .map(|(_, content)| {
+            stratum_wire::codec::compress(content, 3, None)
+                .expect("compress")
+                .map_or(content.len(), |compressed| compressed.len())
+        })
+        .sum();
+    assert!(
+        small_bytes < without as f64 * 0.6,
+        "with the dictionary {small_bytes} bytes, without it {without}"
+    );
+    // Each reads everything back: the early client gets inflated content
+    // for what names a dictionary it was never told of.
+    for client in [&before, &after] {
+        for (id, content) in plain.iter().chain(&small) {
+            assert_eq!(&client.get(*id).expect("get").content, content);
+        }
+    }
+}
+
+#[test]
+fn the_stratum_command_trains_and_installs_a_dictionary() {
+    let node = TestNode::start(1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(status.status.success(), "git {args:?}: {status:?}");
+    };
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&["init", "-q"]);
+    for round in 0..20u64 {
+        for file in 0..5u64 {
+            std::fs::write(
+                repo.join(format!("file_{file}.txt")),
+                source_text(round * 10 + file, 3000),
+            )
+            .unwrap();
+        }
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", &format!("round {round}")]);
+    }
+    let stratum = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stratum"))
+            .args(args)
+            .output()
+            .expect("stratum runs")
+    };
+    let dict = dir.path().join("repo.dict");
+    let trained = stratum(&[
+        "dictionary",
+        "train",
+        repo.to_str().unwrap(),
+        "-o",
+        dict.to_str().unwrap(),
+        "--max-bytes",
+        "16384",
+    ]);
+    assert!(trained.status.success(), "{trained:?}");
+    assert!(std::fs::metadata(&dict).unwrap().len() <= 16384);
+    let address = node.address();
+    let installed = stratum(&[
+        "--node",
+        &address,
+        "dictionary",
+        "install",
+        dict.to_str().unwrap(),
+    ]);
+    assert!(installed.status.success(), "{installed:?}");
+    assert!(String::from_utf8_lossy(&installed.stdout).contains("held by 1 shard(s)"));
+    let imported = stratum(&["--node", &address, "import-git", repo.to_str().unwrap()]);
+    assert!(imported.status.success(), "{imported:?}");
+    let logical = metric(&node, "stratum_store_put_logical_bytes_total", "");
+    let stored = metric(&node, "stratum_store_put_stored_bytes_total", "");
+    assert!(stored < logical * 0.5, "{stored} of {logical}");
+    let bad = stratum(&["--node", &address, "dictionary", "install", "/nonexistent"]);
+    assert_eq!(bad.status.code(), Some(6), "a local failure");
+}

@@ -30,7 +30,7 @@ fn source_like(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn compressed(content: &[u8]) -> Vec<u8> {
-    codec::compress(content, DEFAULT_LEVEL)
+    codec::compress(content, DEFAULT_LEVEL, None)
         .expect("compresses")
         .expect("worth compressing")
 }
@@ -104,7 +104,8 @@ fn compressed_puts_are_stored_compressed_and_served_to_old_and_new_clients() {
             Codec::Zstd,
             "served as stored to a new client"
         );
-        let inflated = codec::decode(frame.codec(), frame.payload(), 1 << 30).expect("inflates");
+        let inflated = codec::decode(frame.codec(), frame.payload(), 1 << 30, &Default::default())
+            .expect("inflates");
         assert!(id.verify(ObjectKind::Blob, &inflated));
         let frame = get(old, id);
         assert_eq!(frame.codec(), Codec::Raw, "inflated for an old client");
@@ -278,4 +279,241 @@ fn rss_kib(pid: i32) -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A dictionary trained on tree-like objects (short, alike).
+fn dictionary() -> stratum_wire::codec::Dictionary {
+    let samples: Vec<Vec<u8>> = (0..500).map(|seed| tree_like(seed, 600)).collect();
+    stratum_wire::codec::train(&samples, 32 << 10).expect("trains")
+}
+
+fn tree_like(seed: u64, len: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut entry = 0u64;
+    while text.len() < len {
+        entry += 1;
+        text.extend_from_slice(
+            format!("100644 src/module_{}/file_{entry}.rs\0", seed % 9).as_bytes(),
+        );
+        text.extend(
+            (0..32u64).map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * entry) >> 3) as u8),
+        );
+    }
+    text.truncate(len);
+    text
+}
+
+fn install(client: &mut TestClient, dictionary: &stratum_wire::codec::Dictionary) -> Frame {
+    let install = Message::InstallDictionary(stratum_wire::message::InstallDictionary {
+        id: dictionary.id(),
+        make_current: true,
+    });
+    client
+        .call(&install, dictionary.bytes())
+        .expect("install answered")
+}
+
+/// `content` compressed with `dictionary`, as a client holding it sends it.
+fn with_dictionary(content: &[u8], dictionary: stratum_wire::codec::Dictionary) -> Vec<u8> {
+    let prepared = dictionary.for_compressing(DEFAULT_LEVEL).expect("prepares");
+    codec::compress(content, DEFAULT_LEVEL, Some(&prepared))
+        .expect("compresses")
+        .expect("worth it")
+}
+
+#[test]
+fn dictionaries_are_installed_durably_named_in_the_welcome_and_needed_by_what_uses_them() {
+    let mut node = TestNode::start(2, &[]);
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("revision 2");
+    let mut early = TestClient::connect_revision(node.addr(0), 2).expect("revision 2");
+    assert!(client.greeting.dictionaries.is_empty());
+    let trained = dictionary();
+    let id = trained.id();
+
+    // Before the install: a payload naming it is refused, nothing stored.
+    let content = tree_like(10_000, 900);
+    let object_id = ObjectId::compute(ObjectKind::Blob, &content);
+    let payload = with_dictionary(&content, dictionary());
+    let frame = put_as(&mut client, object_id, &payload, Codec::Zstd);
+    assert_eq!(
+        error_code(&frame),
+        Some(ErrorCode::BadRequest),
+        "{:?}",
+        frame.to_message()
+    );
+
+    // Bytes that are not the dictionary they claim: refused.
+    let wrong = Message::InstallDictionary(stratum_wire::message::InstallDictionary {
+        id: id ^ 1,
+        make_current: true,
+    });
+    let frame = client.call(&wrong, trained.bytes()).expect("answered");
+    assert_eq!(error_code(&frame), Some(ErrorCode::BadRequest));
+
+    let frame = install(&mut client, &trained);
+    assert!(
+        matches!(frame.message(), MessageRef::DictionaryInstalled(done) if done.shards == 2),
+        "{:?}",
+        frame.to_message()
+    );
+    // Idempotent.
+    assert!(matches!(
+        install(&mut client, &trained).message(),
+        MessageRef::DictionaryInstalled(_)
+    ));
+
+    // Every shard names it to new connections, and hands out its bytes.
+    for shard in 0..2 {
+        let mut fresh = TestClient::connect_revision(node.addr(shard), 2).expect("revision 2");
+        assert_eq!(fresh.greeting.dictionaries, vec![id]);
+        assert_eq!(fresh.greeting.dictionary, id);
+        let get = Message::GetDictionary(stratum_wire::message::GetDictionary { id });
+        let frame = fresh.call(&get, &[]).expect("get_dictionary");
+        assert_eq!(frame.payload(), trained.bytes());
+    }
+
+    // Now the payload is taken, stored as it came, and served by form.
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("revision 2");
+    let frame = put_as(&mut client, object_id, &payload, Codec::Zstd);
+    assert!(
+        matches!(frame.message(), MessageRef::PutAck(_)),
+        "{:?}",
+        frame.to_message()
+    );
+    let check = |node: &TestNode, client: &mut TestClient| {
+        let frame = get(client, object_id);
+        assert_eq!(codec::frame_dictionary(frame.payload()), Some(id));
+        let mut old = node.client(0);
+        let frame = get(&mut old, object_id);
+        assert_eq!(
+            (frame.codec(), frame.payload()),
+            (Codec::Raw, content.as_slice())
+        );
+    };
+    check(&node, &mut client);
+    // A connection made before the install was not told of it: it gets
+    // the object inflated.
+    let frame = get(&mut early, object_id);
+    assert_eq!(
+        (frame.codec(), frame.payload()),
+        (Codec::Raw, content.as_slice())
+    );
+    drop(early);
+
+    // Durable: after a restart, and with every record scrubbed.
+    drop(client);
+    node.sigterm();
+    node.launch();
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("revision 2");
+    assert_eq!(client.greeting.dictionaries, vec![id]);
+    check(&node, &mut client);
+}
+
+#[test]
+fn a_node_without_the_dictionary_is_sent_inflated_content_and_a_refill_copies_the_dictionary() {
+    let _serial = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("topology.toml");
+    let config = TestNode::write_file(
+        dir.path(),
+        "node.toml",
+        "[replication]\nconnect_timeout_ms = 500\nping_interval_ms = 300\nrepair_interval_secs = 0\n",
+    );
+    let mut nodes: Vec<TestNode> = (1..=2)
+        .map(|id| {
+            let id = id.to_string();
+            TestNode::prepare(
+                1,
+                &[
+                    "--topology",
+                    topology.to_str().unwrap(),
+                    "--node-id",
+                    &id,
+                    "--config",
+                    config.to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    let specs: Vec<(u32, String, u16)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
+        .collect();
+    std::fs::write(&topology, topology_text(1, 2, 2, &specs)).unwrap();
+    for node in &mut nodes {
+        node.launch();
+    }
+    // Node 1 only holds the dictionary.
+    let trained = dictionary();
+    let mut client = TestClient::connect_revision(nodes[0].addr(0), 2).expect("revision 2");
+    assert!(matches!(
+        install(&mut client, &trained).message(),
+        MessageRef::DictionaryInstalled(_)
+    ));
+    let objects: Vec<(ObjectId, Vec<u8>)> = (0..20u64)
+        .map(|seed| {
+            let content = tree_like(20_000 + seed, 800);
+            (ObjectId::compute(ObjectKind::Blob, &content), content)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (id, content) in &objects {
+        let payload = with_dictionary(content, dictionary());
+        loop {
+            let frame = put_as(&mut client, *id, &payload, Codec::Zstd);
+            match frame.message() {
+                MessageRef::PutAck(ack) => {
+                    assert_eq!(ack.durable_replicas, 2);
+                    break;
+                }
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                other => panic!("put never acknowledged: {other:?}"),
+            }
+        }
+    }
+    // Node 2 got them inflated (it lacks the dictionary), and holds them.
+    let logical: f64 = objects.iter().map(|(_, c)| c.len() as f64).sum();
+    let stored = nodes[1].metric("stratum_store_put_stored_bytes_total", "");
+    assert_eq!(
+        stored, logical,
+        "node 2 stores raw what it cannot verify compressed"
+    );
+    let stored_1 = nodes[0].metric("stratum_store_put_stored_bytes_total", "");
+    assert!(
+        stored_1 < logical / 2.0,
+        "node 1 keeps the compressed form: {stored_1}"
+    );
+
+    // Node 2 is wiped and refilled from node 1: it copies the dictionary
+    // first, and stores what node 1 sends as node 1 stores it.
+    drop(client);
+    nodes[1].sigterm();
+    std::fs::remove_dir_all(nodes[1].dir.join("data")).unwrap();
+    nodes[1].launch();
+    let mut repair = nodes[1].client(0);
+    let started = repair
+        .call(
+            &Message::Repair(stratum_wire::message::Repair { all_shards: true }),
+            &[],
+        )
+        .expect("repair");
+    assert!(matches!(started.message(), MessageRef::RepairStarted(_)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !objects.iter().all(|(id, _)| nodes[1].holds(*id)) {
+        assert!(Instant::now() < deadline, "node 2 was never refilled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fresh = TestClient::connect_revision(nodes[1].addr(0), 2).expect("revision 2");
+    assert_eq!(fresh.greeting.dictionaries, vec![trained.id()]);
+    let stored_2 = nodes[1].metric("stratum_store_put_stored_bytes_total", "");
+    assert!(
+        stored_2 < logical / 2.0,
+        "refilled compressed: {stored_2} of {logical}"
+    );
+    let mut old = nodes[1].client(0);
+    for (id, content) in &objects {
+        let frame = get(&mut old, *id);
+        assert_eq!(frame.payload(), content.as_slice());
+    }
 }

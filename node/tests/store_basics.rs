@@ -56,7 +56,7 @@ fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMetho
             let got = store.get(id).await.expect("get").expect("present");
             assert_eq!(got.kind, *kind);
             assert!(
-                *got.content().expect("inflates") == content[..],
+                *got.content(&Default::default()).expect("inflates") == content[..],
                 "{id}: wrong bytes"
             );
             assert!(store.has(id).await.expect("has"));
@@ -86,7 +86,8 @@ fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMetho
             } else {
                 let got = got.expect("present after reopen");
                 assert!(
-                    got.kind == *kind && *got.content().expect("inflates") == content[..],
+                    got.kind == *kind
+                        && *got.content(&Default::default()).expect("inflates") == content[..],
                     "{id}: wrong bytes served"
                 );
             }
@@ -231,7 +232,7 @@ fn segments_rotate_and_large_objects_span_device_io_limits() {
         for (id, _, content) in &objects {
             let got = store.get(id).await.expect("get").expect("present");
             assert!(
-                *got.content().expect("inflates") == content[..],
+                *got.content(&Default::default()).expect("inflates") == content[..],
                 "{id}: wrong bytes"
             );
         }

@@ -79,7 +79,7 @@ fn compaction_reclaims_space_and_keeps_everything_live() {
                     .await
                     .expect("get")
                     .expect("live")
-                    .content()
+                    .content(&Default::default())
                     .expect("inflates")
                     == content[..]
             );

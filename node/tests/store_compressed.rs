@@ -42,11 +42,13 @@ fn object(i: u64) -> Obj {
 
 /// Puts as a revision-2 client would: compressed when that pays.
 async fn put(store: &ShardStore<SimFs>, (id, kind, content): &Obj) -> Codec {
-    let (codec, payload) = match codec::compress(content, DEFAULT_LEVEL).expect("compress") {
+    let (codec, payload) = match codec::compress(content, DEFAULT_LEVEL, None).expect("compress") {
         Some(compressed) => (Codec::Zstd, compressed),
         None => (Codec::Raw, content.clone()),
     };
-    let verified = Verified::check_payload(*id, *kind, codec, payload, 1 << 20).expect("verifies");
+    let verified =
+        Verified::check_payload(*id, *kind, codec, payload, 1 << 20, &Default::default())
+            .expect("verifies");
     store.put_verified(verified).await.expect("put");
     codec
 }
@@ -165,7 +167,7 @@ fn wrong_bytes_under_a_matching_crc_are_found_by_scrub() {
             .find_map(|at| {
                 let mut other = content.clone();
                 other[at] ^= 1;
-                let wrong = codec::compress(&other, DEFAULT_LEVEL).unwrap()?;
+                let wrong = codec::compress(&other, DEFAULT_LEVEL, None).unwrap()?;
                 (wrong.len() == len).then_some(wrong)
             })
             .expect("a one-letter change that compresses to the same length");
@@ -182,7 +184,7 @@ fn wrong_bytes_under_a_matching_crc_are_found_by_scrub() {
             .await
             .expect("the CRC passes")
             .expect("found");
-        let inflated = served.content().expect("inflates");
+        let inflated = served.content(&Default::default()).expect("inflates");
         assert!(!id.verify(kind, &inflated), "a consumer's hash refuses it");
         let report = store.scrub(0).await.expect("scrub");
         assert_eq!(report.findings.len(), 1, "{:?}", report.findings);

@@ -98,7 +98,8 @@ fn verify_all(dir: &Path, acknowledged: &[u64]) -> (u64, u64) {
                 .expect("get")
                 .unwrap_or_else(|| panic!("acknowledged object {id} (seed {seed}) lost"));
             assert!(
-                got.kind == kind && *got.content().expect("inflates") == content[..],
+                got.kind == kind
+                    && *got.content(&Default::default()).expect("inflates") == content[..],
                 "{id}: wrong bytes"
             );
         }
@@ -232,7 +233,10 @@ fn tails_torn_at_random_offsets_lose_only_the_torn_record() {
                     .await
                     .expect("get")
                     .expect("intact object lost");
-                assert!(got.kind == kind && *got.content().expect("inflates") == content[..]);
+                assert!(
+                    got.kind == kind
+                        && *got.content(&Default::default()).expect("inflates") == content[..]
+                );
             }
             let (torn_id, _, _) = object(count - 1, 20_000);
             assert!(store.get(&torn_id).await.expect("get torn").is_none());

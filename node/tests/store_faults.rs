@@ -42,7 +42,8 @@ async fn assert_survived(fs: &SimFs, acknowledged: &[Obj], maybe: &[Obj]) {
     for (id, kind, content) in maybe {
         if let Some(got) = store.get(id).await.expect("get unacknowledged") {
             assert!(
-                got.kind == *kind && *got.content().expect("inflates") == content[..],
+                got.kind == *kind
+                    && *got.content(&Default::default()).expect("inflates") == content[..],
                 "{id}: wrong bytes served"
             );
         }
@@ -305,7 +306,7 @@ fn eio_short_and_misdirected_reads_never_return_a_good_object() {
                     Ok(Some(got)) => {
                         // Only acceptable if the bytes really are the object.
                         assert!(
-                            *got.content().expect("inflates") == content[..],
+                            *got.content(&Default::default()).expect("inflates") == content[..],
                             "{faults:?} served wrong bytes for {id}"
                         );
                     }
@@ -377,7 +378,8 @@ fn bit_flips_are_quarantined_and_everything_else_served() {
             match store.get(id).await {
                 Ok(Some(got)) => {
                     assert!(
-                        got.kind == *kind && *got.content().expect("inflates") == content[..],
+                        got.kind == *kind
+                            && *got.content(&Default::default()).expect("inflates") == content[..],
                         "{id}: wrong bytes served"
                     );
                     served += 1;
@@ -451,7 +453,8 @@ fn content_damaged_while_running_is_refused_on_read() {
         for (id, kind, content) in &all {
             match store.get(id).await {
                 Ok(Some(got)) => assert!(
-                    got.kind == *kind && *got.content().expect("inflates") == content[..],
+                    got.kind == *kind
+                        && *got.content(&Default::default()).expect("inflates") == content[..],
                     "{id}: wrong bytes served"
                 ),
                 Ok(None) => panic!("{id} vanished"),
@@ -500,7 +503,7 @@ fn scrub_finds_damage_unindexes_it_and_a_fresh_put_heals() {
                 stratum_node::store::PutOutcome::Stored
             );
             let got = store.get(&id).await.expect("get").expect("healed");
-            assert!(*got.content().expect("inflates") == content[..]);
+            assert!(*got.content(&Default::default()).expect("inflates") == content[..]);
         }
         let after = store.scrub(0).await.expect("scrub");
         assert!(after.findings.is_empty());

@@ -94,7 +94,8 @@ fn check_serves(node: &TestNode, entries: &[Entry], release: &str) {
                 MessageRef::GetOk(_) => {
                     assert!(entry.live, "{release}: deleted {} is served", entry.id);
                     let got =
-                        codec::decode(frame.codec(), frame.payload(), 1 << 30).expect("inflates");
+                        codec::decode(frame.codec(), frame.payload(), 1 << 30, &Default::default())
+                            .expect("inflates");
                     assert_eq!(
                         got.as_ref(),
                         entry.content.as_slice(),
@@ -136,7 +137,7 @@ fn data_dirs_of_earlier_releases_open_and_serve_everything_they_held() {
                 if seed % 2 == 0 { "text" } else { "random" },
             );
             let id = ObjectId::compute(ObjectKind::Blob, &content);
-            let (codec, payload) = match codec::compress(&content, DEFAULT_LEVEL).unwrap() {
+            let (codec, payload) = match codec::compress(&content, DEFAULT_LEVEL, None).unwrap() {
                 Some(compressed) => (Codec::Zstd, compressed),
                 None => (Codec::Raw, content.clone()),
             };

@@ -95,6 +95,8 @@ impl TestClient {
                 auth_challenge: None,
                 max_object_bytes: None,
                 codecs: 1,
+                dictionaries: Vec::new(),
+                dictionary: 0,
             },
         };
         let nonce = [7u8; 32];

@@ -174,6 +174,10 @@ catalogue! {
     RepairStarted(RepairStarted) = 65, "repair_started", payload: false;
     // Protocol revision 2: the answer to a hello of revision 2 or later.
     Welcome(Welcome) = 66, "welcome", payload: false;
+    GetDictionary(GetDictionary) = 67, "get_dictionary", payload: false;
+    DictionaryBytes(DictionaryBytes) = 68, "dictionary", payload: true;
+    InstallDictionary(InstallDictionary) = 69, "install_dictionary", payload: true;
+    DictionaryInstalled(DictionaryInstalled) = 70, "dictionary_installed", payload: false;
 }
 
 impl MessageKind {

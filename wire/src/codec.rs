@@ -14,9 +14,10 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use zstd::stream::raw::{Decoder, Operation};
-use zstd::zstd_safe::DParameter;
+use zstd::zstd_safe::{self, CDict, DCtx, DDict, DParameter, InBuffer, OutBuffer};
 
 use crate::object_id::{ObjectHasher, ObjectId, ObjectKind};
 
@@ -27,7 +28,8 @@ use crate::object_id::{ObjectHasher, ObjectId, ObjectKind};
 pub enum Codec {
     /// The content itself.
     Raw = 0,
-    /// One zstd frame with its content size declared.
+    /// One zstd frame with its content size declared; it may name a
+    /// [`Dictionary`] in its header.
     Zstd = 1,
 }
 
@@ -52,8 +54,8 @@ impl Codec {
     }
 }
 
-/// zstd's own default level: about 4× smaller source code at several
-/// hundred MB/s per core (figures: docs/measurements).
+/// zstd's own default level: about 3x smaller source code at about
+/// 200 MB/s per core (figures: docs/measurements).
 pub const DEFAULT_LEVEL: i32 = 3;
 
 /// Content shorter than this is sent as it is: a zstd frame's own header
@@ -78,8 +80,141 @@ pub enum CodecError {
     Malformed(String),
     #[error("payload inflates to {actual} bytes, not the {declared} it declares")]
     SizeMismatch { declared: u64, actual: u64 },
+    #[error("payload was compressed with dictionary {0:#010x}, which is not held here")]
+    UnknownDictionary(u32),
+    #[error("not a zstd dictionary with an id: {0}")]
+    BadDictionary(String),
+    #[error("dictionary {0:#010x} is already held with other bytes")]
+    DictionaryConflict(u32),
     #[error("cannot compress: {0}")]
     Compress(String),
+}
+
+/// A trained zstd dictionary: small objects of one repository look alike
+/// (tree entries, commit headers, the same source lines), and a dictionary
+/// of what they share lets each compress alone nearly as well as together.
+/// Its id (in its header, and in the header of every frame compressed with
+/// it) is how a payload names it.
+pub struct Dictionary {
+    id: u32,
+    bytes: Vec<u8>,
+    ddict: DDict<'static>,
+    /// For compressing, at the level it was prepared for.
+    cdict: Option<(i32, CDict<'static>)>,
+}
+
+impl std::fmt::Debug for Dictionary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dictionary")
+            .field("id", &self.id)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dictionary {
+    /// Checks `bytes` are a zstd dictionary with an id, and prepares it for
+    /// decompressing.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, CodecError> {
+        let id = zstd_safe::get_dict_id_from_dict(&bytes)
+            .ok_or_else(|| CodecError::BadDictionary("no dictionary header".into()))?
+            .get();
+        let ddict = DDict::try_create(&bytes)
+            .ok_or_else(|| CodecError::BadDictionary("zstd refused it".into()))?;
+        Ok(Self {
+            id,
+            bytes,
+            ddict,
+            cdict: None,
+        })
+    }
+
+    /// Prepares it for compressing at `level` too.
+    pub fn for_compressing(mut self, level: i32) -> Result<Self, CodecError> {
+        let cdict = CDict::try_create(&self.bytes, level)
+            .ok_or_else(|| CodecError::BadDictionary("zstd refused it".into()))?;
+        self.cdict = Some((level, cdict));
+        Ok(self)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The dictionaries a process holds, by id. Dictionaries are only ever
+/// added: an object compressed with one needs it for as long as it exists.
+#[derive(Debug, Clone, Default)]
+pub struct Dictionaries {
+    by_id: HashMap<u32, Arc<Dictionary>>,
+}
+
+impl Dictionaries {
+    pub fn get(&self, id: u32) -> Option<&Arc<Dictionary>> {
+        self.by_id.get(&id)
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Adds `dictionary`; `Ok(false)` if the same bytes were held already.
+    /// Another dictionary under the same id is refused: payloads name
+    /// dictionaries by id only.
+    pub fn insert(&mut self, dictionary: Arc<Dictionary>) -> Result<bool, CodecError> {
+        match self.by_id.get(&dictionary.id) {
+            Some(held) if held.bytes == dictionary.bytes => Ok(false),
+            Some(_) => Err(CodecError::DictionaryConflict(dictionary.id)),
+            None => {
+                self.by_id.insert(dictionary.id, dictionary);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Ids held, in ascending order.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.by_id.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The dictionary a payload needs, if any: `Ok(None)` for a payload
+    /// that names none.
+    fn for_payload(&self, codec: Codec, payload: &[u8]) -> Result<Option<&Dictionary>, CodecError> {
+        match (codec, frame_dictionary(payload)) {
+            (Codec::Zstd, Some(id)) => self
+                .get(id)
+                .map(|dictionary| Some(dictionary.as_ref()))
+                .ok_or(CodecError::UnknownDictionary(id)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The id of the dictionary a zstd payload was compressed with, if any.
+pub fn frame_dictionary(payload: &[u8]) -> Option<u32> {
+    zstd_safe::get_dict_id_from_frame(payload).map(|id| id.get())
+}
+
+/// Trains a dictionary of at most `max_bytes` on `samples` (objects of the
+/// kind it will compress). Its id is drawn at random by zstd.
+pub fn train<S: AsRef<[u8]>>(samples: &[S], max_bytes: usize) -> Result<Dictionary, CodecError> {
+    let bytes = zstd::dict::from_samples(samples, max_bytes)
+        .map_err(|err| CodecError::BadDictionary(format!("training failed: {err}")))?;
+    Dictionary::new(bytes)
 }
 
 thread_local! {
@@ -88,41 +223,60 @@ thread_local! {
     /// compressing a small object.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { RefCell::new(None) };
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { RefCell::new(None) };
-    static STREAM: RefCell<Option<Box<StreamState>>> = const { RefCell::new(None) };
+    static CCTX: RefCell<Option<zstd_safe::CCtx<'static>>> = const { RefCell::new(None) };
+    static DCTX: RefCell<Option<Box<Decoding>>> = const { RefCell::new(None) };
 }
 
 /// Bytes inflated per step when hashing a payload.
 const STREAM_CHUNK: usize = 64 << 10;
 
-struct StreamState {
-    decoder: Decoder<'static>,
+/// A decompression context and the buffer a streamed payload inflates into.
+struct Decoding {
+    dctx: DCtx<'static>,
     out: Vec<u8>,
 }
 
-/// `content` compressed with zstd at `level`, or `None` when that would
-/// save less than a tenth of its size (already-compressed blobs, random
-/// bytes, tiny objects): such content is better sent and stored as it is.
-pub fn compress(content: &[u8], level: i32) -> Result<Option<Vec<u8>>, CodecError> {
+/// `content` compressed with zstd at `level` (with `dictionary` when given:
+/// at the level it was prepared for), or `None` when that would save less
+/// than a tenth of its size (already-compressed blobs, random bytes, tiny
+/// objects): such content is better sent and stored as it is.
+pub fn compress(
+    content: &[u8],
+    level: i32,
+    dictionary: Option<&Dictionary>,
+) -> Result<Option<Vec<u8>>, CodecError> {
     if content.len() < MIN_COMPRESS_LEN {
         return Ok(None);
     }
-    let compressed = COMPRESSOR.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let compressor = match &mut *cell {
-            Some((at, compressor)) if *at == level => compressor,
-            slot => {
-                let compressor = zstd::bulk::Compressor::new(level)
-                    .map_err(|err| CodecError::Compress(err.to_string()))?;
-                &mut slot.insert((level, compressor)).1
-            }
-        };
-        compressor
-            .compress(content)
-            .map_err(|err| CodecError::Compress(err.to_string()))
-    })?;
+    let compressed = match dictionary.and_then(|dictionary| dictionary.cdict.as_ref()) {
+        Some((_, cdict)) => compress_with(content, cdict)?,
+        None => COMPRESSOR.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let compressor = match &mut *cell {
+                Some((at, compressor)) if *at == level => compressor,
+                slot => {
+                    let compressor = zstd::bulk::Compressor::new(level)
+                        .map_err(|err| CodecError::Compress(err.to_string()))?;
+                    &mut slot.insert((level, compressor)).1
+                }
+            };
+            compressor
+                .compress(content)
+                .map_err(|err| CodecError::Compress(err.to_string()))
+        })?,
+    };
     Ok(worth_keeping(content.len(), compressed.len()).then_some(compressed))
+}
+
+fn compress_with(content: &[u8], cdict: &CDict<'static>) -> Result<Vec<u8>, CodecError> {
+    CCTX.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let cctx = cell.get_or_insert_with(zstd_safe::CCtx::create);
+        let mut out = Vec::with_capacity(zstd_safe::compress_bound(content.len()));
+        cctx.compress_using_cdict(&mut out, content, cdict)
+            .map_err(|code| CodecError::Compress(zstd_safe::get_error_name(code).into()))?;
+        Ok(out)
+    })
 }
 
 /// Whether a compressed form saves at least a tenth of the content.
@@ -135,7 +289,7 @@ pub fn worth_keeping(content_len: usize, compressed_len: usize) -> bool {
 pub fn content_len(codec: Codec, payload: &[u8], max: u64) -> Result<u64, CodecError> {
     let declared = match codec {
         Codec::Raw => payload.len() as u64,
-        Codec::Zstd => match zstd::zstd_safe::get_frame_content_size(payload) {
+        Codec::Zstd => match zstd_safe::get_frame_content_size(payload) {
             Ok(Some(len)) => len,
             Ok(None) => return Err(CodecError::UndeclaredSize),
             Err(_) => return Err(CodecError::Malformed("bad frame header".into())),
@@ -147,28 +301,66 @@ pub fn content_len(codec: Codec, payload: &[u8], max: u64) -> Result<u64, CodecE
     Ok(declared)
 }
 
+/// Runs `work` with this thread's decompression context, which is left
+/// with no dictionary and a fresh session afterwards, whatever happened.
+fn with_decoding<T>(
+    work: impl FnOnce(&mut Decoding) -> Result<T, CodecError>,
+) -> Result<T, CodecError> {
+    DCTX.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decoding = match &mut *cell {
+            Some(decoding) => decoding,
+            slot => {
+                let mut dctx = DCtx::create();
+                dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
+                    .map_err(|code| {
+                        CodecError::Malformed(zstd_safe::get_error_name(code).into())
+                    })?;
+                slot.insert(Box::new(Decoding {
+                    dctx,
+                    out: vec![0; STREAM_CHUNK],
+                }))
+            }
+        };
+        let result = work(decoding);
+        // Forget the session and any referenced dictionary (keeps the
+        // window limit): the next payload starts clean, and no dictionary
+        // stays referenced past the borrow that lent it.
+        let _ = decoding.dctx.init();
+        result
+    })
+}
+
+fn zstd_error(code: usize) -> CodecError {
+    CodecError::Malformed(zstd_safe::get_error_name(code).into())
+}
+
 /// The content of a payload (borrowed when raw). Allocates exactly the
 /// declared length, and only once that is known to be at most `max`.
-pub fn decode(codec: Codec, payload: &[u8], max: u64) -> Result<Cow<'_, [u8]>, CodecError> {
+pub fn decode<'a>(
+    codec: Codec,
+    payload: &'a [u8],
+    max: u64,
+    dictionaries: &Dictionaries,
+) -> Result<Cow<'a, [u8]>, CodecError> {
     let declared = content_len(codec, payload, max)?;
     if codec == Codec::Raw {
         return Ok(Cow::Borrowed(payload));
     }
+    let dictionary = dictionaries.for_payload(codec, payload)?;
     let mut content = Vec::with_capacity(declared as usize);
-    DECOMPRESSOR.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let decompressor = match &mut *cell {
-            Some(decompressor) => decompressor,
-            slot => slot.insert(
-                zstd::bulk::Decompressor::new()
-                    .map_err(|err| CodecError::Malformed(err.to_string()))?,
-            ),
-        };
+    with_decoding(|decoding| {
         // The buffer has room for exactly the declared content: a payload
         // that inflates further (more frames, a lying header) fails here.
-        decompressor
-            .decompress_to_buffer(payload, &mut content)
-            .map_err(|err| CodecError::Malformed(err.to_string()))
+        match dictionary {
+            Some(dictionary) => {
+                decoding
+                    .dctx
+                    .decompress_using_ddict(&mut content, payload, &dictionary.ddict)
+            }
+            None => decoding.dctx.decompress(&mut content, payload),
+        }
+        .map_err(zstd_error)
     })?;
     if content.len() as u64 != declared {
         return Err(CodecError::SizeMismatch {
@@ -187,6 +379,7 @@ pub fn content_id(
     codec: Codec,
     payload: &[u8],
     max: u64,
+    dictionaries: &Dictionaries,
 ) -> Result<(ObjectId, u64), CodecError> {
     let declared = content_len(codec, payload, max)?;
     let mut hasher = ObjectHasher::new(kind, declared);
@@ -194,7 +387,8 @@ pub fn content_id(
         hasher.update(payload);
         return Ok((hasher.finish(), declared));
     }
-    let inflated = inflate_each(payload, declared, |piece| hasher.update(piece))?;
+    let dictionary = dictionaries.for_payload(codec, payload)?;
+    let inflated = inflate_each(payload, declared, dictionary, |piece| hasher.update(piece))?;
     if inflated != declared {
         return Err(CodecError::SizeMismatch {
             declared,
@@ -210,67 +404,57 @@ pub fn content_id(
 fn inflate_each(
     payload: &[u8],
     declared: u64,
+    dictionary: Option<&Dictionary>,
     mut each: impl FnMut(&[u8]),
 ) -> Result<u64, CodecError> {
-    STREAM.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let state = match &mut *cell {
-            Some(state) => {
-                state
-                    .decoder
-                    .reinit()
-                    .map_err(|err| CodecError::Malformed(err.to_string()))?;
-                state
-            }
-            slot => slot.insert(Box::new(new_stream()?)),
-        };
-        let mut input = payload;
+    with_decoding(|decoding| {
+        if let Some(dictionary) = dictionary {
+            decoding
+                .dctx
+                .ref_ddict(&dictionary.ddict)
+                .map_err(zstd_error)?;
+        }
+        let mut input = InBuffer::around(payload);
         let mut inflated = 0u64;
         loop {
-            let status = state
-                .decoder
-                .run_on_buffers(input, &mut state.out)
-                .map_err(|err| CodecError::Malformed(err.to_string()))?;
-            input = &input[status.bytes_read..];
-            inflated += status.bytes_written as u64;
+            let mut output = OutBuffer::around(&mut decoding.out[..]);
+            let remaining = decoding
+                .dctx
+                .decompress_stream(&mut output, &mut input)
+                .map_err(zstd_error)?;
+            let written = output.pos();
+            inflated += written as u64;
             if inflated > declared {
                 return Err(CodecError::SizeMismatch {
                     declared,
                     actual: inflated,
                 });
             }
-            each(&state.out[..status.bytes_written]);
-            if status.remaining == 0 {
+            each(&decoding.out[..written]);
+            if remaining == 0 {
                 // The frame is complete: anything after it is not ours.
-                if !input.is_empty() {
+                let left = payload.len() - input.pos();
+                if left > 0 {
                     return Err(CodecError::Malformed(format!(
-                        "{} bytes after the zstd frame",
-                        input.len()
+                        "{left} bytes after the zstd frame"
                     )));
                 }
                 return Ok(inflated);
             }
-            if input.is_empty() && status.bytes_written == 0 {
+            if input.pos() == payload.len() && written == 0 {
                 return Err(CodecError::Malformed("the zstd frame is truncated".into()));
             }
         }
     })
 }
 
-fn new_stream() -> Result<StreamState, CodecError> {
-    let mut decoder = Decoder::new().map_err(|err| CodecError::Malformed(err.to_string()))?;
-    decoder
-        .set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
-        .map_err(|err| CodecError::Malformed(err.to_string()))?;
-    Ok(StreamState {
-        decoder,
-        out: vec![0; STREAM_CHUNK],
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn none() -> Dictionaries {
+        Dictionaries::default()
+    }
 
     fn source_like(len: usize) -> Vec<u8> {
         let line = b"fn main() { println!(\"hello, stratum\"); } // a line of code\n";
@@ -280,7 +464,7 @@ mod tests {
     #[test]
     fn compressed_content_round_trips_and_hashes_like_the_content() {
         let content = source_like(100_000);
-        let payload = compress(&content, DEFAULT_LEVEL)
+        let payload = compress(&content, DEFAULT_LEVEL, None)
             .expect("compresses")
             .expect("worth it");
         assert!(payload.len() < content.len() / 10);
@@ -288,13 +472,15 @@ mod tests {
             content_len(Codec::Zstd, &payload, 1 << 20),
             Ok(content.len() as u64)
         );
-        let decoded = decode(Codec::Zstd, &payload, 1 << 20).expect("decodes");
+        let decoded = decode(Codec::Zstd, &payload, 1 << 20, &none()).expect("decodes");
         assert_eq!(decoded.as_ref(), content.as_slice());
-        let (id, len) = content_id(ObjectKind::Blob, Codec::Zstd, &payload, 1 << 20).expect("id");
+        let (id, len) =
+            content_id(ObjectKind::Blob, Codec::Zstd, &payload, 1 << 20, &none()).expect("id");
         assert_eq!(id, ObjectId::compute(ObjectKind::Blob, &content));
         assert_eq!(len, content.len() as u64);
         // Twice on the same thread: the reused contexts start clean.
-        let again = content_id(ObjectKind::Blob, Codec::Zstd, &payload, 1 << 20).expect("id");
+        let again =
+            content_id(ObjectKind::Blob, Codec::Zstd, &payload, 1 << 20, &none()).expect("id");
         assert_eq!(again.0, id);
     }
 
@@ -308,8 +494,8 @@ mod tests {
             state ^= state << 17;
             *byte = state as u8;
         }
-        assert_eq!(compress(&random, DEFAULT_LEVEL), Ok(None));
-        assert_eq!(compress(b"tiny", DEFAULT_LEVEL), Ok(None));
+        assert_eq!(compress(&random, DEFAULT_LEVEL, None), Ok(None));
+        assert_eq!(compress(b"tiny", DEFAULT_LEVEL, None), Ok(None));
         assert!(worth_keeping(100, 90));
         assert!(!worth_keeping(100, 91));
     }
@@ -317,7 +503,7 @@ mod tests {
     #[test]
     fn a_bomb_is_refused_before_inflating() {
         let content = vec![0u8; 8 << 20];
-        let payload = compress(&content, DEFAULT_LEVEL).unwrap().unwrap();
+        let payload = compress(&content, DEFAULT_LEVEL, None).unwrap().unwrap();
         assert!(payload.len() < 4096, "{} bytes", payload.len());
         let limit = 1 << 20;
         let too_large: Result<(), _> = Err(CodecError::TooLarge {
@@ -328,9 +514,12 @@ mod tests {
             content_len(Codec::Zstd, &payload, limit).map(|_| ()),
             too_large
         );
-        assert_eq!(decode(Codec::Zstd, &payload, limit).map(|_| ()), too_large);
         assert_eq!(
-            content_id(ObjectKind::Blob, Codec::Zstd, &payload, limit).map(|_| ()),
+            decode(Codec::Zstd, &payload, limit, &none()).map(|_| ()),
+            too_large
+        );
+        assert_eq!(
+            content_id(ObjectKind::Blob, Codec::Zstd, &payload, limit, &none()).map(|_| ()),
             too_large
         );
     }
@@ -338,17 +527,17 @@ mod tests {
     #[test]
     fn a_frame_that_lies_about_its_size_is_refused() {
         let content = source_like(10_000);
-        let honest = compress(&content, DEFAULT_LEVEL).unwrap().unwrap();
+        let honest = compress(&content, DEFAULT_LEVEL, None).unwrap().unwrap();
         // Two frames back to back: the first declares 10,000 bytes, the
         // whole inflates to 20,000.
         let mut doubled = honest.clone();
         doubled.extend_from_slice(&honest);
-        assert!(decode(Codec::Zstd, &doubled, 1 << 20).is_err());
-        assert!(content_id(ObjectKind::Blob, Codec::Zstd, &doubled, 1 << 20).is_err());
+        assert!(decode(Codec::Zstd, &doubled, 1 << 20, &none()).is_err());
+        assert!(content_id(ObjectKind::Blob, Codec::Zstd, &doubled, 1 << 20, &none()).is_err());
         // Cut short.
         let cut = &honest[..honest.len() - 3];
-        assert!(decode(Codec::Zstd, cut, 1 << 20).is_err());
-        assert!(content_id(ObjectKind::Blob, Codec::Zstd, cut, 1 << 20).is_err());
+        assert!(decode(Codec::Zstd, cut, 1 << 20, &none()).is_err());
+        assert!(content_id(ObjectKind::Blob, Codec::Zstd, cut, 1 << 20, &none()).is_err());
     }
 
     #[test]
@@ -366,14 +555,104 @@ mod tests {
     #[test]
     fn damaged_bytes_never_yield_the_content_id() {
         let content = source_like(50_000);
-        let payload = compress(&content, DEFAULT_LEVEL).unwrap().unwrap();
+        let payload = compress(&content, DEFAULT_LEVEL, None).unwrap().unwrap();
         let id = ObjectId::compute(ObjectKind::Blob, &content);
         for at in (0..payload.len()).step_by(7) {
             let mut damaged = payload.clone();
             damaged[at] ^= 0x20;
-            if let Ok((found, _)) = content_id(ObjectKind::Blob, Codec::Zstd, &damaged, 1 << 20) {
+            if let Ok((found, _)) =
+                content_id(ObjectKind::Blob, Codec::Zstd, &damaged, 1 << 20, &none())
+            {
                 assert_ne!(found, id, "flip at {at} went unnoticed");
             }
         }
+    }
+
+    fn tree_like(seed: u64) -> Vec<u8> {
+        (0..12)
+            .flat_map(|entry| {
+                let mut line =
+                    format!("100644 src/module_{}/file_{entry}.rs\0", seed % 7).into_bytes();
+                line.extend((0..32u8).map(|i| {
+                    (seed as u8)
+                        .wrapping_mul(31)
+                        .wrapping_add(i.wrapping_mul(entry as u8))
+                }));
+                line
+            })
+            .collect()
+    }
+
+    fn trained() -> Dictionary {
+        let samples: Vec<Vec<u8>> = (0..400).map(tree_like).collect();
+        train(&samples, 16 << 10).expect("trains")
+    }
+
+    #[test]
+    fn a_dictionary_shrinks_small_objects_and_is_needed_to_read_them() {
+        let dictionary = trained().for_compressing(DEFAULT_LEVEL).expect("prepares");
+        let content = tree_like(1000);
+        let alone = compress(&content, DEFAULT_LEVEL, None).unwrap();
+        let with = compress(&content, DEFAULT_LEVEL, Some(&dictionary))
+            .unwrap()
+            .expect("worth it with a dictionary");
+        assert!(
+            alone.as_ref().is_none_or(|alone| with.len() < alone.len()),
+            "{} vs {:?}",
+            with.len(),
+            alone.map(|a| a.len())
+        );
+        assert_eq!(frame_dictionary(&with), Some(dictionary.id()));
+
+        let id = ObjectId::compute(ObjectKind::Tree, &content);
+        assert_eq!(
+            decode(Codec::Zstd, &with, 1 << 20, &none()).map(|_| ()),
+            Err(CodecError::UnknownDictionary(dictionary.id()))
+        );
+        assert_eq!(
+            content_id(ObjectKind::Tree, Codec::Zstd, &with, 1 << 20, &none()).map(|_| ()),
+            Err(CodecError::UnknownDictionary(dictionary.id()))
+        );
+        let mut held = Dictionaries::default();
+        assert_eq!(held.insert(Arc::new(trained())), Ok(true));
+        let decoded = decode(Codec::Zstd, &with, 1 << 20, &held).expect("decodes");
+        assert_eq!(decoded.as_ref(), content.as_slice());
+        let (found, len) =
+            content_id(ObjectKind::Tree, Codec::Zstd, &with, 1 << 20, &held).expect("id");
+        assert_eq!((found, len), (id, content.len() as u64));
+        // The context forgets the dictionary: a plain frame still decodes.
+        let plain = compress(&source_like(5000), DEFAULT_LEVEL, None)
+            .unwrap()
+            .unwrap();
+        assert!(decode(Codec::Zstd, &plain, 1 << 20, &none()).is_ok());
+        assert!(content_id(ObjectKind::Blob, Codec::Zstd, &plain, 1 << 20, &none()).is_ok());
+    }
+
+    #[test]
+    fn dictionaries_are_added_never_replaced() {
+        let mut held = Dictionaries::default();
+        let dictionary = trained();
+        let id = dictionary.id();
+        assert_eq!(held.insert(Arc::new(dictionary)), Ok(true));
+        assert_eq!(
+            held.insert(Arc::new(trained())),
+            Ok(false),
+            "same bytes again"
+        );
+        assert_eq!(held.ids(), vec![id]);
+        // Other bytes under the same id: refused.
+        let mut bytes = trained().bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        if let Ok(other) = Dictionary::new(bytes) {
+            assert_eq!(
+                held.insert(Arc::new(other)),
+                Err(CodecError::DictionaryConflict(id))
+            );
+        }
+        assert!(matches!(
+            Dictionary::new(b"not a dictionary".to_vec()),
+            Err(CodecError::BadDictionary(_))
+        ));
     }
 }

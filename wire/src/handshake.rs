@@ -22,6 +22,10 @@ pub struct Greeting {
     pub max_object_bytes: Option<u64>,
     /// Codecs the node accepts and may send (bit per codec number).
     pub codecs: u8,
+    /// Dictionaries the node holds (none from a first-release node).
+    pub dictionaries: Vec<u32>,
+    /// The dictionary the node asks clients to compress with (0: none).
+    pub dictionary: u32,
 }
 
 impl Greeting {
@@ -37,6 +41,8 @@ impl Greeting {
                 auth_challenge: ack.auth_challenge.as_ref().copied(),
                 max_object_bytes: None,
                 codecs: 1 << Codec::Raw.as_u8(),
+                dictionaries: Vec::new(),
+                dictionary: 0,
             },
             MessageRef::Welcome(welcome) => Self {
                 revision: welcome.protocol_version.to_native().min(PROTOCOL_REVISION),
@@ -47,6 +53,12 @@ impl Greeting {
                 auth_challenge: welcome.auth_challenge.as_ref().copied(),
                 max_object_bytes: Some(welcome.max_object_bytes.to_native()),
                 codecs: welcome.codecs | (1 << Codec::Raw.as_u8()),
+                dictionaries: welcome
+                    .dictionaries
+                    .iter()
+                    .map(|id| id.to_native())
+                    .collect(),
+                dictionary: welcome.dictionary.to_native(),
             },
             _ => return None,
         })
@@ -55,6 +67,12 @@ impl Greeting {
     /// Whether payloads in `codec` may be sent to this node as they are.
     pub fn accepts(&self, codec: Codec) -> bool {
         Welcome::accepts(self.codecs, codec)
+    }
+
+    /// Whether `payload` (in `codec`) may be sent to this node as it is:
+    /// the node accepts the codec and holds the dictionary it names.
+    pub fn accepts_payload(&self, codec: Codec, payload: &[u8]) -> bool {
+        accepts_payload(self.codecs, &self.dictionaries, codec, payload)
     }
 }
 
@@ -74,4 +92,16 @@ pub fn hello(
         agent,
         auth_nonce,
     })
+}
+
+/// Whether a peer that accepts `codecs` and holds `dictionaries` can read
+/// `payload` (in `codec`) as it is.
+pub fn accepts_payload(codecs: u8, dictionaries: &[u32], codec: Codec, payload: &[u8]) -> bool {
+    if !Welcome::accepts(codecs, codec) {
+        return false;
+    }
+    match (codec, crate::codec::frame_dictionary(payload)) {
+        (Codec::Zstd, Some(id)) => dictionaries.contains(&id),
+        _ => true,
+    }
 }

@@ -98,6 +98,12 @@ pub struct Welcome {
     /// Payload codecs the node accepts and may send, one bit per
     /// [`crate::codec::Codec`] number (bit 0, raw, is always set).
     pub codecs: u8,
+    /// Ids of the zstd dictionaries the node holds: a payload compressed
+    /// with another is sent to it inflated.
+    pub dictionaries: Vec<u32>,
+    /// The dictionary clients should compress with (0: none). A client
+    /// fetches it with [`GetDictionary`].
+    pub dictionary: u32,
 }
 
 impl Welcome {
@@ -416,6 +422,39 @@ pub struct Repair {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct RepairStarted {
+    pub shards: u16,
+}
+
+/// Ask for a dictionary's bytes (revision 2).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct GetDictionary {
+    pub id: u32,
+}
+
+/// A dictionary. Payload: its bytes (a zstd dictionary whose header
+/// carries `id`); the receiver checks they do.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct DictionaryBytes {
+    pub id: u32,
+}
+
+/// Operator: store a dictionary durably on every shard of the node, and
+/// (with `make_current`) tell clients to compress with it. Payload: its
+/// bytes. Answered once every shard holds it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct InstallDictionary {
+    pub id: u32,
+    pub make_current: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct DictionaryInstalled {
+    pub id: u32,
+    /// Shards that hold it now.
     pub shards: u16,
 }
 

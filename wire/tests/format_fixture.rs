@@ -283,6 +283,34 @@ fn samples_v2() -> Vec<(Message, Vec<u8>, Codec)> {
                 auth_challenge: None,
                 max_object_bytes: 1 << 20,
                 codecs: 0b11,
+                dictionaries: vec![0x1234_5678, 0x0bad_cafe],
+                dictionary: 0x0bad_cafe,
+            }),
+            vec![],
+            Codec::Raw,
+        ),
+        (
+            Message::GetDictionary(GetDictionary { id: 0x0bad_cafe }),
+            vec![],
+            Codec::Raw,
+        ),
+        (
+            Message::DictionaryBytes(DictionaryBytes { id: 0x0bad_cafe }),
+            b"dictionary bytes".to_vec(),
+            Codec::Raw,
+        ),
+        (
+            Message::InstallDictionary(InstallDictionary {
+                id: 0x0bad_cafe,
+                make_current: true,
+            }),
+            b"dictionary bytes".to_vec(),
+            Codec::Raw,
+        ),
+        (
+            Message::DictionaryInstalled(DictionaryInstalled {
+                id: 0x0bad_cafe,
+                shards: 2,
             }),
             vec![],
             Codec::Raw,
@@ -364,7 +392,11 @@ fn samples_cover_every_kind() {
         .iter()
         .map(|(message, _)| message.kind())
         .collect();
-    kinds.push(MessageKind::Welcome);
+    for (message, _, _) in samples_v2() {
+        if !kinds.contains(&message.kind()) {
+            kinds.push(message.kind());
+        }
+    }
     assert_eq!(kinds, MessageKind::ALL.to_vec());
 }
 
@@ -424,7 +456,13 @@ fn pinned_bytes_decode_to_the_samples() {
 fn revision_2_pinned_bytes_decode_and_inflate() {
     decode_pinned(FIXTURE_V2, samples_v2());
     let zstd = hex::decode(HELLOS_ZSTD).expect("hex");
-    let content = stratum_wire::codec::decode(Codec::Zstd, &zstd, 1 << 20).expect("inflates");
+    let content = stratum_wire::codec::decode(
+        Codec::Zstd,
+        &zstd,
+        1 << 20,
+        &stratum_wire::codec::Dictionaries::default(),
+    )
+    .expect("inflates");
     assert_eq!(content.as_ref(), hellos().as_slice());
     // The put's header flags carry the codec (bits 0-1 of byte 7).
     let pinned = std::fs::read_to_string(FIXTURE_V2).expect("fixture file");

@@ -19,16 +19,17 @@ use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use stratum_wire::auth::{random_nonce, ClusterSecret};
-use stratum_wire::handshake::{self, Greeting};
-use stratum_wire::message::Welcome;
-use stratum_wire::message::{ArchivedErrorCode, AuthProof, ErrorCode, PeerRole};
+use stratum_wire::handshake::{self, accepts_payload, Greeting};
+use stratum_wire::message::{ArchivedErrorCode, AuthProof, ErrorCode, GetDictionary, PeerRole};
 use stratum_wire::{
     Codec, Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
 };
 
 use super::event_loop::TICK;
 use super::{Event, Outgoing, PeerInfo};
+use crate::dictionaries::ClientDictionaries;
 use crate::error::{AttemptError, Peer};
+use crate::traffic::Traffic;
 
 /// Most bytes queued for the socket at a time; further requests wait in
 /// `queued` (unencoded into the socket buffer) until it drains.
@@ -46,6 +47,10 @@ pub(super) struct Settings {
     pub secret: Option<ClusterSecret>,
     pub agent: String,
     pub limits: FrameLimits,
+    /// The client's dictionaries: filled from every node's handshake.
+    pub dictionaries: Arc<ClientDictionaries>,
+    /// Object bytes sent, before and after compression.
+    pub traffic: Arc<Traffic>,
 }
 
 enum State {
@@ -65,14 +70,19 @@ enum State {
 }
 
 enum HandshakeStep {
-    AwaitHelloAck {
+    HelloSent {
         hello_id: u64,
         nonce: [u8; 32],
     },
-    AwaitAuthOk {
+    ProofSent {
         proof_id: u64,
         nonce: [u8; 32],
         challenge: [u8; 32],
+    },
+    /// The dictionaries the node named that the client lacks: (request id,
+    /// dictionary id) of each `get_dictionary` sent.
+    DictionariesAsked {
+        pending: Vec<(u64, u32)>,
     },
 }
 
@@ -129,6 +139,9 @@ pub(super) struct Connection {
     queued: VecDeque<Outgoing>,
     in_flight: HashMap<u64, Pending, ahash::RandomState>,
     info: Option<PeerInfo>,
+    /// Dictionaries the node holds, and the one it asks clients to use.
+    node_dictionaries: Vec<u32>,
+    node_dictionary: u32,
     /// Consecutive failed connects (sets the backoff).
     failures: u32,
     /// When the peer last sent us a byte (dead-connection detection).
@@ -153,6 +166,8 @@ impl Connection {
             queued: VecDeque::new(),
             in_flight: HashMap::default(),
             info: None,
+            node_dictionaries: Vec::new(),
+            node_dictionary: 0,
             failures: 0,
             last_heard: Instant::now(),
             next_control_id: u64::MAX / 2,
@@ -259,7 +274,7 @@ impl Connection {
             let hello_id = self.control_frame(&hello);
             self.state = State::Handshaking {
                 deadline,
-                step: HandshakeStep::AwaitHelloAck { hello_id, nonce },
+                step: HandshakeStep::HelloSent { hello_id, nonce },
             };
         }
         self.read(registry, settings, scratch);
@@ -332,7 +347,7 @@ impl Connection {
         }
         let greeting = Greeting::read(frame.message());
         match (step, frame.message(), greeting) {
-            (HandshakeStep::AwaitHelloAck { hello_id, nonce }, _, Some(greeting))
+            (HandshakeStep::HelloSent { hello_id, nonce }, _, Some(greeting))
                 if frame.request_id() == hello_id =>
             {
                 self.info = Some(PeerInfo {
@@ -343,8 +358,10 @@ impl Connection {
                     codecs: greeting.codecs,
                     max_object_bytes: greeting.max_object_bytes,
                 });
+                self.node_dictionaries = greeting.dictionaries.clone();
+                self.node_dictionary = greeting.dictionary;
                 let Some(challenge) = greeting.auth_challenge else {
-                    return self.ready(settings);
+                    return self.fetch_dictionaries(deadline, settings);
                 };
                 let Some(secret) = settings.secret.as_ref() else {
                     let reason = "the node requires the cluster secret and none is configured";
@@ -360,7 +377,7 @@ impl Connection {
                 let proof_id = self.control_frame(&proof);
                 self.state = State::Handshaking {
                     deadline,
-                    step: HandshakeStep::AwaitAuthOk {
+                    step: HandshakeStep::ProofSent {
                         proof_id,
                         nonce,
                         challenge,
@@ -368,7 +385,7 @@ impl Connection {
                 };
             }
             (
-                HandshakeStep::AwaitAuthOk {
+                HandshakeStep::ProofSent {
                     proof_id,
                     nonce,
                     challenge,
@@ -388,13 +405,69 @@ impl Connection {
                         settings,
                     );
                 }
-                self.ready(settings);
+                self.fetch_dictionaries(deadline, settings);
+            }
+            (
+                HandshakeStep::DictionariesAsked { mut pending },
+                MessageRef::DictionaryBytes(reply),
+                _,
+            ) if pending.iter().any(|(request, id)| {
+                *request == frame.request_id() && *id == reply.id.to_native()
+            }) =>
+            {
+                let id = reply.id.to_native();
+                if let Err(err) = settings.dictionaries.add(id, frame.payload().to_vec()) {
+                    let reason = format!("dictionary {id:#010x} from the node: {err}");
+                    return self.fail_connect(registry, AttemptError::Handshake(reason), settings);
+                }
+                pending.retain(|(request, _)| *request != frame.request_id());
+                if pending.is_empty() {
+                    return self.serve_with_dictionaries(settings);
+                }
+                self.state = State::Handshaking {
+                    deadline,
+                    step: HandshakeStep::DictionariesAsked { pending },
+                };
             }
             (_, other, _) => {
                 let reason = format!("{} during the handshake", other.kind().name());
                 self.fail_connect(registry, AttemptError::Handshake(reason), settings)
             }
         }
+    }
+
+    /// The handshake's last step: fetch the dictionaries the node named
+    /// that the client lacks (so everything the node sends can be
+    /// inflated), then serve.
+    fn fetch_dictionaries(&mut self, deadline: Instant, settings: &Settings) {
+        let mut wanted = self.node_dictionaries.clone();
+        wanted.push(self.node_dictionary);
+        wanted.sort_unstable();
+        wanted.dedup();
+        let missing = settings.dictionaries.missing(&wanted);
+        if missing.is_empty() {
+            return self.serve_with_dictionaries(settings);
+        }
+        let pending = missing
+            .into_iter()
+            .map(|id| {
+                let request = self.control_frame(&Message::GetDictionary(GetDictionary { id }));
+                (request, id)
+            })
+            .collect();
+        self.state = State::Handshaking {
+            deadline,
+            step: HandshakeStep::DictionariesAsked { pending },
+        };
+    }
+
+    fn serve_with_dictionaries(&mut self, settings: &Settings) {
+        if self.node_dictionary != 0 {
+            settings
+                .dictionaries
+                .use_for_compressing(self.node_dictionary);
+        }
+        self.ready(settings);
     }
 
     fn ready(&mut self, settings: &Settings) {
@@ -435,7 +508,8 @@ impl Connection {
             if outgoing.reply.is_disconnected() {
                 continue; // the caller gave up
             }
-            let (head, payload) = match self.fit(outgoing.codec, outgoing.content_len) {
+            let fit = self.fit(outgoing.codec, &outgoing.payload, outgoing.content_len);
+            let (head, payload) = match fit {
                 Fit::AsIs => (outgoing.head, outgoing.payload),
                 Fit::Raw => match outgoing.raw {
                     Some(raw) => raw,
@@ -456,6 +530,11 @@ impl Connection {
                     continue;
                 }
             };
+            if outgoing.content_len > 0 {
+                settings
+                    .traffic
+                    .sent(outgoing.content_len, payload.len() as u64);
+            }
             self.out_bytes += head.len() + payload.len();
             self.out.push_back(Chunk::Head {
                 bytes: head,
@@ -478,14 +557,14 @@ impl Connection {
 
     /// How a request fits the node at the other end, by what it said in
     /// its handshake.
-    fn fit(&self, codec: Codec, content_len: u64) -> Fit {
+    fn fit(&self, codec: Codec, payload: &[u8], content_len: u64) -> Fit {
         let Some(info) = &self.info else {
             return Fit::AsIs;
         };
         if let Some(max) = info.max_object_bytes.filter(|max| content_len > *max) {
             return Fit::TooLarge(max);
         }
-        if Welcome::accepts(info.codecs, codec) {
+        if accepts_payload(info.codecs, &self.node_dictionaries, codec, payload) {
             Fit::AsIs
         } else {
             Fit::Raw

@@ -12,6 +12,8 @@ use super::connection::Connection;
 pub(super) use super::connection::Settings;
 use super::Command;
 use crate::config::ClientConfig;
+use crate::dictionaries::ClientDictionaries;
+use crate::traffic::Traffic;
 
 pub(super) const WAKER: Token = Token(usize::MAX);
 
@@ -36,7 +38,11 @@ pub(super) struct Signals {
 pub(super) const TICK: Duration = Duration::from_millis(10);
 
 impl Settings {
-    pub fn from_config(config: &ClientConfig) -> Self {
+    pub fn from_config(
+        config: &ClientConfig,
+        dictionaries: Arc<ClientDictionaries>,
+        traffic: Arc<Traffic>,
+    ) -> Self {
         Self {
             request_timeout: config.request_timeout,
             connect_timeout: config.connect_timeout,
@@ -50,6 +56,8 @@ impl Settings {
                 max_message_len: FrameLimits::DEFAULT_MAX_MESSAGE_LEN,
                 max_payload_len: config.max_object_size,
             },
+            dictionaries,
+            traffic,
         }
     }
 }

@@ -27,7 +27,9 @@ use bytes::Bytes;
 use stratum_wire::{Codec, Frame};
 
 use crate::config::ClientConfig;
+use crate::dictionaries::ClientDictionaries;
 use crate::error::{AttemptError, Peer};
+use crate::traffic::Traffic;
 
 /// What the node told us about itself in the handshake; travels with every
 /// answer so the caller sees topology changes as they happen.
@@ -103,7 +105,11 @@ pub(crate) struct IoPool {
 }
 
 impl IoPool {
-    pub fn start(config: &ClientConfig) -> std::io::Result<Self> {
+    pub fn start(
+        config: &ClientConfig,
+        dictionaries: &Arc<ClientDictionaries>,
+        traffic: &Arc<Traffic>,
+    ) -> std::io::Result<Self> {
         let mut threads = Vec::with_capacity(config.io_threads);
         for index in 0..config.io_threads {
             let poll = mio::Poll::new()?;
@@ -111,7 +117,11 @@ impl IoPool {
             let sleeping = Arc::new(AtomicBool::new(false));
             let answers_due = Arc::new(AtomicBool::new(false));
             let (commands, inbox) = flume::unbounded();
-            let settings = event_loop::Settings::from_config(config);
+            let settings = event_loop::Settings::from_config(
+                config,
+                Arc::clone(dictionaries),
+                Arc::clone(traffic),
+            );
             let signals = event_loop::Signals {
                 sleeping: Arc::clone(&sleeping),
                 answers_due: Arc::clone(&answers_due),

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::message::{
-    ArchivedBatchStatus, BatchGet, ErrorCode, RingSpan, SpanDigest, SyncDigests, SyncDigestsReply,
-    SyncList, SyncListReply, TimedId,
+    ArchivedBatchStatus, BatchGet, ErrorCode, GetDictionary, RingSpan, SpanDigest, SyncDigests,
+    SyncDigestsReply, SyncList, SyncListReply, TimedId,
 };
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
@@ -337,7 +337,7 @@ async fn with_peer(
     peer: Peer,
     shared: &[RingRange],
 ) -> Result<PassReport, RepairError> {
-    let (stream, reader, _) =
+    let (stream, reader, greeting) =
         dial(address, peer.node, peer.shard, &core.replication.settings).await?;
     let mut session = Session {
         stream,
@@ -349,6 +349,7 @@ async fn with_peer(
         started: Instant::now(),
         wire_bytes: 0,
     };
+    fetch_dictionaries(core, &mut session, &greeting.dictionaries).await?;
     let mut report = PassReport::default();
     let keep = owned_by(peer.shards, peer.shard);
     let mut pending: Vec<RingRange> = shared.to_vec();
@@ -508,6 +509,43 @@ pub fn decide(holdings: &Holdings, listing: &SyncListReply) -> (Vec<TimedId>, Ve
         .copied()
         .collect();
     (deletes, wanted)
+}
+
+/// Installs on this shard every dictionary the peer holds and it lacks,
+/// before any object: the peer sends objects as it stores them, and a
+/// refilled shard then stores them compressed as well.
+async fn fetch_dictionaries(
+    core: &Core,
+    session: &mut Session,
+    theirs: &[u32],
+) -> Result<(), RepairError> {
+    let missing: Vec<u32> = {
+        let held = core.store.dictionary_set();
+        theirs
+            .iter()
+            .copied()
+            .filter(|id| !held.contains(*id))
+            .collect()
+    };
+    for id in missing {
+        session
+            .send(&Message::GetDictionary(GetDictionary { id }))
+            .await?;
+        let mut frame = session.recv().await?;
+        if !matches!(frame.message(), MessageRef::DictionaryBytes(reply) if reply.id == id) {
+            return Err(RepairError::Unexpected(frame.kind().name()));
+        }
+        core.store
+            .install_dictionary(frame.take_payload(), false)
+            .await
+            .map_err(RepairError::Store)?;
+        tracing::info!(
+            shard = core.shard_id,
+            id = format_args!("{id:#010x}"),
+            "dictionary copied from a peer"
+        );
+    }
+    Ok(())
 }
 
 /// Copies `ids` from the peer with one `batch_get` (as a node: the peer

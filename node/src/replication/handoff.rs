@@ -344,7 +344,9 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
                 HintOp::Put { kind, content } => Some((*kind, Codec::Raw, content.as_slice())),
                 HintOp::Delete => None,
             };
-            if let Err(err) = quorum::remote(&link, me, epoch, hint.id, put, true).await {
+            if let Err(err) =
+                quorum::remote(&link, me, epoch, hint.id, put, true, &Default::default()).await
+            {
                 tracing::debug!(node, error = %err, "hint replay paused: the peer is not taking writes");
                 handoff.save_progress(node).await;
                 return;

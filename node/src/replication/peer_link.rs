@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use stratum_wire::message::{ErrorCode, Ping, ReplicaFailure, Welcome};
+use stratum_wire::codec::Dictionaries;
+use stratum_wire::handshake::accepts_payload;
+use stratum_wire::message::{ErrorCode, Ping, ReplicaFailure};
 use stratum_wire::{codec, Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::dial::{self, DialError, LinkSettings};
@@ -116,6 +118,8 @@ enum State {
 struct Session {
     /// Payload codecs the peer accepts (bit per codec number).
     codecs: u8,
+    /// Dictionaries the peer said it holds.
+    dictionaries: Vec<u32>,
     outbox: Outbox,
     encoder: RefCell<FrameEncoder>,
     pending: RefCell<HashMap<u64, flume::Sender<Frame>>>,
@@ -277,6 +281,7 @@ impl PeerLink {
         };
         let session = Rc::new(Session {
             codecs: greeting.codecs,
+            dictionaries: greeting.dictionaries,
             outbox: Outbox::new(),
             encoder: RefCell::new(FrameEncoder::new(settings.frame_limits)),
             pending: RefCell::new(HashMap::new()),
@@ -307,20 +312,25 @@ impl PeerLink {
     /// Sends one request and waits for its answer (an error reply becomes
     /// [`LinkError::Node`]).
     pub async fn call(&self, message: &Message, payload: &[u8]) -> Result<Frame, LinkError> {
-        self.call_with_object(message, Codec::Raw, payload).await
+        self.call_with_object(message, Codec::Raw, payload, &Dictionaries::default())
+            .await
     }
 
     /// [`PeerLink::call`] for a request carrying an object's `payload` in
-    /// `codec`: sent as it is to a peer that accepts the codec, inflated for
-    /// one that does not (a peer of the previous release).
+    /// `codec`: sent as it is to a peer that accepts the codec and holds the
+    /// dictionary it names, inflated (with `dictionaries`) for one that does
+    /// not (a peer of the previous release, or one without the dictionary).
     pub async fn call_with_object(
         &self,
         message: &Message,
         codec: Codec,
         payload: &[u8],
+        dictionaries: &Dictionaries,
     ) -> Result<Frame, LinkError> {
         let timeout = self.settings.request_timeout;
-        let result = self.call_within(message, codec, payload, timeout).await;
+        let result = self
+            .call_within(message, (codec, payload, dictionaries), timeout)
+            .await;
         let mut stats = self.stats.borrow_mut();
         match &result {
             Ok(_) => stats.requests_ok += 1,
@@ -333,21 +343,21 @@ impl PeerLink {
     async fn call_within(
         &self,
         message: &Message,
-        codec: Codec,
-        payload: &[u8],
+        (codec, payload, dictionaries): (Codec, &[u8], &Dictionaries),
         timeout: Duration,
     ) -> Result<Frame, LinkError> {
         let started = Instant::now();
         let session = self.session().await?;
         let request_id = session.next_id.get();
         session.next_id.set(request_id + 1);
-        let (codec, payload) = if Welcome::accepts(session.codecs, codec) {
-            (codec, Cow::Borrowed(payload))
-        } else {
-            let content = codec::decode(codec, payload, MAX_CONTENT_LEN)
-                .map_err(|err| LinkError::Lost(format!("cannot inflate the payload: {err}")))?;
-            (Codec::Raw, content)
-        };
+        let (codec, payload) =
+            if accepts_payload(session.codecs, &session.dictionaries, codec, payload) {
+                (codec, Cow::Borrowed(payload))
+            } else {
+                let content = codec::decode(codec, payload, MAX_CONTENT_LEN, dictionaries)
+                    .map_err(|err| LinkError::Lost(format!("cannot inflate the payload: {err}")))?;
+                (Codec::Raw, content)
+            };
         let payload = payload.as_ref();
         let mut head = Vec::with_capacity(128);
         session
@@ -467,7 +477,14 @@ async fn keepalive(link: Weak<PeerLink>, session: Weak<Session>) {
         }
         nonce += 1;
         let ping = Message::Ping(Ping { nonce });
-        match link.call_within(&ping, Codec::Raw, &[], interval * 2).await {
+        match link
+            .call_within(
+                &ping,
+                (Codec::Raw, &[], &Dictionaries::default()),
+                interval * 2,
+            )
+            .await
+        {
             Ok(_) => {}
             Err(LinkError::Timeout(_)) => {
                 let reason = format!("no pong within {:?}", interval * 2);

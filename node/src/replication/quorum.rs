@@ -17,6 +17,7 @@
 
 use std::rc::Rc;
 
+use stratum_wire::codec::Dictionaries;
 use stratum_wire::message::{Delete, ErrorCode, MessageRef, PutOutcome, ReplicaFailure, Replicate};
 use stratum_wire::{Codec, Message, ObjectId, ObjectKind};
 
@@ -153,7 +154,8 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                     let put = object
                         .as_deref()
                         .map(|o| (o.kind(), o.codec(), o.payload()));
-                    remote(&link, me, epoch, id, put, false)
+                    let dictionaries = core.store.dictionary_set();
+                    remote(&link, me, epoch, id, put, false, &dictionaries)
                         .await
                         .map_err(|err| err.to_failure(node))
                 }
@@ -227,7 +229,11 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
             }
             // Hint files hold raw content: a hint is rare, and its replay
             // then suits a peer of any release.
-            let op = match object.as_deref().map(|o| (o.kind(), o.content())) {
+            let dictionaries = core.store.dictionary_set();
+            let op = match object
+                .as_deref()
+                .map(|o| (o.kind(), o.content(&dictionaries)))
+            {
                 Some((kind, Ok(content))) => HintOp::Put {
                     kind,
                     content: content.into_owned(),
@@ -294,6 +300,7 @@ pub(crate) async fn remote(
     id: ObjectId,
     put: Option<(ObjectKind, Codec, &[u8])>,
     hinted: bool,
+    dictionaries: &Dictionaries,
 ) -> Result<bool, LinkError> {
     let frame = match put {
         Some((kind, codec, payload)) => {
@@ -304,7 +311,8 @@ pub(crate) async fn remote(
                 topology_epoch: epoch,
                 hinted,
             });
-            link.call_with_object(&message, codec, payload).await?
+            link.call_with_object(&message, codec, payload, dictionaries)
+                .await?
         }
         None => link.call(&Message::Delete(Delete { id }), &[]).await?,
     };

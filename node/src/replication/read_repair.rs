@@ -9,10 +9,10 @@
 
 use std::rc::Rc;
 
-use stratum_wire::message::{Get, MessageRef};
+use stratum_wire::message::{Get, GetDictionary, MessageRef};
 use stratum_wire::{Message, ObjectId, ObjectKind};
 
-use super::peer_link::LinkError;
+use super::peer_link::{LinkError, PeerLink};
 use crate::server::core::Core;
 use crate::server::ops::Op;
 use crate::store::{StoreError, StoredObject, Verified};
@@ -95,7 +95,7 @@ async fn copy_from(core: &Rc<Core>, id: ObjectId, (node, shard): (u32, u16)) -> 
         MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
         _ => return None,
     };
-    match verify_copy(core, id, kind, &mut frame) {
+    match verify_copy_from(core, &link, id, kind, &mut frame).await {
         Ok(object) => Some(object),
         Err(_) => {
             tracing::warn!(%id, node, "a copy from an earlier replica does not match its id");
@@ -129,7 +129,7 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
             MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
             _ => continue,
         };
-        let Ok(object) = verify_copy(core, id, kind, &mut frame) else {
+        let Ok(object) = verify_copy_from(core, &link, id, kind, &mut frame).await else {
             tracing::warn!(%id, node, "read repair: the replica's copy does not match its id");
             continue;
         };
@@ -149,6 +149,46 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
     }
 }
 
+/// [`verify_copy`] of a copy `link`'s peer sent, after fetching from it the
+/// dictionary the copy names if this shard lacks it.
+async fn verify_copy_from(
+    core: &Core,
+    link: &PeerLink,
+    id: ObjectId,
+    kind: ObjectKind,
+    frame: &mut stratum_wire::Frame,
+) -> Result<Verified, StoreError> {
+    if let Some(dictionary) = stratum_wire::codec::frame_dictionary(frame.payload()) {
+        if !core.store.dictionary_set().contains(dictionary) {
+            fetch_dictionary(core, link, dictionary).await;
+        }
+    }
+    verify_copy(core, id, kind, frame)
+}
+
+/// Copies a dictionary from a peer onto this shard (best effort: without
+/// it, the copy that needs it is refused and another source tried).
+async fn fetch_dictionary(core: &Core, link: &PeerLink, id: u32) {
+    let message = Message::GetDictionary(GetDictionary { id });
+    let mut frame = match link.call(&message, &[]).await {
+        Ok(frame) => frame,
+        Err(err) => {
+            tracing::debug!(id = format_args!("{id:#010x}"), error = %err, "cannot fetch a dictionary from a peer");
+            return;
+        }
+    };
+    if !matches!(frame.message(), MessageRef::DictionaryBytes(reply) if reply.id == id) {
+        return;
+    }
+    if let Err(err) = core
+        .store
+        .install_dictionary(frame.take_payload(), false)
+        .await
+    {
+        tracing::warn!(id = format_args!("{id:#010x}"), error = %err, "a peer's dictionary was not stored");
+    }
+}
+
 /// A peer's copy of `id` (in whatever codec it came), checked against its
 /// id and this node's object size limit.
 pub(crate) fn verify_copy(
@@ -159,5 +199,6 @@ pub(crate) fn verify_copy(
 ) -> Result<Verified, StoreError> {
     let codec = frame.codec();
     let max = core.config.limits.max_object_bytes;
-    Verified::check_payload(id, kind, codec, frame.take_payload(), max)
+    let dictionaries = core.store.dictionary_set();
+    Verified::check_payload(id, kind, codec, frame.take_payload(), max, &dictionaries)
 }

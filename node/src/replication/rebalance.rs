@@ -261,7 +261,12 @@ async fn send(core: &Core, link: &PeerLink, id: ObjectId) -> Option<u64> {
         kind: object.kind,
     });
     match link
-        .call_with_object(&put, object.codec, &object.payload)
+        .call_with_object(
+            &put,
+            object.codec,
+            &object.payload,
+            &core.store.dictionary_set(),
+        )
         .await
     {
         Ok(frame) if matches!(frame.message(), MessageRef::PutAck(_)) => {

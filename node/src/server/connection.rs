@@ -58,10 +58,12 @@ impl Conn {
         &self,
         object: &'a StoredObject,
     ) -> Result<(Codec, Cow<'a, [u8]>), CodecError> {
-        if self.peer.accepts(object.codec) {
+        if self.peer.accepts_payload(object.codec, &object.payload) {
             return Ok((object.codec, Cow::Borrowed(&object.payload)));
         }
-        Ok((Codec::Raw, object.content()?))
+        let dictionaries = self.core.store.dictionary_set();
+        let content = object.content(&dictionaries)?.into_owned();
+        Ok((Codec::Raw, Cow::Owned(content)))
     }
 
     /// [`Conn::reply`] with a payload in `codec`.

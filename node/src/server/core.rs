@@ -363,6 +363,22 @@ async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
                 let _ = done.send(core.shard_id);
             }
             CoreMsg::Repair => core.replication.request_repair(),
+            CoreMsg::InstallDictionary {
+                bytes,
+                make_current,
+                done,
+            } => {
+                let core = Rc::clone(&core);
+                glommio::spawn_local(async move {
+                    let result = core
+                        .store
+                        .install_dictionary(bytes, make_current)
+                        .await
+                        .map_err(OpError::from);
+                    let _ = done.send(result);
+                })
+                .detach();
+            }
             CoreMsg::Drain { drained } => {
                 core.shutdown.close();
                 let core = Rc::clone(&core);

@@ -9,7 +9,7 @@ use stratum_wire::frame::PROTOCOL_VERSION;
 use stratum_wire::message::{
     AuthOk, ErrorCode, ErrorReply, HelloAck, PeerRole, Welcome, PROTOCOL_REVISION, REVISION_CODECS,
 };
-use stratum_wire::{Codec, Frame, FrameEncoder, Message, MessageRef};
+use stratum_wire::{handshake, Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::core::Core;
 use super::frame_reader::{FrameReader, ReadError};
@@ -45,12 +45,16 @@ pub struct Peer {
     /// Payload codecs the peer accepts (bit per codec number): raw only for
     /// a peer of protocol revision 1.
     pub codecs: u8,
+    /// The dictionaries named in the welcome it was sent: a revision-2
+    /// connector holds or fetches those; payloads naming any other are
+    /// sent to it inflated.
+    pub dictionaries: Vec<u32>,
 }
 
 impl Peer {
-    /// Whether payloads in `codec` may be sent to this peer as they are.
-    pub fn accepts(&self, codec: Codec) -> bool {
-        Welcome::accepts(self.codecs, codec)
+    /// Whether `payload` (in `codec`) may be sent to this peer as it is.
+    pub fn accepts_payload(&self, codec: Codec, payload: &[u8]) -> bool {
+        handshake::accepts_payload(self.codecs, &self.dictionaries, codec, payload)
     }
 }
 
@@ -121,6 +125,10 @@ pub async fn run(
         );
     }
     let revision = version.min(PROTOCOL_REVISION);
+    let (dictionaries, current) = {
+        let held = core.store.dictionaries();
+        (held.dictionaries.ids(), held.current)
+    };
     let peer = Peer {
         role,
         agent: hello.agent.as_str().chars().take(128).collect(),
@@ -128,6 +136,11 @@ pub async fn run(
             CODECS
         } else {
             1 << Codec::Raw as u8
+        },
+        dictionaries: if revision >= REVISION_CODECS {
+            dictionaries.clone()
+        } else {
+            Vec::new()
         },
     };
     let nonce = hello.auth_nonce;
@@ -145,6 +158,8 @@ pub async fn run(
             auth_challenge: challenge,
             max_object_bytes: core.config.limits.max_object_bytes,
             codecs: CODECS,
+            dictionaries,
+            dictionary: current,
         })
     } else {
         Message::HelloAck(HelloAck {

@@ -27,6 +27,13 @@ pub enum CoreMsg {
     },
     /// Start an anti-entropy pass now (`repair` from an operator).
     Repair,
+    /// Store this dictionary durably on this core's shard; say how it went
+    /// on `done`.
+    InstallDictionary {
+        bytes: Vec<u8>,
+        make_current: bool,
+        done: flume::Sender<Result<bool, OpError>>,
+    },
     /// Shutdown, phase 1: stop accepting, drain connections, then say so on
     /// `drained`. Forwarded ops are still served (other cores are draining
     /// too).

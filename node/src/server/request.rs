@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use stratum_wire::message::{
-    BatchEnd, BatchItem, BatchStatus, DeleteAck, ErrorCode, GetOk, HasResult, IdList, PeerRole,
-    Pong, PutAck, PutOutcome, RepairStarted, ReplicateAck, StatEntry, StatsReply, TopologyNode,
-    TopologyReply,
+    BatchEnd, BatchItem, BatchStatus, DeleteAck, DictionaryBytes, DictionaryInstalled, ErrorCode,
+    GetOk, HasResult, IdList, PeerRole, Pong, PutAck, PutOutcome, RepairStarted, ReplicateAck,
+    StatEntry, StatsReply, TopologyNode, TopologyReply,
 };
 use stratum_wire::{Codec, CodecError, Frame, Message, MessageRef, ObjectId, ObjectKind};
 
@@ -67,6 +67,15 @@ enum Request {
     Repair {
         all_shards: bool,
     },
+    /// A dictionary's bytes, for a client or peer that lacks it.
+    GetDictionary {
+        id: u32,
+    },
+    /// Operator: store a dictionary on every shard (payload: its bytes).
+    InstallDictionary {
+        id: u32,
+        make_current: bool,
+    },
     /// Well framed, but not something a node answers (a reply kind, a
     /// second hello, ...).
     Unexpected(&'static str),
@@ -106,6 +115,13 @@ impl Request {
             MessageRef::Repair(repair) => Self::Repair {
                 all_shards: repair.all_shards,
             },
+            MessageRef::GetDictionary(get) => Self::GetDictionary {
+                id: get.id.to_native(),
+            },
+            MessageRef::InstallDictionary(install) => Self::InstallDictionary {
+                id: install.id.to_native(),
+                make_current: install.make_current,
+            },
             MessageRef::SyncDigests(_) | MessageRef::SyncList(_) => match frame.to_message() {
                 Ok(Message::SyncDigests(request)) => Self::SyncDigests(request),
                 Ok(Message::SyncList(request)) => Self::SyncList(request),
@@ -123,7 +139,10 @@ impl Request {
             Self::Delete { .. } => OpKind::Delete,
             Self::BatchGet { .. } => OpKind::BatchGet,
             Self::Ping { .. } => OpKind::Ping,
-            Self::Stats { .. } | Self::Repair { .. } => OpKind::Stats,
+            Self::Stats { .. }
+            | Self::Repair { .. }
+            | Self::GetDictionary { .. }
+            | Self::InstallDictionary { .. } => OpKind::Stats,
             Self::GetTopology => OpKind::Topology,
             Self::ListIds { .. } | Self::SyncDigests(_) | Self::SyncList(_) => OpKind::List,
             Self::Unexpected(_) => return None,
@@ -214,7 +233,10 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
     };
     let is_data = !matches!(
         request,
-        Request::Ping { .. } | Request::Stats { .. } | Request::GetTopology
+        Request::Ping { .. }
+            | Request::Stats { .. }
+            | Request::GetTopology
+            | Request::GetDictionary { .. }
     );
     if is_data && admission.is_none() {
         let err = OpError::new(
@@ -407,6 +429,34 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             let _ = conn.reply(request_id, &started, &[]).await;
             Outcome::Ok
         }
+        Request::GetDictionary { id } => {
+            let dictionary = core.store.dictionary_set().get(id).cloned();
+            match dictionary {
+                Some(dictionary) => {
+                    let reply = Message::DictionaryBytes(DictionaryBytes { id });
+                    let _ = conn.reply(request_id, &reply, dictionary.bytes()).await;
+                    Outcome::Ok
+                }
+                None => {
+                    let err = OpError::new(
+                        ErrorCode::NotFound,
+                        format!("dictionary {id:#010x} is not held here"),
+                    );
+                    fail(&conn, request_id, err).await
+                }
+            }
+        }
+        Request::InstallDictionary { id, make_current } => {
+            let bytes = frame.take_payload();
+            match install_dictionary(&core, id, bytes, make_current).await {
+                Ok(shards) => {
+                    let reply = Message::DictionaryInstalled(DictionaryInstalled { id, shards });
+                    let _ = conn.reply(request_id, &reply, &[]).await;
+                    Outcome::Ok
+                }
+                Err(err) => fail(&conn, request_id, err).await,
+            }
+        }
         Request::SyncDigests(_) | Request::SyncList(_) if conn.peer.role != PeerRole::Node => {
             let err = OpError::new(
                 ErrorCode::BadRequest,
@@ -441,6 +491,77 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         .request(kind, outcome, started.elapsed());
 }
 
+/// Stores a dictionary durably on every shard of the node (this core's and,
+/// by message, every other's); the number of shards that hold it, or why
+/// one does not.
+async fn install_dictionary(
+    core: &Core,
+    id: u32,
+    bytes: Vec<u8>,
+    make_current: bool,
+) -> Result<u16, OpError> {
+    let bad = |detail: String| OpError::new(ErrorCode::BadRequest, detail);
+    let max = crate::store::dictionaries::MAX_DICTIONARY_BYTES;
+    if bytes.len() > max {
+        return Err(bad(format!(
+            "a dictionary of {} bytes exceeds {max}",
+            bytes.len()
+        )));
+    }
+    match stratum_wire::codec::Dictionary::new(bytes.clone()) {
+        Ok(dictionary) if dictionary.id() == id => {}
+        Ok(dictionary) => {
+            return Err(bad(format!(
+                "the bytes hold dictionary {:#010x}, not {id:#010x}",
+                dictionary.id()
+            )))
+        }
+        Err(err) => return Err(bad(err.to_string())),
+    }
+    let mut waiting = Vec::new();
+    for shard in (0..core.config.shards).filter(|shard| *shard != core.shard_id) {
+        let (done, result) = flume::bounded(1);
+        let msg = CoreMsg::InstallDictionary {
+            bytes: bytes.clone(),
+            make_current,
+            done,
+        };
+        if !core.mesh.send(shard, msg).await {
+            return Err(OpError::new(
+                ErrorCode::Internal,
+                format!("shard {shard} is gone"),
+            ));
+        }
+        waiting.push((shard, result));
+    }
+    core.store.install_dictionary(bytes, make_current).await?;
+    let mut shards = 1;
+    for (shard, result) in waiting {
+        match result.recv_async().await {
+            Ok(Ok(_)) => shards += 1,
+            Ok(Err(err)) => {
+                return Err(OpError::new(
+                    err.code,
+                    format!("shard {shard}: {}", err.detail),
+                ))
+            }
+            Err(_) => {
+                return Err(OpError::new(
+                    ErrorCode::Internal,
+                    format!("shard {shard} did not answer"),
+                ))
+            }
+        }
+    }
+    tracing::info!(
+        id = format_args!("{id:#010x}"),
+        make_current,
+        shards,
+        "dictionary installed"
+    );
+    Ok(shards)
+}
+
 /// Checks a put's or replicate's payload (in the frame's codec) against its
 /// id and this node's object size limit.
 fn verify_payload(
@@ -451,7 +572,8 @@ fn verify_payload(
 ) -> Result<Verified, StoreError> {
     let codec = frame.codec();
     let max = core.config.limits.max_object_bytes;
-    Verified::check_payload(id, kind, codec, frame.take_payload(), max)
+    let dictionaries = core.store.dictionary_set();
+    Verified::check_payload(id, kind, codec, frame.take_payload(), max, &dictionaries)
 }
 
 /// A stored record passed its CRC but does not inflate: damaged between the

@@ -152,7 +152,8 @@ async fn compact_one<F: StoreFs + 'static>(
                     .get(location.offset, HEADER_LEN + header.content_len as usize)
                     .await
                     .map_err(io_err)?;
-                match record::check_object(bytes) {
+                let dictionaries = std::rc::Rc::clone(&shared.dictionaries.borrow().dictionaries);
+                match record::check_object(bytes, &dictionaries) {
                     Ok((_, _, content)) => needed.push(Relocation {
                         header,
                         content: content.to_vec(),

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod checkpoint;
 pub mod compaction;
+pub mod dictionaries;
 pub mod error;
 pub mod fs;
 pub mod group_commit;
@@ -33,6 +34,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use stratum_wire::{Codec, CodecError, ObjectId, ObjectKind};
@@ -163,9 +165,17 @@ pub struct StoredObject {
 
 impl StoredObject {
     /// The content, inflated if stored compressed (for a peer that takes
-    /// raw payloads only).
-    pub fn content(&self) -> std::result::Result<std::borrow::Cow<'_, [u8]>, CodecError> {
-        stratum_wire::codec::decode(self.codec, &self.payload, record::MAX_CONTENT_LEN)
+    /// raw payloads only), with the dictionaries of the shard it came from.
+    pub fn content(
+        &self,
+        dictionaries: &stratum_wire::codec::Dictionaries,
+    ) -> std::result::Result<std::borrow::Cow<'_, [u8]>, CodecError> {
+        stratum_wire::codec::decode(
+            self.codec,
+            &self.payload,
+            record::MAX_CONTENT_LEN,
+            dictionaries,
+        )
     }
 }
 
@@ -230,6 +240,8 @@ pub(crate) struct Shared<F: StoreFs> {
     pub(crate) index: RefCell<Index>,
     /// Ids held, deleted and revived, in ring order (anti-entropy's view).
     pub(crate) holdings: RefCell<holdings::Holdings>,
+    /// Dictionaries compressed records may name (only ever added).
+    pub(crate) dictionaries: RefCell<dictionaries::Held>,
     pub(crate) cache: RefCell<cache::ObjectCache>,
     pub(crate) segments: RefCell<BTreeMap<u16, Segment<F::File>>>,
     pub(crate) mode: RefCell<WriteMode>,
@@ -250,7 +262,9 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// disk and starts its writer task on the current glommio executor.
     pub async fn open(fs: F, dir: &Path, config: StoreConfig) -> Result<(Self, RecoveryReport)> {
         config.validate()?;
+        let held = dictionaries::load(&fs, dir).await?;
         let shared = Rc::new(Shared {
+            dictionaries: RefCell::new(held),
             fs,
             dir: dir.to_owned(),
             index: RefCell::new(Index::new()),
@@ -294,6 +308,48 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// only between awaits.
     pub fn holdings(&self) -> std::cell::Ref<'_, holdings::Holdings> {
         self.shared.holdings.borrow()
+    }
+
+    /// The dictionaries this shard holds, and the one clients are asked to
+    /// use. Borrowed only between awaits.
+    pub fn dictionaries(&self) -> std::cell::Ref<'_, dictionaries::Held> {
+        self.shared.dictionaries.borrow()
+    }
+
+    /// A snapshot of the dictionaries held (an `Rc`: keep it across awaits).
+    pub fn dictionary_set(&self) -> Rc<stratum_wire::codec::Dictionaries> {
+        Rc::clone(&self.shared.dictionaries.borrow().dictionaries)
+    }
+
+    /// Stores a dictionary durably on this shard (and, with `make_current`,
+    /// asks clients to compress with it). `Ok(false)` if it was held
+    /// already. Records may name it only once this returns.
+    pub async fn install_dictionary(&self, bytes: Vec<u8>, make_current: bool) -> Result<bool> {
+        if bytes.len() > dictionaries::MAX_DICTIONARY_BYTES {
+            return Err(StoreError::Config(format!(
+                "a dictionary of {} bytes exceeds {}",
+                bytes.len(),
+                dictionaries::MAX_DICTIONARY_BYTES
+            )));
+        }
+        let dictionary = stratum_wire::codec::Dictionary::new(bytes)
+            .map_err(|err| StoreError::Config(err.to_string()))?;
+        let id = dictionary.id();
+        let fresh = !self.shared.dictionaries.borrow().dictionaries.contains(id);
+        if fresh {
+            dictionaries::save(&self.shared.fs, &self.shared.dir, &dictionary).await?;
+        }
+        // Checked again after the await: another install may have run.
+        let mut set = (*self.shared.dictionaries.borrow().dictionaries).clone();
+        let added = set
+            .insert(Arc::new(dictionary))
+            .map_err(|err| StoreError::Config(err.to_string()))?;
+        self.shared.dictionaries.borrow_mut().dictionaries = Rc::new(set);
+        if make_current && self.shared.dictionaries.borrow().current != id {
+            dictionaries::save_current(&self.shared.fs, &self.shared.dir, id).await?;
+            self.shared.dictionaries.borrow_mut().current = id;
+        }
+        Ok(added)
     }
 
     pub fn write_mode(&self) -> WriteMode {
@@ -340,6 +396,23 @@ impl<F: StoreFs + 'static> ShardStore<F> {
 
     /// The put itself, once the shard may take it and its hash is checked.
     async fn store_checked(&self, object: Verified) -> Result<PutOutcome> {
+        // S11: never a record this shard could not read back.
+        if let Some(dictionary) = stratum_wire::codec::frame_dictionary(object.payload())
+            .filter(|_| object.codec() == Codec::Zstd)
+        {
+            if !self
+                .shared
+                .dictionaries
+                .borrow()
+                .dictionaries
+                .contains(dictionary)
+            {
+                return Err(StoreError::BadPayload {
+                    id: object.id(),
+                    source: CodecError::UnknownDictionary(dictionary),
+                });
+            }
+        }
         let content_len = object.content_len();
         let (id, kind, codec, content) = object.into_parts();
         // Deduplicate only against an intact copy: a damaged one is replaced

@@ -204,9 +204,18 @@ pub fn check_record(bytes: &[u8]) -> Result<(RecordHeader, ObjectKind, &[u8]), C
 /// compaction: [`check_record`], then the SHA-256 of its Git encoding (of
 /// the inflated content, for a compressed record) equal to the record's id.
 /// Inflating streams through a fixed buffer: nothing is allocated for it.
-pub fn check_object(bytes: &[u8]) -> Result<(RecordHeader, ObjectKind, &[u8]), Corruption> {
+pub fn check_object<'a>(
+    bytes: &'a [u8],
+    dictionaries: &stratum_wire::codec::Dictionaries,
+) -> Result<(RecordHeader, ObjectKind, &'a [u8]), Corruption> {
     let (header, kind, content) = check_record(bytes)?;
-    match stratum_wire::codec::content_id(kind, header.codec, content, MAX_CONTENT_LEN) {
+    match stratum_wire::codec::content_id(
+        kind,
+        header.codec,
+        content,
+        MAX_CONTENT_LEN,
+        dictionaries,
+    ) {
         Ok((id, _)) if id == header.id => Ok((header, kind, content)),
         Ok(_) => Err(Corruption::HashMismatch),
         Err(err) => Err(Corruption::Codec(err)),

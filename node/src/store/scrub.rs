@@ -48,7 +48,8 @@ async fn check<F: StoreFs>(
     let bytes = shared.read_bytes(location, location.len as usize).await?;
     let bytes = bytes.as_ref();
     let claimed = RecordHeader::parse(bytes).ok().map(|header| header.id);
-    Ok(match record::check_object(bytes) {
+    let dictionaries = std::rc::Rc::clone(&shared.dictionaries.borrow().dictionaries);
+    Ok(match record::check_object(bytes, &dictionaries) {
         Ok((header, _, _)) if key_of(&header.id) == key => Ok(header.id),
         Ok((header, _, _)) => Err((Some(header.id), Corruption::KeyMismatch)),
         Err(corruption) => Err((claimed, corruption)),
@@ -75,6 +76,9 @@ pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
         // asks for more: the length field itself is damaged, not the read.
         Ok(Err((_, Corruption::ShortRead { got, .. }))) => got >= location.len as usize,
         Ok(Err((_, Corruption::WrongObject { .. } | Corruption::KeyMismatch))) => false,
+        // The record may well be intact: this shard lost the dictionary it
+        // needs (a damaged file), not the record. Never unindexed for that.
+        Ok(Err((_, Corruption::Codec(stratum_wire::CodecError::UnknownDictionary(_))))) => false,
         Ok(Err(_)) => true,
         Ok(Ok(_)) | Err(_) => false,
     };

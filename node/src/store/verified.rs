@@ -15,7 +15,12 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use stratum_wire::codec::Dictionaries;
 use stratum_wire::{codec, Codec, ObjectId, ObjectKind};
+
+/// For raw content, which needs no dictionary.
+static NO_DICTIONARIES: std::sync::LazyLock<Dictionaries> =
+    std::sync::LazyLock::new(Dictionaries::default);
 
 use super::error::{Result, StoreError};
 
@@ -34,24 +39,27 @@ impl Verified {
     /// Hashes `content` as an object of `kind` and keeps it only if the
     /// result is `id`.
     pub fn check(id: ObjectId, kind: ObjectKind, content: Vec<u8>) -> Result<Self> {
-        Self::check_payload(id, kind, Codec::Raw, content, u64::MAX)
+        Self::check_payload(id, kind, Codec::Raw, content, u64::MAX, &NO_DICTIONARIES)
     }
 
     /// Like [`Verified::check`] for a payload in `codec`, whose content may
     /// be at most `max_content` bytes: a payload declaring more is refused
-    /// before anything is inflated (a decompression bomb costs nothing).
+    /// before anything is inflated (a decompression bomb costs nothing). A
+    /// payload compressed with a dictionary needs it in `dictionaries`.
     pub fn check_payload(
         id: ObjectId,
         kind: ObjectKind,
         codec: Codec,
         payload: Vec<u8>,
         max_content: u64,
+        dictionaries: &Dictionaries,
     ) -> Result<Self> {
         let declared = codec::content_len(codec, &payload, max_content)
             .map_err(|source| StoreError::BadPayload { id, source })?;
         yield_to_io_workers(declared as usize);
-        let (found, content_len) = codec::content_id(kind, codec, &payload, max_content)
-            .map_err(|source| StoreError::BadPayload { id, source })?;
+        let (found, content_len) =
+            codec::content_id(kind, codec, &payload, max_content, dictionaries)
+                .map_err(|source| StoreError::BadPayload { id, source })?;
         if found != id {
             return Err(StoreError::HashMismatch { id });
         }
@@ -93,8 +101,8 @@ impl Verified {
 
     /// The content itself, inflated if compressed (for a peer or a hint
     /// file that takes raw content only).
-    pub fn content(&self) -> Result<Cow<'_, [u8]>> {
-        codec::decode(self.codec, &self.payload, self.content_len).map_err(|source| {
+    pub fn content(&self, dictionaries: &Dictionaries) -> Result<Cow<'_, [u8]>> {
+        codec::decode(self.codec, &self.payload, self.content_len, dictionaries).map_err(|source| {
             StoreError::BadPayload {
                 id: self.id,
                 source,
@@ -153,21 +161,37 @@ mod tests {
     fn a_compressed_payload_is_proven_by_its_inflated_content() {
         let content = b"tree of lines\n".repeat(400);
         let id = ObjectId::compute(ObjectKind::Tree, &content);
-        let payload = codec::compress(&content, codec::DEFAULT_LEVEL)
+        let payload = codec::compress(&content, codec::DEFAULT_LEVEL, None)
             .expect("compresses")
             .expect("worth it");
-        let verified =
-            Verified::check_payload(id, ObjectKind::Tree, Codec::Zstd, payload.clone(), 1 << 20)
-                .expect("verifies");
+        let verified = Verified::check_payload(
+            id,
+            ObjectKind::Tree,
+            Codec::Zstd,
+            payload.clone(),
+            1 << 20,
+            &NO_DICTIONARIES,
+        )
+        .expect("verifies");
         assert_eq!(verified.codec(), Codec::Zstd);
         assert_eq!(verified.content_len(), content.len() as u64);
         assert_eq!(
-            verified.content().expect("inflates").as_ref(),
+            verified
+                .content(&NO_DICTIONARIES)
+                .expect("inflates")
+                .as_ref(),
             content.as_slice()
         );
         // Over the limit: refused as too large before inflating.
         assert!(matches!(
-            Verified::check_payload(id, ObjectKind::Tree, Codec::Zstd, payload.clone(), 100),
+            Verified::check_payload(
+                id,
+                ObjectKind::Tree,
+                Codec::Zstd,
+                payload.clone(),
+                100,
+                &NO_DICTIONARIES
+            ),
             Err(StoreError::BadPayload {
                 source: stratum_wire::CodecError::TooLarge { .. },
                 ..
@@ -176,7 +200,14 @@ mod tests {
         // Another object's id: a hash mismatch.
         let other = ObjectId::compute(ObjectKind::Tree, b"other");
         assert!(matches!(
-            Verified::check_payload(other, ObjectKind::Tree, Codec::Zstd, payload, 1 << 20),
+            Verified::check_payload(
+                other,
+                ObjectKind::Tree,
+                Codec::Zstd,
+                payload,
+                1 << 20,
+                &NO_DICTIONARIES
+            ),
             Err(StoreError::HashMismatch { .. })
         ));
     }

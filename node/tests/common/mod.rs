@@ -29,7 +29,8 @@ pub async fn assert_present<F: StoreFs + 'static>(store: &ShardStore<F>, objects
             .expect("get")
             .unwrap_or_else(|| panic!("{id} lost"));
         assert!(
-            got.kind == *kind && *got.content().expect("inflates") == content[..],
+            got.kind == *kind
+                && *got.content(&Default::default()).expect("inflates") == content[..],
             "{id}: wrong bytes"
         );
     }

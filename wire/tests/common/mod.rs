@@ -228,7 +228,9 @@ pub fn message() -> impl Strategy<Value = Message> {
             any::<(u16, u32, u16, u16, u64)>(),
             any::<Option<[u8; 32]>>(),
             any::<u64>(),
-            any::<u8>()
+            any::<u8>(),
+            proptest::collection::vec(any::<u32>(), 0..4),
+            any::<u32>()
         )
             .prop_map(
                 |(
@@ -236,6 +238,8 @@ pub fn message() -> impl Strategy<Value = Message> {
                     auth_challenge,
                     max_object_bytes,
                     codecs,
+                    dictionaries,
+                    dictionary,
                 )| {
                     Message::Welcome(Welcome {
                         protocol_version,
@@ -246,9 +250,19 @@ pub fn message() -> impl Strategy<Value = Message> {
                         auth_challenge,
                         max_object_bytes,
                         codecs,
+                        dictionaries,
+                        dictionary,
                     })
                 }
             ),
+        any::<u32>().prop_map(|id| Message::GetDictionary(GetDictionary { id })),
+        any::<u32>().prop_map(|id| Message::DictionaryBytes(DictionaryBytes { id })),
+        (any::<u32>(), any::<bool>()).prop_map(|(id, make_current)| {
+            Message::InstallDictionary(InstallDictionary { id, make_current })
+        }),
+        (any::<u32>(), any::<u16>()).prop_map(|(id, shards)| Message::DictionaryInstalled(
+            DictionaryInstalled { id, shards }
+        )),
         (
             any::<u32>(),
             any::<u16>(),

@@ -5,6 +5,7 @@
 //! 4 corrupt data detected; 5 request rejected by a node; 6 local failure
 //! (a file, git); 78 bad configuration (topology, secret).
 
+mod dictionary;
 mod export;
 mod git;
 mod import;
@@ -86,6 +87,9 @@ enum Command {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// Train a zstd dictionary, or install one on every node.
+    #[command(subcommand)]
+    Dictionary(DictionaryCommand),
     /// Write every stored object into a Git repository (created if absent).
     ExportGit {
         dir: PathBuf,
@@ -99,6 +103,30 @@ enum Command {
         /// its entries by SHA-1 and cannot be valid in a SHA-256 repository.
         #[arg(long)]
         ids: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DictionaryCommand {
+    /// Train a dictionary on the objects of local Git repositories (no
+    /// cluster needed).
+    Train {
+        #[arg(required = true)]
+        repos: Vec<PathBuf>,
+        /// Where to write it.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Its largest size.
+        #[arg(long, default_value_t = 112_640)]
+        max_bytes: usize,
+    },
+    /// Store a dictionary on every shard of every node, and have clients
+    /// compress with it.
+    Install {
+        file: PathBuf,
+        /// Store it without asking clients to use it yet.
+        #[arg(long)]
+        not_current: bool,
     },
 }
 
@@ -194,6 +222,14 @@ fn parse_id(text: &str) -> Result<ObjectId, CliError> {
 }
 
 fn run(cli: Cli) -> Result<u8, CliError> {
+    if let Command::Dictionary(DictionaryCommand::Train {
+        repos,
+        output,
+        max_bytes,
+    }) = &cli.command
+    {
+        return dictionary::train(repos, output, *max_bytes);
+    }
     let client = connect(&cli.target)?;
     match cli.command {
         Command::Put { file, kind } => {
@@ -231,6 +267,11 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(if existed { 0 } else { 1 })
         }
         Command::Stat => stat(&client),
+        Command::Dictionary(DictionaryCommand::Install { file, not_current }) => {
+            dictionary::install(&client, &file, !not_current)
+        }
+        // Trained above, before connecting.
+        Command::Dictionary(DictionaryCommand::Train { .. }) => Ok(0),
         Command::Repair => repair(&client),
         Command::ImportGit {
             repo,
