@@ -8,7 +8,11 @@ and what a fresh one-shard Stratum node holds after `stratum import-git`
 bytes alone). Needs the release binaries:
 
     cargo build --release -p stratum-node -p stratum-client
-    scripts/footprint.py REPO [REPO ...]
+    scripts/footprint.py REPO [REPO ...] [--dictionary-from TRAIN_REPO]
+
+With --dictionary-from, a dictionary trained on TRAIN_REPO's objects
+(`stratum dictionary train`) is installed on the node before each import,
+and a column shows what it holds then.
 """
 
 import json
@@ -80,7 +84,7 @@ def metric(admin, name):
     )
 
 
-def stratum_stored(repo, compression):
+def stratum_stored(repo, compression, dictionary=None):
     with tempfile.TemporaryDirectory() as scratch:
         port, admin_port = free_port(), free_port()
         listen, admin = f"127.0.0.1:{port}", f"127.0.0.1:{admin_port}"
@@ -97,6 +101,9 @@ def stratum_stored(repo, compression):
                 except OSError:
                     time.sleep(0.1)
             args = [CLI, "--node", listen]
+            if dictionary:
+                subprocess.run(args + ["dictionary", "install", dictionary], check=True,
+                               stdout=subprocess.DEVNULL)
             if not compression:
                 args += ["--compression", "off"]
             subprocess.run(args + ["import-git", repo], check=True,
@@ -112,33 +119,51 @@ def stratum_stored(repo, compression):
             node.wait()
 
 
-def main(repos):
+def main(repos, train_repo):
+    dictionary = None
+    scratch = tempfile.mkdtemp()
+    if train_repo:
+        dictionary = os.path.join(scratch, "trained.dict")
+        subprocess.run([CLI, "dictionary", "train", train_repo, "-o", dictionary], check=True,
+                       stdout=subprocess.DEVNULL)
     rows = []
     for repo in repos:
         count, logical, zlib_bytes, pack = git_forms(repo)
         compressed = stratum_stored(repo, True)
         raw = stratum_stored(repo, False)
+        with_dict = stratum_stored(repo, True, dictionary) if dictionary else None
         rows.append({
             "repo": repo, "objects": count, "logical": logical,
             "zlib_per_object": zlib_bytes, "git_pack": pack,
             "stratum_records": compressed["records"],
             "stratum_payload": compressed["payload"],
             "stratum_records_uncompressed": raw["records"],
+            "stratum_records_dictionary": with_dict and with_dict["records"],
         })
+    shutil.rmtree(scratch)
     print(json.dumps(rows, indent=1), file=sys.stderr)
-    print("| repository | objects | logical | zlib per object | git repack -ad | Stratum (records) | Stratum / logical | uncompressed Stratum |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    extra = " with the dictionary | / logical |" if train_repo else ""
+    print("| repository | objects | logical | zlib per object | git repack -ad | Stratum (records) | Stratum / logical | uncompressed Stratum |" + extra)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if train_repo else ""))
     mb = lambda n: f"{n / 1e6:.2f} MB"
     for row in rows:
         print(f"| {os.path.basename(row['repo'].rstrip('/'))} | {row['objects']} | {mb(row['logical'])} "
               f"| {mb(row['zlib_per_object'])} | {mb(row['git_pack'])} | {mb(row['stratum_records'])} "
-              f"| {row['stratum_records'] / row['logical']:.2f} | {mb(row['stratum_records_uncompressed'])} |")
+              f"| {row['stratum_records'] / row['logical']:.2f} | {mb(row['stratum_records_uncompressed'])} |"
+              + (f" {mb(row['stratum_records_dictionary'])} | {row['stratum_records_dictionary'] / row['logical']:.2f} |"
+                 if train_repo else ""))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    train_repo = None
+    if "--dictionary-from" in args:
+        at = args.index("--dictionary-from")
+        train_repo = args[at + 1]
+        del args[at:at + 2]
+    if not args:
         sys.exit(__doc__)
     for binary in (NODE, CLI):
         if not os.path.exists(binary):
             sys.exit(f"{binary} is missing: cargo build --release -p stratum-node -p stratum-client")
-    main(sys.argv[1:])
+    main(args, train_repo)

@@ -7,7 +7,8 @@
 //! cargo bench -p stratum-bench --bench compression [-- --objects 20000 --rounds 3]
 //! ```
 //!
-//! Each round, for raw then zstd (level 3) payloads, on a fresh node:
+//! Each round, for raw, zstd (level 3) and zstd-with-a-dictionary payloads
+//! (trained on the first 2,000 objects), each on a fresh node:
 //! 1. durable puts, 64 in flight, of `--objects` objects;
 //! 2. gets of random ones of them, all cached (the cache holds them all);
 //! 3. the node restarted with no cache: the same gets, from disk.
@@ -22,8 +23,9 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use stratum_bench::workload::{object, Content, SizeDist};
 use stratum_testkit::{median, process_cpu_seconds, TestClient, TestNode};
+use stratum_wire::codec::Dictionary;
 use stratum_wire::codec::{self, DEFAULT_LEVEL};
-use stratum_wire::message::{Get, Put};
+use stratum_wire::message::{Get, InstallDictionary, Put};
 use stratum_wire::{Codec, Message, MessageKind, ObjectId, ObjectKind};
 
 struct Args {
@@ -58,11 +60,22 @@ struct Prepared {
     logical: usize,
     raw: Vec<u8>,
     zstd: Option<Vec<u8>>,
+    /// Compressed with the dictionary.
+    dict: Option<Vec<u8>>,
 }
 
-/// The objects, and what compressing them and inflating them back cost
-/// the loader's thread (what a frontend pays), in µs per object.
-fn prepare(count: usize) -> (Vec<Prepared>, f64, f64) {
+/// How a round sends its objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Raw,
+    Zstd,
+    Dictionary,
+}
+
+/// The objects, the dictionary, and what compressing them and inflating
+/// them back cost the loader's thread (what a frontend pays), in µs per
+/// object.
+fn prepare(count: usize) -> (Vec<Prepared>, Dictionary, f64, f64) {
     let sizes = SizeDist::parse("git").expect("git sizes");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     let mut compressing = Duration::ZERO;
@@ -77,9 +90,24 @@ fn prepare(count: usize) -> (Vec<Prepared>, f64, f64) {
                 logical: content.len(),
                 raw: content,
                 zstd,
+                dict: None,
             }
         })
         .collect();
+    let samples: Vec<&[u8]> = objects
+        .iter()
+        .take(2000)
+        .map(|o| o.raw.as_slice())
+        .filter(|raw| raw.len() <= 128 << 10)
+        .collect();
+    let dictionary = codec::train(&samples, 112_640)
+        .and_then(|d| d.for_compressing(DEFAULT_LEVEL))
+        .expect("a dictionary");
+    let mut objects = objects;
+    for object in &mut objects {
+        object.dict =
+            codec::compress(&object.raw, DEFAULT_LEVEL, Some(&dictionary)).expect("compress");
+    }
     let started = Instant::now();
     for object in &objects {
         if let Some(zstd) = &object.zstd {
@@ -90,7 +118,7 @@ fn prepare(count: usize) -> (Vec<Prepared>, f64, f64) {
     }
     let inflating = started.elapsed();
     let per = |spent: Duration| spent.as_secs_f64() * 1e6 / count as f64;
-    (objects, per(compressing), per(inflating))
+    (objects, dictionary, per(compressing), per(inflating))
 }
 
 /// Sends `count` requests made by `request`, `WINDOW` in flight; every
@@ -132,27 +160,41 @@ fn measured(node: &TestNode, count: usize, run: impl FnOnce() -> f64) -> Figure 
     }
 }
 
-/// How `object` is sent in `codec` mode (raw when it does not compress).
-fn payload(object: &Prepared, codec: Codec) -> (Codec, &[u8]) {
-    match (codec, &object.zstd) {
-        (Codec::Zstd, Some(compressed)) => (Codec::Zstd, compressed.as_slice()),
-        _ => (Codec::Raw, object.raw.as_slice()),
+/// How `object` is sent in `mode` (raw when it does not compress).
+fn payload(object: &Prepared, mode: Mode) -> (Codec, &[u8]) {
+    let compressed = match mode {
+        Mode::Raw => None,
+        Mode::Zstd => object.zstd.as_ref(),
+        Mode::Dictionary => object.dict.as_ref(),
+    };
+    match compressed {
+        Some(compressed) => (Codec::Zstd, compressed.as_slice()),
+        None => (Codec::Raw, object.raw.as_slice()),
     }
 }
 
-/// Puts, cached gets and uncached gets of `objects` in `codec`.
-fn round(objects: &[Prepared], codec: Codec, cpus: &[usize]) -> [Figure; 3] {
+/// Puts, cached gets and uncached gets of `objects` in `mode`.
+fn round(objects: &[Prepared], mode: Mode, dictionary: &Dictionary, cpus: &[usize]) -> [Figure; 3] {
     pin(&cpus[..1]); // the node inherits the first CPU
     let mut node = TestNode::start(1, &[]);
     pin(&cpus[1..2]);
     let mut client = TestClient::connect_revision(node.addr(0), 2).expect("connect");
+    if mode == Mode::Dictionary {
+        let install = Message::InstallDictionary(InstallDictionary {
+            id: dictionary.id(),
+            make_current: true,
+        });
+        let done = client.call(&install, dictionary.bytes()).expect("install");
+        assert_eq!(done.kind(), MessageKind::DictionaryInstalled);
+        client = TestClient::connect_revision(node.addr(0), 2).expect("connect");
+    }
     let puts = measured(&node, objects.len(), || {
         pipelined(
             &mut client,
             objects.len(),
             MessageKind::PutAck,
             |client, i| {
-                let (codec, bytes) = payload(&objects[i], codec);
+                let (codec, bytes) = payload(&objects[i], mode);
                 let put = Message::Put(Put {
                     id: objects[i].id,
                     kind: ObjectKind::Blob,
@@ -211,18 +253,18 @@ fn main() {
         "needs two CPUs: one for the node, one for the load"
     );
     pin(&cpus[1..2]);
-    let (objects, compress_us, inflate_us) = prepare(args.objects);
+    let (objects, dictionary, compress_us, inflate_us) = prepare(args.objects);
     let logical: usize = objects.iter().map(|o| o.logical).sum();
-    let compressed: usize = objects
-        .iter()
-        .map(|o| o.zstd.as_ref().map_or(o.logical, Vec::len))
-        .sum();
+    let sent = |mode| -> usize { objects.iter().map(|o| payload(o, mode).1.len()).sum() };
+    let (compressed, with_dict) = (sent(Mode::Zstd), sent(Mode::Dictionary));
     println!(
-        "{} objects, git sizes, text content: {:.1} MB logical, {:.1} MB compressed ({:.2}); node on CPU {}, load on CPU {}",
+        "{} objects, git sizes, text content: {:.1} MB logical, {:.1} MB compressed ({:.2}), {:.1} MB with a dictionary ({:.2}); node on CPU {}, load on CPU {}",
         objects.len(),
         logical as f64 / 1e6,
         compressed as f64 / 1e6,
         compressed as f64 / logical as f64,
+        with_dict as f64 / 1e6,
+        with_dict as f64 / logical as f64,
         cpus[0],
         cpus[1]
     );
@@ -230,32 +272,42 @@ fn main() {
         "the loader's CPU per object (a frontend's cost): compress {compress_us:.1} µs, inflate {inflate_us:.1} µs"
     );
     let phases = ["durable puts", "cached gets", "uncached gets"];
-    let mut ratios = vec![(Vec::new(), Vec::new()); phases.len()];
+    // Per phase, per compressed mode: throughput and CPU ratios to raw.
+    let mut ratios = vec![[(Vec::new(), Vec::new()), (Vec::new(), Vec::new())]; phases.len()];
     for number in 1..=args.rounds {
-        let raw = round(&objects, Codec::Raw, &cpus);
-        let zstd = round(&objects, Codec::Zstd, &cpus);
+        let raw = round(&objects, Mode::Raw, &dictionary, &cpus);
+        let zstd = round(&objects, Mode::Zstd, &dictionary, &cpus);
+        let dict = round(&objects, Mode::Dictionary, &dictionary, &cpus);
         for (phase, name) in phases.iter().enumerate() {
-            let (r, z) = (raw[phase], zstd[phase]);
+            let (r, z, d) = (raw[phase], zstd[phase], dict[phase]);
             println!(
-                "round {number} {name:<14} raw {:>8.0}/s {:>6.1} µs CPU | zstd {:>8.0}/s {:>6.1} µs CPU | throughput {:.2}, CPU {:.2}",
+                "round {number} {name:<14} raw {:>8.0}/s {:>5.1} µs | zstd {:>8.0}/s {:>5.1} µs ({:.2}, CPU {:.2}) | dictionary {:>8.0}/s {:>5.1} µs ({:.2}, CPU {:.2})",
                 r.per_sec,
                 r.cpu_us,
                 z.per_sec,
                 z.cpu_us,
                 z.per_sec / r.per_sec,
-                z.cpu_us / r.cpu_us
+                z.cpu_us / r.cpu_us,
+                d.per_sec,
+                d.cpu_us,
+                d.per_sec / r.per_sec,
+                d.cpu_us / r.cpu_us
             );
-            ratios[phase].0.push(z.per_sec / r.per_sec);
-            ratios[phase].1.push(z.cpu_us / r.cpu_us);
+            for (slot, figure) in ratios[phase].iter_mut().zip([z, d]) {
+                slot.0.push(figure.per_sec / r.per_sec);
+                slot.1.push(figure.cpu_us / r.cpu_us);
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("medians over {} rounds (zstd over raw):", args.rounds);
-    for (name, (throughput, cpu)) in phases.iter().zip(&ratios) {
+    println!("medians over {} rounds, over raw:", args.rounds);
+    for (name, modes) in phases.iter().zip(&ratios) {
         println!(
-            "  {name:<14} throughput {:.2}, node CPU per request {:.2}",
-            median(throughput),
-            median(cpu)
+            "  {name:<14} zstd: throughput {:.2}, node CPU per request {:.2} | dictionary: throughput {:.2}, node CPU per request {:.2}",
+            median(&modes[0].0),
+            median(&modes[0].1),
+            median(&modes[1].0),
+            median(&modes[1].1)
         );
     }
 }
