@@ -8,7 +8,11 @@ written), and copies the data dir to OUT with a manifest the upgrade test
 reads. Object contents are `stratum_testkit::object(seed, len)`, computed
 here the same way.
 
-    scripts/make-datadir-fixture.py OLD_NODE_BIN OLD_STRATUM_BIN OUT
+    scripts/make-datadir-fixture.py OLD_NODE_BIN OLD_STRATUM_BIN OUT [--dictionary]
+
+With --dictionary (releases that have `stratum dictionary`), a small
+dictionary trained on the text objects is installed first, so the fixture
+holds records compressed with it and the shard's dictionary files.
 """
 
 import os
@@ -48,7 +52,24 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def main(node_bin, cli_bin, out):
+def train(cli_bin, scratch, objects):
+    """A 4 KiB dictionary trained on `objects` (via a throwaway repository)."""
+    repo = os.path.join(scratch, "train")
+    os.makedirs(repo)
+    git = ["git", "-C", repo, "-c", "user.name=f", "-c", "user.email=f@example.invalid"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    for index, body in enumerate(objects):
+        with open(os.path.join(repo, f"f{index}"), "wb") as f:
+            f.write(body)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "samples"], check=True)
+    path = os.path.join(scratch, "fixture.dict")
+    subprocess.run([cli_bin, "dictionary", "train", repo, "-o", path, "--max-bytes", "4096"],
+                   check=True, capture_output=True)
+    return path
+
+
+def main(node_bin, cli_bin, out, dictionary=False):
     scratch = tempfile.mkdtemp()
     data = os.path.join(scratch, "data")
     listen = f"127.0.0.1:{free_port()}"
@@ -63,6 +84,10 @@ def main(node_bin, cli_bin, out):
             if subprocess.run(cli + ["stat"], capture_output=True).returncode == 0:
                 break
             time.sleep(0.1)
+        if dictionary:
+            samples = [text(seed, 100 + (seed * 997) % 3000) for seed in range(100, 160)]
+            path = train(cli_bin, scratch, samples)
+            subprocess.run(cli + ["dictionary", "install", path], check=True, capture_output=True)
         for seed in range(1, 41):
             length = 100 + (seed * 997) % 3000
             kind = KINDS[seed % 4]
@@ -101,6 +126,7 @@ def main(node_bin, cli_bin, out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    args = [arg for arg in sys.argv[1:] if arg != "--dictionary"]
+    if len(args) != 3:
         sys.exit(__doc__)
-    main(*sys.argv[1:])
+    main(*args, dictionary="--dictionary" in sys.argv[1:])

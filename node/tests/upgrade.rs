@@ -4,7 +4,8 @@
 //! serves everything it held, byte for byte, and nothing it had deleted:
 //! through its index checkpoint, and again by replaying every record. New
 //! writes (compressed ones included) then land beside the old records and
-//! survive a restart.
+//! survive a restart. The fixture of the release that brought compression
+//! holds compressed records, some naming its shard's dictionary.
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,7 @@ fn check_serves(node: &TestNode, entries: &[Entry], release: &str) {
         node.client(0),
         TestClient::connect_revision(node.addr(0), 2).expect("revision 2"),
     ] {
+        let dictionaries = client.fetch_dictionaries().expect("dictionaries");
         for entry in entries {
             let frame = client
                 .call(&Message::Get(Get { id: entry.id }), &[])
@@ -93,9 +95,8 @@ fn check_serves(node: &TestNode, entries: &[Entry], release: &str) {
             match frame.message() {
                 MessageRef::GetOk(_) => {
                     assert!(entry.live, "{release}: deleted {} is served", entry.id);
-                    let got =
-                        codec::decode(frame.codec(), frame.payload(), 1 << 30, &Default::default())
-                            .expect("inflates");
+                    let got = codec::decode(frame.codec(), frame.payload(), 1 << 30, &dictionaries)
+                        .expect("inflates");
                     assert_eq!(
                         got.as_ref(),
                         entry.content.as_slice(),

@@ -11,8 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use stratum_wire::auth::ClusterSecret;
+use stratum_wire::codec::{Dictionaries, Dictionary};
 use stratum_wire::handshake::Greeting;
-use stratum_wire::message::{AuthProof, Hello, HelloAck, PeerRole};
+use stratum_wire::message::{AuthProof, GetDictionary, Hello, HelloAck, PeerRole};
 use stratum_wire::{Codec, Frame, FrameDecoder, FrameEncoder, FrameLimits, Message};
 
 pub struct TestClient {
@@ -139,6 +140,24 @@ impl TestClient {
             }
         }
         Ok(client)
+    }
+
+    /// Every dictionary the node named in its welcome, fetched from it (what
+    /// a client must hold to inflate what this connection is sent).
+    pub fn fetch_dictionaries(&mut self) -> Result<Dictionaries, String> {
+        let mut held = Dictionaries::default();
+        for id in self.greeting.dictionaries.clone() {
+            let get = Message::GetDictionary(GetDictionary { id });
+            let reply = self.call(&get, &[])?;
+            let dictionary =
+                Dictionary::new(reply.payload().to_vec()).map_err(|e| e.to_string())?;
+            if dictionary.id() != id {
+                return Err(format!("asked for {id:#x}, got {:#x}", dictionary.id()));
+            }
+            held.insert(std::sync::Arc::new(dictionary))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(held)
     }
 
     /// Sends one frame; returns its request id.
