@@ -14,22 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-
-def objects(repo):
-    proc = subprocess.Popen(
-        ["git", "-C", repo, "cat-file", "--batch-all-objects", "--batch"],
-        stdout=subprocess.PIPE,
-    )
-    out = proc.stdout
-    while True:
-        header = out.readline()
-        if not header:
-            break
-        oid, kind, size = header.split()
-        content = out.read(int(size))
-        out.read(1)
-        yield oid.decode(), kind.decode(), content
-    proc.wait()
+from gitobjects import objects
 
 
 def compressed_sizes(paths, dictionary=None):

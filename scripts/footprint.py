@@ -26,32 +26,16 @@ import time
 import urllib.request
 import zlib
 
+from gitobjects import objects
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE = os.path.join(ROOT, "target/release/stratum-node")
 CLI = os.path.join(ROOT, "target/release/stratum")
 
 
-def objects(repo):
-    """(type, content) of every object, from one cat-file stream."""
-    proc = subprocess.Popen(
-        ["git", "-C", repo, "cat-file", "--batch-all-objects", "--batch"],
-        stdout=subprocess.PIPE,
-    )
-    out = proc.stdout
-    while True:
-        header = out.readline()
-        if not header:
-            break
-        _, kind, size = header.split()
-        content = out.read(int(size))
-        out.read(1)  # newline
-        yield kind.decode(), content
-    proc.wait()
-
-
 def git_forms(repo):
     logical = zlib_bytes = count = 0
-    for kind, content in objects(repo):
+    for _, kind, content in objects(repo):
         count += 1
         logical += len(content)
         loose = b"%s %d\0" % (kind.encode(), len(content)) + content

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use stratum_bench::workload::{object, Content, SizeDist};
-use stratum_testkit::{median, process_cpu_seconds, TestClient, TestNode};
+use stratum_testkit::{median, pin_to as pin, process_cpu_seconds, TestClient, TestNode};
 use stratum_wire::codec::Dictionary;
 use stratum_wire::codec::{self, DEFAULT_LEVEL};
 use stratum_wire::message::{Get, InstallDictionary, Put};
@@ -231,18 +231,6 @@ fn round(objects: &[Prepared], mode: Mode, dictionary: &Dictionary, cpus: &[usiz
     let uncached = gets(&node, &mut client);
     node.sigterm();
     [puts, cached, uncached]
-}
-
-fn pin(cpus: &[usize]) {
-    // SAFETY: a plain bit set built from CPUs the kernel reported.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in cpus {
-            libc::CPU_SET(*cpu, &mut set);
-        }
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity({cpus:?})");
-    }
 }
 
 fn main() {

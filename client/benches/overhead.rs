@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use stratum_client::{Client, ClientConfig, ObjectId};
 use stratum_node::server::allowed_cpus;
-use stratum_testkit::{median, object, process_cpu_seconds, rusage, TestNode};
+use stratum_testkit::{median, object, pin_to as pin, process_cpu_seconds, rusage, TestNode};
 use stratum_wire::message::Get;
 use stratum_wire::placement::shard_of;
 use stratum_wire::{Message, MessageKind};
@@ -98,20 +98,6 @@ fn options() -> Options {
         index += 2;
     }
     options
-}
-
-/// Pins the calling thread (and the threads and processes it starts
-/// afterwards) to `cpus`.
-fn pin(cpus: &[usize]) {
-    // SAFETY: as above; the set is built from CPUs the kernel reported.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in cpus {
-            libc::CPU_SET(*cpu, &mut set);
-        }
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity({cpus:?})");
-    }
 }
 
 /// One measurement: gets per second, this process's CPU time and context

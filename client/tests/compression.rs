@@ -7,7 +7,7 @@ mod common;
 use common::{fast, metric, Cluster};
 use stratum_client::{BlockingClient, ClientConfig, ClientError, ObjectKind};
 use stratum_testkit::first_release::FirstReleaseNode;
-use stratum_testkit::TestNode;
+use stratum_testkit::{tree_like, TestNode};
 
 fn source_text(seed: u64, len: usize) -> Vec<u8> {
     let mut text = Vec::with_capacity(len);
@@ -115,22 +115,6 @@ fn a_put_over_the_nodes_limit_is_refused_without_being_sent() {
         10.0,
         "the big object never left the client"
     );
-}
-
-fn tree_like(seed: u64, len: usize) -> Vec<u8> {
-    let mut text = Vec::new();
-    let mut entry = 0u64;
-    while text.len() < len {
-        entry += 1;
-        text.extend_from_slice(
-            format!("100644 lib/part_{}/entry_{entry}.rs\0", seed % 11).as_bytes(),
-        );
-        text.extend(
-            (0..32u64).map(|i| (seed.wrapping_mul(40503).wrapping_add(i * entry) >> 2) as u8),
-        );
-    }
-    text.truncate(len);
-    text
 }
 
 #[test]

@@ -269,47 +269,28 @@ fn proxy(upstream: std::net::SocketAddr, raw_flip: bool) -> u16 {
                         let mut payload = frame.payload().to_vec();
                         let mut out = Vec::new();
                         let message = frame.to_message().unwrap();
-                        if matches!(frame.kind(), MessageKind::GetOk | MessageKind::BatchItem)
-                            && !payload.is_empty()
-                        {
-                            if raw_flip {
-                                encoder
-                                    .encode_as(
-                                        &mut out,
-                                        frame.request_id(),
-                                        &message,
-                                        &payload,
-                                        frame.codec(),
-                                    )
-                                    .unwrap();
-                                let last = out.len() - 1;
-                                out[last] ^= 0x40;
-                            } else {
-                                // Past a zstd frame's header, so a
-                                // compressed payload may still inflate:
-                                // to the wrong content.
-                                let at = payload.len() / 2;
-                                payload[at] ^= 0x40;
-                                encoder
-                                    .encode_as(
-                                        &mut out,
-                                        frame.request_id(),
-                                        &message,
-                                        &payload,
-                                        frame.codec(),
-                                    )
-                                    .unwrap();
-                            }
-                        } else {
-                            encoder
-                                .encode_as(
-                                    &mut out,
-                                    frame.request_id(),
-                                    &message,
-                                    &payload,
-                                    frame.codec(),
-                                )
-                                .unwrap();
+                        let edit =
+                            matches!(frame.kind(), MessageKind::GetOk | MessageKind::BatchItem)
+                                && !payload.is_empty();
+                        if edit && !raw_flip {
+                            // Past a zstd frame's header, so a compressed
+                            // payload may still inflate: to the wrong
+                            // content.
+                            let at = payload.len() / 2;
+                            payload[at] ^= 0x40;
+                        }
+                        encoder
+                            .encode_as(
+                                &mut out,
+                                frame.request_id(),
+                                &message,
+                                &payload,
+                                frame.codec(),
+                            )
+                            .unwrap();
+                        if edit && raw_flip {
+                            let last = out.len() - 1;
+                            out[last] ^= 0x40;
                         }
                         if client_write.write_all(&out).is_err() {
                             return;

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use stratum_testkit::first_release::FirstReleaseNode;
-use stratum_testkit::{one_cluster_at_a_time, topology_text, TestClient, TestNode};
+use stratum_testkit::{one_cluster_at_a_time, topology_text, tree_like, TestClient, TestNode};
 use stratum_wire::codec::{self, DEFAULT_LEVEL};
 use stratum_wire::message::{BatchGet, ErrorCode, Get, Has, Ping, Put, PutOutcome};
 use stratum_wire::{Codec, Frame, Message, MessageRef, ObjectId, ObjectKind};
@@ -285,22 +285,6 @@ fn rss_kib(pid: i32) -> u64 {
 fn dictionary() -> stratum_wire::codec::Dictionary {
     let samples: Vec<Vec<u8>> = (0..500).map(|seed| tree_like(seed, 600)).collect();
     stratum_wire::codec::train(&samples, 32 << 10).expect("trains")
-}
-
-fn tree_like(seed: u64, len: usize) -> Vec<u8> {
-    let mut text = Vec::new();
-    let mut entry = 0u64;
-    while text.len() < len {
-        entry += 1;
-        text.extend_from_slice(
-            format!("100644 src/module_{}/file_{entry}.rs\0", seed % 9).as_bytes(),
-        );
-        text.extend(
-            (0..32u64).map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * entry) >> 3) as u8),
-        );
-    }
-    text.truncate(len);
-    text
 }
 
 fn install(client: &mut TestClient, dictionary: &stratum_wire::codec::Dictionary) -> Frame {

@@ -110,3 +110,37 @@ pub fn object(seed: u64, len: usize) -> (ObjectId, ObjectKind, Vec<u8>) {
     let kind = ObjectKind::ALL[(seed % 4) as usize];
     (ObjectId::compute(kind, &content), kind, content)
 }
+
+/// A deterministic object shaped like a Git tree of `len` bytes: entries
+/// of a mode, a path and 32 id bytes. Such objects are short and alike,
+/// what a trained dictionary is for.
+pub fn tree_like(seed: u64, len: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut entry = 0u64;
+    while text.len() < len {
+        entry += 1;
+        text.extend_from_slice(
+            format!("100644 src/module_{}/file_{entry}.rs\0", seed % 9).as_bytes(),
+        );
+        text.extend(
+            (0..32u64).map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * entry) >> 3) as u8),
+        );
+    }
+    text.truncate(len);
+    text
+}
+
+/// Pins the calling thread (and the threads and processes it starts
+/// afterwards) to `cpus`: benchmarks place a node and its load on separate
+/// CPUs with it.
+pub fn pin_to(cpus: &[usize]) {
+    // SAFETY: a plain bit set built from CPU numbers, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(*cpu, &mut set);
+        }
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity({cpus:?})");
+    }
+}

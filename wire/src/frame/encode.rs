@@ -34,9 +34,7 @@ impl FrameEncoder {
         message: &Message,
         payload: &[u8],
     ) -> Result<FrameHeader, EncodeError> {
-        let header = self.encode_head(out, request_id, message, payload)?;
-        out.extend_from_slice(payload);
-        Ok(header)
+        self.encode_as(out, request_id, message, payload, Codec::Raw)
     }
 
     /// Appends only the header and the message to `out`; the checksum already

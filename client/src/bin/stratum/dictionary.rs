@@ -7,7 +7,6 @@
 //! than per-object zstd (docs/measurements/2026-12-07-compression.md).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use stratum_client::git_batch::read_batch;
 use stratum_client::BlockingClient;
@@ -52,18 +51,7 @@ pub fn train(repos: &[PathBuf], output: &Path, max_bytes: usize) -> Result<u8, C
 }
 
 fn collect(repo: &Path, samples: &mut Vec<Vec<u8>>, total: &mut usize) -> Result<(), CliError> {
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["cat-file", "--batch-all-objects", "--batch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| CliError::Local(format!("cannot run git: {err}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| CliError::Local("git's stdout is missing".into()))?;
+    let (child, stdout) = crate::git::cat_all_objects(repo, &[])?;
     let read = read_batch(stdout, |object| {
         if object.content.len() <= MAX_SAMPLE && !object.content.is_empty() {
             *total += object.content.len();

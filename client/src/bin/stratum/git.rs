@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
@@ -74,6 +74,28 @@ pub fn git(repo: &Path, args: &[&str]) -> Result<Output, CliError> {
         )));
     }
     Ok(output)
+}
+
+/// Starts `git cat-file --batch-all-objects --batch` (plus `extra`) in
+/// `repo`: every object, header line and content, on its stdout (taken).
+pub fn cat_all_objects(
+    repo: &Path,
+    extra: &[&str],
+) -> Result<(std::process::Child, std::process::ChildStdout), CliError> {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["cat-file", "--batch-all-objects", "--batch"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| CliError::Local(format!("cannot run git: {err}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| CliError::Local("git's stdout is missing".into()))?;
+    Ok((child, stdout))
 }
 
 /// The object format of the repository at `repo`.

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -66,18 +65,7 @@ pub fn import_git(
     drop(queue);
     drop(done);
 
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["cat-file", "--batch-all-objects", "--batch", "--unordered"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| CliError::Local(format!("cannot run git: {err}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| CliError::Local("git's stdout is missing".into()))?;
+    let (child, stdout) = crate::git::cat_all_objects(repo, &["--unordered"])?;
     let read = read_batch(stdout, |object| work.send(object).is_ok())
         .map_err(|err| CliError::Local(format!("reading git cat-file: {err}")));
     drop(work);
