@@ -12,7 +12,7 @@ use bytes::Bytes;
 use stratum_wire::codec::Dictionary;
 use stratum_wire::message::{
     Delete, ErrorCode, Get, GetTopology, Has, InstallDictionary, ListIds, Put, PutOutcome, Repair,
-    Stats, StatsReply,
+    ReportCorrupt, Stats, StatsReply, Welcome,
 };
 use stratum_wire::{
     codec, Codec, Frame, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef, ObjectId,
@@ -204,12 +204,12 @@ impl Client {
         self.with_failover(id, |route| {
             let message = &message;
             async move {
-                let (mut frame, _) = self.inner.call(&route, message, Bytes::new()).await?;
+                let (mut frame, info) = self.inner.call(&route, message, Bytes::new()).await?;
                 let kind = match frame.message() {
                     MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
                     other => return Err(unexpected(other)),
                 };
-                self.inner.verify(id, kind, &mut frame)
+                self.inner.verify_from(&route, &info, id, kind, &mut frame)
             }
         })
         .await
@@ -236,12 +236,12 @@ impl Client {
         let peer = route.peer().clone();
         let message = Message::Get(Get { id });
         let attempt = async {
-            let (mut frame, _) = self.inner.call(&route, &message, Bytes::new()).await?;
+            let (mut frame, info) = self.inner.call(&route, &message, Bytes::new()).await?;
             let kind = match frame.message() {
                 MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
                 other => return Err(unexpected(other)),
             };
-            self.inner.verify(id, kind, &mut frame)
+            self.inner.verify_from(&route, &info, id, kind, &mut frame)
         };
         attempt.await.map_err(|error| {
             ClientError::from_attempts(Some(id), vec![ReplicaAttempt { peer, error }])
@@ -535,6 +535,59 @@ impl Inner {
         Ok(object)
     }
 
+    /// [`Inner::verify`] of an object `route`'s node sent; if it is corrupt,
+    /// the node is told (it checks its record, quarantines a damaged one
+    /// and repairs it from a replica) while the caller moves on.
+    pub fn verify_from(
+        &self,
+        route: &Route,
+        info: &PeerInfo,
+        id: ObjectId,
+        kind: ObjectKind,
+        frame: &mut Frame,
+    ) -> Result<Object, AttemptError> {
+        let result = self.verify(id, kind, frame);
+        if matches!(result, Err(AttemptError::Corrupt(_))) {
+            self.report_corrupt(route, info, id);
+        }
+        result
+    }
+
+    /// Tells `route`'s node that what it served under `id` is corrupt; no
+    /// answer is awaited. Nodes of the first release do not know the
+    /// message, and are not told.
+    fn report_corrupt(&self, route: &Route, info: &PeerInfo, id: ObjectId) {
+        if !Welcome::accepts(info.codecs, Codec::Zstd) {
+            return;
+        }
+        tracing::warn!(%id, node = info.node_id, shard = info.shard_id, "a node served a corrupt object; reporting it");
+        let request_id = self.io.request_id();
+        let message = Message::ReportCorrupt(ReportCorrupt { id });
+        let mut head = Vec::new();
+        let encoded = ENCODER.with(|encoder| {
+            encoder
+                .borrow_mut()
+                .encode_head(&mut head, request_id, &message, &[])
+        });
+        if encoded.is_err() {
+            return;
+        }
+        let (reply, _) = flume::bounded(1);
+        self.io.send(Outgoing {
+            route: route.clone(),
+            request_id,
+            head,
+            payload: Bytes::new(),
+            codec: Codec::Raw,
+            raw: None,
+            detached: true,
+            content_len: 0,
+            streaming: false,
+            timeout: self.config.request_timeout,
+            reply,
+        });
+    }
+
     /// Encodes and hands a request to the peer's I/O thread; answers go to
     /// `reply`. Returns the request id.
     pub fn send(
@@ -593,6 +646,7 @@ impl Inner {
             payload: bytes,
             codec,
             raw,
+            detached: false,
             content_len: payload.content_len,
             streaming,
             timeout: self.config.request_timeout,
@@ -682,6 +736,7 @@ async fn fetch_topology_from(
             payload: Bytes::new(),
             codec: Codec::Raw,
             raw: None,
+            detached: false,
             content_len: 0,
             streaming: false,
             timeout: config.request_timeout,

@@ -14,7 +14,7 @@ use stratum_wire::{Message, MessageKind, MessageRef, ObjectId, ObjectKind};
 
 use crate::client::{node_error, unexpected, Client, Object};
 use crate::error::{AttemptError, ClientError, Peer, ReplicaAttempt};
-use crate::io::{Event, Route};
+use crate::io::{Event, PeerInfo, Route};
 
 /// Most ids in one `BatchGet` frame (32 bytes each: 128 KiB, well inside
 /// the frame limit, and small enough to spread over a node's cores).
@@ -142,7 +142,7 @@ impl GetMany {
                 self.client.inner.observe(&peer);
                 let request_id = frame.request_id();
                 match frame.kind() {
-                    MessageKind::BatchItem => self.on_item(request_id, &mut frame),
+                    MessageKind::BatchItem => self.on_item(request_id, &peer, &mut frame),
                     MessageKind::BatchEnd => self.end_batch(request_id, || {
                         AttemptError::Protocol("the batch ended without this id".into())
                     }),
@@ -164,7 +164,7 @@ impl GetMany {
         }
     }
 
-    fn on_item(&mut self, request_id: u64, frame: &mut stratum_wire::Frame) {
+    fn on_item(&mut self, request_id: u64, peer: &PeerInfo, frame: &mut stratum_wire::Frame) {
         let MessageRef::BatchItem(item) = frame.message() else {
             return;
         };
@@ -187,7 +187,8 @@ impl GetMany {
         }
         batch.answered[index] = true;
         let (route, replica) = (batch.route.clone(), batch.replica);
-        let result = status.and_then(|kind| self.client.inner.verify(id, kind, frame));
+        let result =
+            status.and_then(|kind| self.client.inner.verify_from(&route, peer, id, kind, frame));
         match result {
             Ok(object) => {
                 self.failures.remove(&id);

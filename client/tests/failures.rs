@@ -360,3 +360,58 @@ fn a_corrupted_answer_is_detected_never_returned() {
     let direct = TestClient::connect(node.addr(0), None).map(|_| ());
     assert!(direct.is_ok());
 }
+
+/// Wrong bytes under a matching CRC (a bug between the hash check and the
+/// write): the node's read serves them (it checks only the CRC), the
+/// client's hash refuses them and reports it, and the node quarantines
+/// the record and repairs it from the other replica.
+#[test]
+fn a_corrupt_object_a_client_reports_is_quarantined_and_repaired() {
+    let mut cluster = Cluster::start(2, 1, 2);
+    let mut config = cluster.config();
+    config.compression_level = None; // a raw record, edited below
+    let client = BlockingClient::connect(config).expect("client");
+    let (id, kind, content) = object(77, 4000);
+    client.put(kind, content.clone()).expect("put");
+    let direct = || client.async_client().clone();
+    let get_from = |node: u32| futures_lite::future::block_on(direct().get_from(node, id));
+    assert_eq!(get_from(2).expect("node 2 holds it").content, content);
+
+    let node = cluster.node(2);
+    node.sigterm();
+    let segment = std::fs::read_dir(node.dir.join("data/shard-000"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with(".dat"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let record = 4096;
+    let len = u32::from_le_bytes(bytes[record + 8..record + 12].try_into().unwrap()) as usize;
+    bytes[record + 48 + len / 2] ^= 0x01;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes[record..record + 12]);
+    crc.update(&bytes[record + 16..record + 48]);
+    crc.update(&bytes[record + 48..record + 48 + len]);
+    bytes[record + 12..record + 16].copy_from_slice(&crc.finalize().to_le_bytes());
+    std::fs::write(&segment, bytes).unwrap();
+    node.launch();
+
+    assert!(
+        matches!(get_from(2), Err(ClientError::Corrupt { .. })),
+        "the client's hash refuses what the node's CRC let through"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(object) = get_from(2) {
+            assert_eq!(object.content, content);
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 never repaired its copy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        metric(cluster.node(2), "stratum_scrub_findings_total", ""),
+        1.0
+    );
+}

@@ -501,3 +501,25 @@ fn a_node_without_the_dictionary_is_sent_inflated_content_and_a_refill_copies_th
         assert_eq!(frame.payload(), content.as_slice());
     }
 }
+
+#[test]
+fn a_report_about_an_intact_object_changes_nothing() {
+    let node = TestNode::start(1, &[]);
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("revision 2");
+    let content = source_like(9, 5000);
+    let id = ObjectId::compute(ObjectKind::Blob, &content);
+    let frame = put_as(&mut client, id, &compressed(&content), Codec::Zstd);
+    assert!(matches!(frame.message(), MessageRef::PutAck(_)));
+    for _ in 0..3 {
+        let report = Message::ReportCorrupt(stratum_wire::message::ReportCorrupt { id });
+        let frame = client.call(&report, &[]).expect("answered");
+        assert!(
+            matches!(frame.message(), MessageRef::CorruptReported(reply) if !reply.quarantined),
+            "{:?}",
+            frame.to_message()
+        );
+    }
+    let frame = get(&mut client, id);
+    assert!(matches!(frame.message(), MessageRef::GetOk(_)));
+    assert_eq!(node.metric("stratum_scrub_findings_total", ""), 0.0);
+}

@@ -178,6 +178,8 @@ catalogue! {
     DictionaryBytes(DictionaryBytes) = 68, "dictionary", payload: true;
     InstallDictionary(InstallDictionary) = 69, "install_dictionary", payload: true;
     DictionaryInstalled(DictionaryInstalled) = 70, "dictionary_installed", payload: false;
+    ReportCorrupt(ReportCorrupt) = 71, "report_corrupt", payload: false;
+    CorruptReported(CorruptReported) = 72, "corrupt_reported", payload: false;
 }
 
 impl MessageKind {

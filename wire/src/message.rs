@@ -458,6 +458,24 @@ pub struct DictionaryInstalled {
     pub shards: u16,
 }
 
+/// A consumer's report (revision 2): the object this node served under `id`
+/// does not hash to it. The node checks its record and, if it is damaged,
+/// quarantines it and copies a good one from a replica.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ReportCorrupt {
+    pub id: ObjectId,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct CorruptReported {
+    pub id: ObjectId,
+    /// The record was found damaged and taken out of service (a repair
+    /// from a replica is under way).
+    pub quarantined: bool,
+}
+
 /// Why a request failed. Numbers are stable across versions.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]

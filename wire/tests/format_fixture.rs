@@ -316,6 +316,19 @@ fn samples_v2() -> Vec<(Message, Vec<u8>, Codec)> {
             Codec::Raw,
         ),
         (
+            Message::ReportCorrupt(ReportCorrupt { id: hellos_id }),
+            vec![],
+            Codec::Raw,
+        ),
+        (
+            Message::CorruptReported(CorruptReported {
+                id: hellos_id,
+                quarantined: true,
+            }),
+            vec![],
+            Codec::Raw,
+        ),
+        (
             Message::Put(Put {
                 id: hellos_id,
                 kind: ObjectKind::Blob,

@@ -505,7 +505,7 @@ impl Connection {
             let Some(outgoing) = self.queued.pop_front() else {
                 break;
             };
-            if outgoing.reply.is_disconnected() {
+            if outgoing.reply.is_disconnected() && !outgoing.detached {
                 continue; // the caller gave up
             }
             let fit = self.fit(outgoing.codec, &outgoing.payload, outgoing.content_len);

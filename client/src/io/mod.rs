@@ -70,6 +70,9 @@ pub(crate) struct Outgoing {
     pub codec: Codec,
     /// The same request with the content raw, when `payload` is compressed.
     pub raw: Option<(Vec<u8>, Bytes)>,
+    /// Nobody waits for the answer (a report): sent even though `reply`
+    /// has no receiver.
+    pub detached: bool,
     /// Length of the object's content (0 when the request carries none),
     /// judged against the node's maximum object size before sending.
     pub content_len: u64,

@@ -25,6 +25,11 @@ pub enum Op {
     Delete {
         id: ObjectId,
     },
+    /// A consumer found the served copy wrong: check it, quarantine it if
+    /// damaged.
+    Quarantine {
+        id: ObjectId,
+    },
 }
 
 /// A successful op's result. Object bytes are `Bytes`: shared with the
@@ -36,6 +41,8 @@ pub enum Done {
     Get(Option<StoredObject>),
     Has(bool),
     Delete(bool),
+    /// Whether the record was found damaged and unindexed.
+    Quarantined(bool),
 }
 
 /// A failed op: the wire code and a human-readable reason.
@@ -92,5 +99,6 @@ pub async fn execute<F: StoreFs + 'static>(store: &ShardStore<F>, op: Op) -> Res
         Op::Get { id } => Done::Get(store.get(&id).await?),
         Op::Has { id } => Done::Has(store.has(&id).await?),
         Op::Delete { id } => Done::Delete(store.delete(id).await?),
+        Op::Quarantine { id } => Done::Quarantined(store.quarantine_if_damaged(&id).await?),
     })
 }

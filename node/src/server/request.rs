@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use stratum_wire::message::{
-    BatchEnd, BatchItem, BatchStatus, DeleteAck, DictionaryBytes, DictionaryInstalled, ErrorCode,
-    GetOk, HasResult, IdList, PeerRole, Pong, PutAck, PutOutcome, RepairStarted, ReplicateAck,
-    StatEntry, StatsReply, TopologyNode, TopologyReply,
+    BatchEnd, BatchItem, BatchStatus, CorruptReported, DeleteAck, DictionaryBytes,
+    DictionaryInstalled, ErrorCode, GetOk, HasResult, IdList, PeerRole, Pong, PutAck, PutOutcome,
+    RepairStarted, ReplicateAck, StatEntry, StatsReply, TopologyNode, TopologyReply,
 };
 use stratum_wire::{Codec, CodecError, Frame, Message, MessageRef, ObjectId, ObjectKind};
 
@@ -67,6 +67,10 @@ enum Request {
     Repair {
         all_shards: bool,
     },
+    /// A consumer found what this node served under `id` wrong.
+    ReportCorrupt {
+        id: ObjectId,
+    },
     /// A dictionary's bytes, for a client or peer that lacks it.
     GetDictionary {
         id: u32,
@@ -115,6 +119,9 @@ impl Request {
             MessageRef::Repair(repair) => Self::Repair {
                 all_shards: repair.all_shards,
             },
+            MessageRef::ReportCorrupt(report) => Self::ReportCorrupt {
+                id: report.id.get(),
+            },
             MessageRef::GetDictionary(get) => Self::GetDictionary {
                 id: get.id.to_native(),
             },
@@ -134,7 +141,7 @@ impl Request {
     fn op_kind(&self) -> Option<OpKind> {
         Some(match self {
             Self::Put { .. } | Self::Replicate { .. } => OpKind::Put,
-            Self::Get { .. } => OpKind::Get,
+            Self::Get { .. } | Self::ReportCorrupt { .. } => OpKind::Get,
             Self::Has { .. } => OpKind::Has,
             Self::Delete { .. } => OpKind::Delete,
             Self::BatchGet { .. } => OpKind::BatchGet,
@@ -429,6 +436,19 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             let _ = conn.reply(request_id, &started, &[]).await;
             Outcome::Ok
         }
+        Request::ReportCorrupt { id } => match core.run_op(&id, Op::Quarantine { id }).await {
+            Ok(Done::Quarantined(quarantined)) => {
+                if quarantined {
+                    tracing::warn!(shard = core.shard_id, %id, peer = %conn.peer_addr, "a consumer's report confirmed: damaged record quarantined, repairing from a replica");
+                    read_repair::maybe_repair(&core, id);
+                }
+                let reply = Message::CorruptReported(CorruptReported { id, quarantined });
+                let _ = conn.reply(request_id, &reply, &[]).await;
+                Outcome::Ok
+            }
+            Ok(_) => unexpected(&conn, request_id).await,
+            Err(err) => fail(&conn, request_id, err).await,
+        },
         Request::GetDictionary { id } => {
             let dictionary = core.store.dictionary_set().get(id).cloned();
             match dictionary {

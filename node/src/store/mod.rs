@@ -681,6 +681,26 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         scrub::scrub(&self.shared, bytes_per_second).await
     }
 
+    /// A consumer found `id` as served from here not hashing to its id (a
+    /// read checks only the CRC): checks its record as scrub does, and
+    /// unindexes it if it is damaged, so a good copy can be stored again.
+    /// Returns whether it did. An intact record is left alone, whoever
+    /// claims otherwise.
+    pub async fn quarantine_if_damaged(&self, id: &ObjectId) -> Result<bool> {
+        let key = key_of(id);
+        // Served from the cache, perhaps: the next read goes to the record.
+        self.shared.cache.borrow_mut().remove(id);
+        let candidates: Vec<Location> = self.shared.index.borrow().candidates(key).collect();
+        let mut unindexed = false;
+        for location in candidates {
+            unindexed |= scrub::unindex_if_confirmed(&self.shared, key, location, Some(*id)).await;
+        }
+        if unindexed {
+            self.shared.stats.borrow_mut().scrub_findings += 1;
+        }
+        Ok(unindexed)
+    }
+
     /// Checkpoints the index (if the shard still takes writes), stops the
     /// writer after the queued writes, and closes the files. A failed
     /// checkpoint is logged, not fatal: the next open replays instead.

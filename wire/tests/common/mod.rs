@@ -256,6 +256,10 @@ pub fn message() -> impl Strategy<Value = Message> {
                 }
             ),
         any::<u32>().prop_map(|id| Message::GetDictionary(GetDictionary { id })),
+        object_id().prop_map(|id| Message::ReportCorrupt(ReportCorrupt { id })),
+        (object_id(), any::<bool>()).prop_map(|(id, quarantined)| Message::CorruptReported(
+            CorruptReported { id, quarantined }
+        )),
         any::<u32>().prop_map(|id| Message::DictionaryBytes(DictionaryBytes { id })),
         (any::<u32>(), any::<bool>()).prop_map(|(id, make_current)| {
             Message::InstallDictionary(InstallDictionary { id, make_current })
