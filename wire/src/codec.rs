@@ -398,6 +398,126 @@ pub fn content_id(
     Ok((hasher.finish(), declared))
 }
 
+/// [`content_id`] a piece at a time, for a caller that gives its thread
+/// away between pieces (a node hashing a large object on a core that
+/// serves others). Owns its own decompression context, so pieces of
+/// several payloads may interleave on one thread.
+pub struct ContentHashing<'a> {
+    payload: &'a [u8],
+    /// Bytes of `payload` consumed so far.
+    read: usize,
+    hasher: ObjectHasher,
+    declared: u64,
+    inflated: u64,
+    /// `Some` for a zstd payload. Declared before `dictionary`, so it is
+    /// dropped first: it may reference the dictionary's prepared form.
+    decoding: Option<Box<Decoding>>,
+    /// Kept alive for as long as the context may reference it.
+    _dictionary: Option<Arc<Dictionary>>,
+}
+
+impl<'a> ContentHashing<'a> {
+    /// Judges the declared size against `max` and finds the dictionary the
+    /// payload names, before any work.
+    pub fn new(
+        kind: ObjectKind,
+        codec: Codec,
+        payload: &'a [u8],
+        max: u64,
+        dictionaries: &Dictionaries,
+    ) -> Result<Self, CodecError> {
+        let declared = content_len(codec, payload, max)?;
+        let (decoding, dictionary) = match codec {
+            Codec::Raw => (None, None),
+            Codec::Zstd => {
+                let dictionary = match frame_dictionary(payload) {
+                    Some(id) => Some(Arc::clone(
+                        dictionaries
+                            .get(id)
+                            .ok_or(CodecError::UnknownDictionary(id))?,
+                    )),
+                    None => None,
+                };
+                let mut dctx = DCtx::create();
+                dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
+                    .map_err(zstd_error)?;
+                if let Some(dictionary) = &dictionary {
+                    dctx.ref_ddict(&dictionary.ddict).map_err(zstd_error)?;
+                }
+                let decoding = Box::new(Decoding {
+                    dctx,
+                    out: vec![0; STREAM_CHUNK],
+                });
+                (Some(decoding), dictionary)
+            }
+        };
+        Ok(Self {
+            payload,
+            read: 0,
+            hasher: ObjectHasher::new(kind, declared),
+            declared,
+            inflated: 0,
+            decoding,
+            _dictionary: dictionary,
+        })
+    }
+
+    /// Hashes about `budget` more bytes of content; the id and length once
+    /// the whole content is hashed.
+    pub fn step(&mut self, budget: usize) -> Result<Option<(ObjectId, u64)>, CodecError> {
+        let Some(decoding) = self.decoding.as_mut() else {
+            let end = (self.read + budget.max(1)).min(self.payload.len());
+            self.hasher.update(&self.payload[self.read..end]);
+            self.read = end;
+            return Ok((end == self.payload.len()).then(|| self.finish()));
+        };
+        let mut done = 0;
+        while done < budget.max(1) {
+            let mut input = InBuffer::around(&self.payload[self.read..]);
+            let mut output = OutBuffer::around(&mut decoding.out[..]);
+            let remaining = decoding
+                .dctx
+                .decompress_stream(&mut output, &mut input)
+                .map_err(zstd_error)?;
+            let written = output.pos();
+            self.read += input.pos();
+            self.inflated += written as u64;
+            done += written.max(1);
+            if self.inflated > self.declared {
+                return Err(CodecError::SizeMismatch {
+                    declared: self.declared,
+                    actual: self.inflated,
+                });
+            }
+            self.hasher.update(&decoding.out[..written]);
+            if remaining == 0 {
+                if self.read < self.payload.len() {
+                    return Err(CodecError::Malformed(format!(
+                        "{} bytes after the zstd frame",
+                        self.payload.len() - self.read
+                    )));
+                }
+                if self.inflated != self.declared {
+                    return Err(CodecError::SizeMismatch {
+                        declared: self.declared,
+                        actual: self.inflated,
+                    });
+                }
+                return Ok(Some(self.finish()));
+            }
+            if self.read == self.payload.len() && written == 0 {
+                return Err(CodecError::Malformed("the zstd frame is truncated".into()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish(&mut self) -> (ObjectId, u64) {
+        let hasher = std::mem::replace(&mut self.hasher, ObjectHasher::new(ObjectKind::Blob, 0));
+        (hasher.finish(), self.declared)
+    }
+}
+
 /// Inflates a zstd payload piece by piece into `each`; stops with an error
 /// as soon as it passes `declared` bytes or the frame is damaged. Returns
 /// the bytes inflated.
@@ -654,5 +774,42 @@ mod tests {
             Dictionary::new(b"not a dictionary".to_vec()),
             Err(CodecError::BadDictionary(_))
         ));
+    }
+
+    #[test]
+    fn hashing_a_piece_at_a_time_gives_the_same_id_and_the_same_refusals() {
+        let content = source_like(300_000);
+        let id = ObjectId::compute(ObjectKind::Blob, &content);
+        let payload = compress(&content, DEFAULT_LEVEL, None).unwrap().unwrap();
+        for (codec, bytes) in [(Codec::Raw, &content), (Codec::Zstd, &payload)] {
+            let mut hashing = ContentHashing::new(ObjectKind::Blob, codec, bytes, 1 << 20, &none())
+                .expect("starts");
+            let mut steps = 0;
+            let found = loop {
+                steps += 1;
+                if let Some(found) = hashing.step(64 << 10).expect("step") {
+                    break found;
+                }
+            };
+            assert_eq!(found, (id, content.len() as u64));
+            assert!(steps >= 4, "{codec:?} took {steps} steps");
+        }
+        // A bomb is refused before the first step; a liar within steps.
+        assert!(matches!(
+            ContentHashing::new(ObjectKind::Blob, Codec::Zstd, &payload, 1000, &none()),
+            Err(CodecError::TooLarge { .. })
+        ));
+        let mut doubled = payload.clone();
+        doubled.extend_from_slice(&payload);
+        let mut hashing =
+            ContentHashing::new(ObjectKind::Blob, Codec::Zstd, &doubled, 1 << 20, &none()).unwrap();
+        let refused = loop {
+            match hashing.step(64 << 10) {
+                Ok(None) => continue,
+                Ok(Some(_)) => break false,
+                Err(_) => break true,
+            }
+        };
+        assert!(refused);
     }
 }

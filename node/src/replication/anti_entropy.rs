@@ -578,6 +578,7 @@ async fn fetch(
         let bytes = frame.payload().len() as u64;
         objects.push(
             read_repair::verify_copy(core, id, kind, &mut frame)
+                .await
                 .map_err(|_| RepairError::BadObject { id })?,
         );
         report.bytes += bytes;

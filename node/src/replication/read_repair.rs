@@ -163,7 +163,7 @@ async fn verify_copy_from(
             fetch_dictionary(core, link, dictionary).await;
         }
     }
-    verify_copy(core, id, kind, frame)
+    verify_copy(core, id, kind, frame).await
 }
 
 /// Copies a dictionary from a peer onto this shard (best effort: without
@@ -191,7 +191,7 @@ async fn fetch_dictionary(core: &Core, link: &PeerLink, id: u32) {
 
 /// A peer's copy of `id` (in whatever codec it came), checked against its
 /// id and this node's object size limit.
-pub(crate) fn verify_copy(
+pub(crate) async fn verify_copy(
     core: &Core,
     id: ObjectId,
     kind: ObjectKind,
@@ -200,5 +200,6 @@ pub(crate) fn verify_copy(
     let codec = frame.codec();
     let max = core.config.limits.max_object_bytes;
     let dictionaries = core.store.dictionary_set();
-    Verified::check_payload(id, kind, codec, frame.take_payload(), max, &dictionaries)
+    Verified::check_payload_yielding(id, kind, codec, frame.take_payload(), max, &dictionaries)
+        .await
 }

@@ -270,7 +270,7 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             // inflating and hashing): a bad body is refused before any
             // replica spends a write on it, and nothing downstream hashes it
             // again.
-            match verify_payload(&core, id, object_kind, &mut frame) {
+            match verify_payload(&core, id, object_kind, &mut frame).await {
                 Err(err) => fail(&conn, request_id, err.into()).await,
                 // Clients' writes are coordinated across the replicas; a
                 // node sending put (rather than replicate) writes here only.
@@ -314,7 +314,7 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 fail(&conn, request_id, err).await
             } else {
                 core.metrics.borrow_mut().bytes_in += frame.payload().len() as u64;
-                let stored = match verify_payload(&core, id, object_kind, &mut frame) {
+                let stored = match verify_payload(&core, id, object_kind, &mut frame).await {
                     Ok(object) => core.run_op(&id, Op::Put(object)).await,
                     Err(err) => Err(err.into()),
                 };
@@ -584,7 +584,7 @@ async fn install_dictionary(
 
 /// Checks a put's or replicate's payload (in the frame's codec) against its
 /// id and this node's object size limit.
-fn verify_payload(
+async fn verify_payload(
     core: &Core,
     id: ObjectId,
     kind: ObjectKind,
@@ -593,7 +593,8 @@ fn verify_payload(
     let codec = frame.codec();
     let max = core.config.limits.max_object_bytes;
     let dictionaries = core.store.dictionary_set();
-    Verified::check_payload(id, kind, codec, frame.take_payload(), max, &dictionaries)
+    Verified::check_payload_yielding(id, kind, codec, frame.take_payload(), max, &dictionaries)
+        .await
 }
 
 /// A stored record passed its CRC but does not inflate: damaged between the
