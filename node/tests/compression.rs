@@ -523,3 +523,41 @@ fn a_report_about_an_intact_object_changes_nothing() {
     assert!(matches!(frame.message(), MessageRef::GetOk(_)));
     assert_eq!(node.metric("stratum_scrub_findings_total", ""), 0.0);
 }
+
+#[test]
+fn large_objects_are_checked_in_steps_raw_and_compressed() {
+    let node = TestNode::start(1, &[]);
+    let mut client = TestClient::connect_revision(node.addr(0), 2).expect("revision 2");
+    let (_, _, random) = stratum_testkit::object(5, 3 << 20);
+    let text = source_like(6, 3 << 20);
+    for (content, codec) in [(&random, Codec::Raw), (&text, Codec::Zstd)] {
+        let id = ObjectId::compute(ObjectKind::Blob, content);
+        let payload = match codec {
+            Codec::Raw => content.clone(),
+            Codec::Zstd => compressed(content),
+        };
+        // Wrong content for the id: refused after the last step.
+        let mut wrong = content.clone();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 1;
+        let wrong_payload = match codec {
+            Codec::Raw => wrong,
+            Codec::Zstd => compressed(&wrong),
+        };
+        let frame = put_as(&mut client, id, &wrong_payload, codec);
+        assert_eq!(
+            error_code(&frame),
+            Some(ErrorCode::HashMismatch),
+            "{codec:?}"
+        );
+        let frame = put_as(&mut client, id, &payload, codec);
+        assert!(
+            matches!(frame.message(), MessageRef::PutAck(_)),
+            "{codec:?}"
+        );
+        let frame = get(&mut client, id);
+        let got = codec::decode(frame.codec(), frame.payload(), 1 << 30, &Default::default())
+            .expect("inflates");
+        assert_eq!(got.as_ref(), content.as_slice());
+    }
+}
