@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! scripts/install-bench-deps.sh      # redis-server, redis-benchmark
-//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards 2 --rounds 3 --dir DIR --sync-method dsync|fdatasync --no-redis-rewrite]
+//! cargo bench -p stratum-node --bench server [-- --size 1024 --clients 50 --seconds 5 --shards N --rounds 3 --dir DIR --sync-method dsync|fdatasync --no-redis-rewrite --server-cpus 0 --load-cpus 1 --unpinned]
 //! ```
 //!
 //! The Stratum side mirrors redis-benchmark: one load thread, `--clients`
@@ -23,6 +23,15 @@
 //! Redis runs with its defaults beyond the AOF settings, so it rewrites its
 //! AOF as the file doubles (printed per SET phase); `--no-redis-rewrite`
 //! turns that off for a steady-state comparison.
+//!
+//! Placement: on a machine with two or more CPUs the servers run on
+//! `--server-cpus` (default: the first CPU) and the load on `--load-cpus`
+//! (default: the second), and the node has one shard unless `--shards`
+//! says otherwise: per core, as on a dedicated host, where each core owns
+//! its shard and the load comes from elsewhere. `--unpinned` lets every
+//! process run anywhere (the default shard count is then 2): that measures
+//! the servers and the load generator contending for the same CPUs, which
+//! says more about the scheduler than about either server.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -48,6 +57,15 @@ struct Args {
     sync_method: Option<String>,
     /// Start Redis with automatic AOF rewrites off.
     no_redis_rewrite: bool,
+    /// Where the servers and the load run (`None`: anywhere).
+    server_cpus: Option<Vec<usize>>,
+    load_cpus: Option<Vec<usize>>,
+}
+
+fn cpu_list(text: &str) -> Vec<usize> {
+    text.split(',')
+        .map(|cpu| cpu.trim().parse().expect("a CPU list like 0 or 2,3"))
+        .collect()
 }
 
 fn parse_args() -> Args {
@@ -60,7 +78,10 @@ fn parse_args() -> Args {
         dir: None,
         sync_method: None,
         no_redis_rewrite: false,
+        server_cpus: None,
+        load_cpus: None,
     };
+    let (mut shards, mut unpinned) = (None, false);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().expect("flag value");
@@ -68,7 +89,10 @@ fn parse_args() -> Args {
             "--size" => args.size = value().parse().expect("--size BYTES"),
             "--clients" => args.clients = value().parse().expect("--clients N"),
             "--seconds" => args.seconds = value().parse().expect("--seconds S"),
-            "--shards" => args.shards = value().parse().expect("--shards N"),
+            "--shards" => shards = Some(value().parse().expect("--shards N")),
+            "--server-cpus" => args.server_cpus = Some(cpu_list(&value())),
+            "--load-cpus" => args.load_cpus = Some(cpu_list(&value())),
+            "--unpinned" => unpinned = true,
             "--rounds" => args.rounds = value().parse().expect("--rounds N"),
             "--dir" => args.dir = Some(PathBuf::from(value())),
             "--sync-method" => args.sync_method = Some(value()),
@@ -76,7 +100,22 @@ fn parse_args() -> Args {
             _ => {} // cargo bench passes --bench
         }
     }
+    let cpus = stratum_node::server::allowed_cpus();
+    if !unpinned && cpus.len() >= 2 {
+        args.server_cpus.get_or_insert_with(|| vec![cpus[0]]);
+        args.load_cpus.get_or_insert_with(|| vec![cpus[1]]);
+    }
+    let pinned = args.server_cpus.is_some();
+    args.shards = shards.unwrap_or(if pinned { 1 } else { 2 });
     args
+}
+
+/// Runs the calling thread, and what it starts from now on, on `cpus`.
+fn place(cpus: &Option<Vec<usize>>) {
+    match cpus {
+        Some(cpus) => stratum_testkit::pin_to(cpus),
+        None => stratum_testkit::pin_to(&stratum_node::server::allowed_cpus()),
+    }
 }
 
 fn free_port_run(count: u16) -> u16 {
@@ -536,23 +575,29 @@ fn main() {
     };
     let dir = dir.path();
     println!(
-        "server bench: {} B values, {} clients, 1 request in flight each, {} s per phase, {} shards, sync method {}",
+        "server bench: {} B values, {} clients, 1 request in flight each, {} s per phase, {} shards, sync method {}, servers on CPUs {}, load on CPUs {}",
         args.size,
         args.clients,
         args.seconds,
         args.shards,
-        args.sync_method.as_deref().unwrap_or("(node default)")
+        args.sync_method.as_deref().unwrap_or("(node default)"),
+        args.server_cpus.as_ref().map_or("any".into(), |cpus| format!("{cpus:?}")),
+        args.load_cpus.as_ref().map_or("any".into(), |cpus| format!("{cpus:?}")),
     );
 
     let port = free_port_run(args.shards + 1);
     let admin_port = port + args.shards;
+    place(&args.server_cpus);
     let node = start_node(dir, port, args.shards, args.sync_method.as_deref());
+    place(&args.load_cpus);
     let stored = make_objects(10_000, args.size, 2);
     preload(&args, port, &stored);
     let ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
     drop(stored);
     let redis_port = free_port_run(1);
+    place(&args.server_cpus);
     let redis = start_redis(dir, redis_port, !args.no_redis_rewrite);
+    place(&args.load_cpus);
 
     // Rounds alternate the two servers phase by phase, so drift on a shared
     // machine hits both; the ratio of each round's pair is reported, and
