@@ -375,7 +375,12 @@ fn a_corrupt_object_a_client_reports_is_quarantined_and_repaired() {
     client.put(kind, content.clone()).expect("put");
     let direct = || client.async_client().clone();
     let get_from = |node: u32| futures_lite::future::block_on(direct().get_from(node, id));
-    assert_eq!(get_from(2).expect("node 2 holds it").content, content);
+    // Write quorum 1: node 2's copy may land a moment after the ack.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_from(2).map(|object| object.content).ok().as_ref() != Some(&content) {
+        assert!(Instant::now() < deadline, "node 2 never got its copy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let node = cluster.node(2);
     node.sigterm();
