@@ -255,6 +255,9 @@ pub struct ShardStore<F: StoreFs + 'static> {
     shared: Rc<Shared<F>>,
     queue: Option<flume::Sender<group_commit::WriteOp>>,
     writer: Option<glommio::Task<()>>,
+    /// One dictionary install at a time: two of the same id must not
+    /// both pass the conflict check and then overwrite each other's file.
+    installing: glommio::sync::Semaphore,
 }
 
 impl<F: StoreFs + 'static> ShardStore<F> {
@@ -291,6 +294,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
                 shared,
                 queue: Some(sender),
                 writer: Some(task),
+                installing: glommio::sync::Semaphore::new(1),
             },
             report,
         ))
@@ -335,11 +339,23 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         let dictionary = stratum_wire::codec::Dictionary::new(bytes)
             .map_err(|err| StoreError::Config(err.to_string()))?;
         let id = dictionary.id();
-        let fresh = !self.shared.dictionaries.borrow().dictionaries.contains(id);
+        let _installing = self
+            .installing
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        let fresh = match self.shared.dictionaries.borrow().dictionaries.get(id) {
+            Some(held) if held.bytes() != dictionary.bytes() => {
+                return Err(StoreError::Config(
+                    stratum_wire::CodecError::DictionaryConflict(id).to_string(),
+                ))
+            }
+            Some(_) => false,
+            None => true,
+        };
         if fresh {
             dictionaries::save(&self.shared.fs, &self.shared.dir, &dictionary).await?;
         }
-        // Checked again after the await: another install may have run.
         let mut set = (*self.shared.dictionaries.borrow().dictionaries).clone();
         let added = set
             .insert(Arc::new(dictionary))
