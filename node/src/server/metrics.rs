@@ -246,109 +246,301 @@ impl MetricsSnapshot {
                 self.metrics.connections(event),
             ));
         }
-        let m = &self.metrics;
-        let s = &self.store;
         out.extend(
-            [
-                ("connections.open", m.open_connections),
-                ("bytes_in", m.bytes_in),
-                ("bytes_out", m.bytes_out),
-                ("misrouted", m.misrouted),
-                ("forwarded_in", m.forwarded_in),
-                ("in_flight", self.in_flight),
-                ("buffered_bytes", self.buffered_bytes),
-                ("store.objects", s.objects),
-                ("store.segments", s.segments),
-                ("store.disk_bytes", s.disk_bytes),
-                ("store.live_bytes", s.live_bytes),
-                ("store.index_bytes", s.index_bytes),
-                ("store.puts_stored", s.puts_stored),
-                ("store.put_content_bytes", s.put_content_bytes),
-                ("store.put_payload_bytes", s.put_payload_bytes),
-                ("store.puts_deduplicated", s.puts_deduplicated),
-                ("store.deletes", s.deletes),
-                ("store.group_commits", s.group_commits),
-                ("store.group_commit_records", s.group_commit_records),
-                (
-                    "store.group_commit_write_micros",
-                    s.group_commit_write_micros,
-                ),
-                ("store.group_commit_sync_micros", s.group_commit_sync_micros),
-                ("store.cache_hits", s.cache_hits),
-                ("store.cache_misses", s.cache_misses),
-                ("store.corrupt_reads", s.corrupt_reads),
-                ("store.scrubs", s.scrubs),
-                ("store.scrub_findings", s.scrub_findings),
-                ("topology_epoch", self.topology_epoch),
-                ("replication.quorum_acked", self.replication.quorum_acked),
-                (
-                    "replication.quorum_partial",
-                    self.replication.quorum_partial,
-                ),
-                (
-                    "replication.quorum_unavailable",
-                    self.replication.quorum_unavailable,
-                ),
-                ("replication.hints_queued", self.replication.hints_queued),
-                ("replication.hints_dropped", self.replication.hints_dropped),
-                (
-                    "replication.hints_replayed",
-                    self.replication.hints_replayed,
-                ),
-                ("replication.hints_pending", self.hints_pending),
-                ("replication.hints_stranded", self.hints_stranded),
-                ("replication.read_repairs", self.replication.read_repairs),
-                (
-                    "replication.read_repair_failures",
-                    self.replication.read_repair_failures,
-                ),
-                (
-                    "replication.epoch_mismatches",
-                    self.epoch_mismatches + self.replication.replicate_epoch_mismatches,
-                ),
-                (
-                    "repair.ranges_compared",
-                    self.replication.repair_ranges_compared,
-                ),
-                (
-                    "repair.objects_fetched",
-                    self.replication.repair_objects_fetched,
-                ),
-                (
-                    "repair.bytes_fetched",
-                    self.replication.repair_bytes_fetched,
-                ),
-                (
-                    "repair.tombstones_applied",
-                    self.replication.repair_tombstones_applied,
-                ),
-                ("repair.failures", self.replication.repair_failures),
-                ("repair.wire_bytes", self.replication.repair_wire_bytes),
-                ("repair.passes", self.replication.repair_passes),
-                ("repair.peers", self.replication.repair_peers),
-                (
-                    "repair.peers_in_sync",
-                    self.replication.repair_peers_in_sync,
-                ),
-                ("store.tombstones", self.tombstones),
-                ("rebalance.backlog", self.replication.rebalance_backlog),
-                (
-                    "rebalance.handed_off",
-                    self.replication.rebalance_handed_off,
-                ),
-                ("rebalance.sent", self.replication.rebalance_sent),
-                ("rebalance.stale", self.replication.rebalance_stale),
-                (
-                    "store.writable",
-                    u64::from(self.write_mode == WriteMode::Writable),
-                ),
-            ]
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value)),
+            CATALOGUE
+                .iter()
+                .map(|metric| (metric.stat.to_owned(), (metric.value)(self))),
         );
         out
     }
 }
+
+/// How a catalogue value is exported to Prometheus: not at all, as it is,
+/// or (a count of microseconds) in seconds. Name, type, help.
+#[derive(Clone, Copy)]
+enum Prom {
+    No,
+    Plain(&'static str, &'static str, &'static str),
+    Seconds(&'static str, &'static str, &'static str),
+}
+
+/// One number a shard reports: its name in the `stats` reply (what
+/// `stratum stat` and older tools read), and its Prometheus form.
+struct Metric {
+    stat: &'static str,
+    prom: Prom,
+    value: fn(&MetricsSnapshot) -> u64,
+}
+
+/// Every per-shard number beyond the labelled families (requests,
+/// latencies, connection events), written once for both renderings.
+const CATALOGUE: &[Metric] = &[
+    Metric {
+        stat: "connections.open",
+        prom: Prom::Plain("stratum_connections_open", "gauge", "Open connections."),
+        value: |s| s.metrics.open_connections,
+    },
+    Metric {
+        stat: "bytes_in",
+        prom: Prom::Plain("stratum_object_bytes_received_total", "counter", "Object payload bytes received in puts and replicas, as sent (compressed or not)."),
+        value: |s| s.metrics.bytes_in,
+    },
+    Metric {
+        stat: "bytes_out",
+        prom: Prom::Plain("stratum_object_bytes_sent_total", "counter", "Object payload bytes sent in replies, as sent (compressed or not)."),
+        value: |s| s.metrics.bytes_out,
+    },
+    Metric {
+        stat: "misrouted",
+        prom: Prom::Plain("stratum_misrouted_requests_total", "counter", "Requests for objects another core owns, forwarded to it."),
+        value: |s| s.metrics.misrouted,
+    },
+    Metric {
+        stat: "forwarded_in",
+        prom: Prom::Plain("stratum_forwarded_requests_total", "counter", "Requests other cores forwarded to this one."),
+        value: |s| s.metrics.forwarded_in,
+    },
+    Metric {
+        stat: "in_flight",
+        prom: Prom::Plain("stratum_in_flight_requests", "gauge", "Requests being served."),
+        value: |s| s.in_flight,
+    },
+    Metric {
+        stat: "buffered_bytes",
+        prom: Prom::Plain("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory."),
+        value: |s| s.buffered_bytes,
+    },
+    Metric {
+        stat: "store.objects",
+        prom: Prom::Plain("stratum_store_objects", "gauge", "Objects stored."),
+        value: |s| s.store.objects,
+    },
+    Metric {
+        stat: "store.segments",
+        prom: Prom::Plain("stratum_store_segments", "gauge", "Segment files."),
+        value: |s| s.store.segments,
+    },
+    Metric {
+        stat: "store.disk_bytes",
+        prom: Prom::Plain("stratum_store_disk_bytes", "gauge", "Bytes in segment files."),
+        value: |s| s.store.disk_bytes,
+    },
+    Metric {
+        stat: "store.live_bytes",
+        prom: Prom::Plain("stratum_store_live_bytes", "gauge", "Bytes of live records."),
+        value: |s| s.store.live_bytes,
+    },
+    Metric {
+        stat: "store.index_bytes",
+        prom: Prom::Plain("stratum_store_index_bytes", "gauge", "Memory held by the index."),
+        value: |s| s.store.index_bytes,
+    },
+    Metric {
+        stat: "store.puts_stored",
+        prom: Prom::Plain("stratum_store_puts_stored_total", "counter", "Puts that wrote a record."),
+        value: |s| s.store.puts_stored,
+    },
+    Metric {
+        stat: "store.put_content_bytes",
+        prom: Prom::Plain("stratum_store_put_logical_bytes_total", "counter", "Content bytes (inflated) of the objects puts stored."),
+        value: |s| s.store.put_content_bytes,
+    },
+    Metric {
+        stat: "store.put_payload_bytes",
+        prom: Prom::Plain("stratum_store_put_stored_bytes_total", "counter", "Bytes the records of those objects hold (compressed where the client compressed)."),
+        value: |s| s.store.put_payload_bytes,
+    },
+    Metric {
+        stat: "store.puts_deduplicated",
+        prom: Prom::Plain("stratum_store_puts_deduplicated_total", "counter", "Puts of objects already held."),
+        value: |s| s.store.puts_deduplicated,
+    },
+    Metric {
+        stat: "store.deletes",
+        prom: Prom::Plain("stratum_store_deletes_total", "counter", "Tombstones written."),
+        value: |s| s.store.deletes,
+    },
+    Metric {
+        stat: "store.group_commits",
+        prom: Prom::Plain("stratum_group_commits_total", "counter", "Group commits (one write + one fdatasync each)."),
+        value: |s| s.store.group_commits,
+    },
+    Metric {
+        stat: "store.group_commit_records",
+        prom: Prom::Plain("stratum_group_commit_records_total", "counter", "Records written by group commits; divided by stratum_group_commits_total it is the mean batch size."),
+        value: |s| s.store.group_commit_records,
+    },
+    Metric {
+        stat: "store.group_commit_write_micros",
+        prom: Prom::Seconds("stratum_group_commit_write_seconds_total", "counter", "Time group commits spent writing batches."),
+        value: |s| s.store.group_commit_write_micros,
+    },
+    Metric {
+        stat: "store.group_commit_sync_micros",
+        prom: Prom::Seconds("stratum_group_commit_sync_seconds_total", "counter", "Time group commits spent in fdatasync (none with store.sync_method dsync: its writes include the sync)."),
+        value: |s| s.store.group_commit_sync_micros,
+    },
+    Metric {
+        stat: "store.cache_hits",
+        prom: Prom::Plain("stratum_cache_hits_total", "counter", "Object cache hits."),
+        value: |s| s.store.cache_hits,
+    },
+    Metric {
+        stat: "store.cache_misses",
+        prom: Prom::Plain("stratum_cache_misses_total", "counter", "Object cache misses."),
+        value: |s| s.store.cache_misses,
+    },
+    Metric {
+        stat: "store.corrupt_reads",
+        prom: Prom::Plain("stratum_corrupt_reads_total", "counter", "Reads that found a damaged record."),
+        value: |s| s.store.corrupt_reads,
+    },
+    Metric {
+        stat: "store.scrubs",
+        prom: Prom::Plain("stratum_scrubs_total", "counter", "Completed scrub passes."),
+        value: |s| s.store.scrubs,
+    },
+    Metric {
+        stat: "store.scrub_findings",
+        prom: Prom::Plain("stratum_scrub_findings_total", "counter", "Damaged records scrubs found."),
+        value: |s| s.store.scrub_findings,
+    },
+    Metric {
+        stat: "topology_epoch",
+        prom: Prom::Plain("stratum_topology_epoch", "gauge", "The topology epoch this core routes by."),
+        value: |s| s.topology_epoch,
+    },
+    Metric {
+        stat: "replication.quorum_acked",
+        prom: Prom::Plain("stratum_quorum_acked_total", "counter", "Client writes acknowledged at the write quorum."),
+        value: |s| s.replication.quorum_acked,
+    },
+    Metric {
+        stat: "replication.quorum_partial",
+        prom: Prom::Plain("stratum_quorum_partial_total", "counter", "Acknowledged writes that some replica missed (a hint was queued)."),
+        value: |s| s.replication.quorum_partial,
+    },
+    Metric {
+        stat: "replication.quorum_unavailable",
+        prom: Prom::Plain("stratum_quorum_unavailable_total", "counter", "Client writes refused: fewer than the write quorum reachable or durable."),
+        value: |s| s.replication.quorum_unavailable,
+    },
+    Metric {
+        stat: "replication.hints_queued",
+        prom: Prom::No,
+        value: |s| s.replication.hints_queued,
+    },
+    Metric {
+        stat: "replication.hints_dropped",
+        prom: Prom::Plain("stratum_hints_dropped_total", "counter", "Hints not kept (queue full or write failed)."),
+        value: |s| s.replication.hints_dropped,
+    },
+    Metric {
+        stat: "replication.hints_replayed",
+        prom: Prom::Plain("stratum_hints_replayed_total", "counter", "Hints delivered to their replica."),
+        value: |s| s.replication.hints_replayed,
+    },
+    Metric {
+        stat: "replication.hints_pending",
+        prom: Prom::Plain("stratum_hints_pending", "gauge", "Hints waiting to be replayed to their replica."),
+        value: |s| s.hints_pending,
+    },
+    Metric {
+        stat: "replication.hints_stranded",
+        prom: Prom::Plain("stratum_hints_stranded", "gauge", "Hints for nodes no longer in the topology: kept on disk, never replayed."),
+        value: |s| s.hints_stranded,
+    },
+    Metric {
+        stat: "replication.read_repairs",
+        prom: Prom::Plain("stratum_read_repairs_total", "counter", "Missing objects copied from another replica after a client read."),
+        value: |s| s.replication.read_repairs,
+    },
+    Metric {
+        stat: "replication.read_repair_failures",
+        prom: Prom::No,
+        value: |s| s.replication.read_repair_failures,
+    },
+    Metric {
+        stat: "replication.epoch_mismatches",
+        prom: Prom::Plain("stratum_peer_epoch_mismatches_total", "counter", "Peer handshakes and replicate requests on another topology epoch."),
+        value: |s| s.epoch_mismatches + s.replication.replicate_epoch_mismatches,
+    },
+    Metric {
+        stat: "repair.ranges_compared",
+        prom: Prom::Plain("stratum_repair_ranges_compared_total", "counter", "Anti-entropy: ranges whose digests were compared with a peer's."),
+        value: |s| s.replication.repair_ranges_compared,
+    },
+    Metric {
+        stat: "repair.objects_fetched",
+        prom: Prom::Plain("stratum_repair_objects_fetched_total", "counter", "Anti-entropy: objects copied here from a peer."),
+        value: |s| s.replication.repair_objects_fetched,
+    },
+    Metric {
+        stat: "repair.bytes_fetched",
+        prom: Prom::Plain("stratum_repair_bytes_fetched_total", "counter", "Anti-entropy: object bytes copied here from a peer."),
+        value: |s| s.replication.repair_bytes_fetched,
+    },
+    Metric {
+        stat: "repair.tombstones_applied",
+        prom: Prom::Plain("stratum_repair_tombstones_applied_total", "counter", "Anti-entropy: deletes learned from a peer and applied here."),
+        value: |s| s.replication.repair_tombstones_applied,
+    },
+    Metric {
+        stat: "repair.failures",
+        prom: Prom::Plain("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error."),
+        value: |s| s.replication.repair_failures,
+    },
+    Metric {
+        stat: "repair.wire_bytes",
+        prom: Prom::Plain("stratum_repair_wire_bytes_total", "counter", "Anti-entropy: bytes exchanged with peers, both ways, objects included."),
+        value: |s| s.replication.repair_wire_bytes,
+    },
+    Metric {
+        stat: "repair.passes",
+        prom: Prom::Plain("stratum_repair_passes_total", "counter", "Anti-entropy passes finished (each over every peer shard)."),
+        value: |s| s.replication.repair_passes,
+    },
+    Metric {
+        stat: "repair.peers",
+        prom: Prom::Plain("stratum_repair_peers", "gauge", "Peer shards this core compares with."),
+        value: |s| s.replication.repair_peers,
+    },
+    Metric {
+        stat: "repair.peers_in_sync",
+        prom: Prom::Plain("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found nothing this shard lacked."),
+        value: |s| s.replication.repair_peers_in_sync,
+    },
+    Metric {
+        stat: "store.tombstones",
+        prom: Prom::Plain("stratum_store_tombstones", "gauge", "Deleted ids this shard remembers (they block repair from copying the object back)."),
+        value: |s| s.tombstones,
+    },
+    Metric {
+        stat: "rebalance.backlog",
+        prom: Prom::Plain("stratum_rebalance_backlog", "gauge", "Copies held of objects this node no longer replicates, still to hand off (0 on a leaving node: safe to stop)."),
+        value: |s| s.replication.rebalance_backlog,
+    },
+    Metric {
+        stat: "rebalance.handed_off",
+        prom: Prom::Plain("stratum_rebalance_handed_off_total", "counter", "Copies dropped after the write quorum of current replicas held them."),
+        value: |s| s.replication.rebalance_handed_off,
+    },
+    Metric {
+        stat: "rebalance.sent",
+        prom: Prom::Plain("stratum_rebalance_sent_total", "counter", "Copies sent to a current replica that lacked them."),
+        value: |s| s.replication.rebalance_sent,
+    },
+    Metric {
+        stat: "rebalance.stale",
+        prom: Prom::Plain("stratum_rebalance_stale_total", "counter", "Copies dropped because a current replica had deleted the object."),
+        value: |s| s.replication.rebalance_stale,
+    },
+    Metric {
+        stat: "store.writable",
+        prom: Prom::Plain("stratum_shard_writable", "gauge", "1 if the shard takes writes, 0 if read-only or failed."),
+        value: |s| u64::from(s.write_mode == WriteMode::Writable),
+    },
+];
 
 /// Renders snapshots in the Prometheus text exposition format (0.0.4).
 pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String {
@@ -408,116 +600,37 @@ pub fn render_prometheus(node_id: u32, snapshots: &[MetricsSnapshot]) -> String 
         }
     }
 
-    type Getter = fn(&MetricsSnapshot) -> f64;
-    let simple: [(&str, &str, &str, Getter); 52] = [
-        ("stratum_connections_open", "gauge", "Open connections.", |s| s.metrics.open_connections as f64),
-        ("stratum_in_flight_requests", "gauge", "Requests being served.", |s| s.in_flight as f64),
-        ("stratum_buffered_request_bytes", "gauge", "Request body bytes held in memory.", |s| s.buffered_bytes as f64),
-        ("stratum_object_bytes_received_total", "counter", "Object payload bytes received in puts and replicas, as sent (compressed or not).", |s| s.metrics.bytes_in as f64),
-        ("stratum_object_bytes_sent_total", "counter", "Object payload bytes sent in replies, as sent (compressed or not).", |s| s.metrics.bytes_out as f64),
-        ("stratum_misrouted_requests_total", "counter", "Requests for objects another core owns, forwarded to it.", |s| s.metrics.misrouted as f64),
-        ("stratum_forwarded_requests_total", "counter", "Requests other cores forwarded to this one.", |s| s.metrics.forwarded_in as f64),
-        ("stratum_store_objects", "gauge", "Objects stored.", |s| s.store.objects as f64),
-        ("stratum_store_segments", "gauge", "Segment files.", |s| s.store.segments as f64),
-        ("stratum_store_disk_bytes", "gauge", "Bytes in segment files.", |s| s.store.disk_bytes as f64),
-        ("stratum_store_live_bytes", "gauge", "Bytes of live records.", |s| s.store.live_bytes as f64),
-        ("stratum_store_index_bytes", "gauge", "Memory held by the index.", |s| s.store.index_bytes as f64),
-        ("stratum_store_puts_stored_total", "counter", "Puts that wrote a record.", |s| s.store.puts_stored as f64),
-        ("stratum_store_put_logical_bytes_total", "counter", "Content bytes (inflated) of the objects puts stored.", |s| s.store.put_content_bytes as f64),
-        ("stratum_store_put_stored_bytes_total", "counter", "Bytes the records of those objects hold (compressed where the client compressed).", |s| s.store.put_payload_bytes as f64),
-        ("stratum_store_put_compression_ratio", "gauge", "Stored over logical bytes of the objects puts stored (1: nothing saved).", |s| if s.store.put_content_bytes == 0 { 1.0 } else { s.store.put_payload_bytes as f64 / s.store.put_content_bytes as f64 }),
-        ("stratum_store_puts_deduplicated_total", "counter", "Puts of objects already held.", |s| s.store.puts_deduplicated as f64),
-        ("stratum_store_deletes_total", "counter", "Tombstones written.", |s| s.store.deletes as f64),
-        ("stratum_group_commits_total", "counter", "Group commits (one write + one fdatasync each).", |s| s.store.group_commits as f64),
-        ("stratum_group_commit_records_total", "counter", "Records written by group commits; divided by stratum_group_commits_total it is the mean batch size.", |s| s.store.group_commit_records as f64),
-        ("stratum_group_commit_write_seconds_total", "counter", "Time group commits spent writing batches.", |s| s.store.group_commit_write_micros as f64 / 1e6),
-        ("stratum_group_commit_sync_seconds_total", "counter", "Time group commits spent in fdatasync (none with store.sync_method dsync: its writes include the sync).", |s| s.store.group_commit_sync_micros as f64 / 1e6),
-        ("stratum_cache_hits_total", "counter", "Object cache hits.", |s| s.store.cache_hits as f64),
-        ("stratum_cache_misses_total", "counter", "Object cache misses.", |s| s.store.cache_misses as f64),
-        ("stratum_corrupt_reads_total", "counter", "Reads that found a damaged record.", |s| s.store.corrupt_reads as f64),
-        ("stratum_scrubs_total", "counter", "Completed scrub passes.", |s| s.store.scrubs as f64),
-        ("stratum_scrub_findings_total", "counter", "Damaged records scrubs found.", |s| s.store.scrub_findings as f64),
-        ("stratum_shard_writable", "gauge", "1 if the shard takes writes, 0 if read-only or failed.", |s| f64::from(u8::from(s.write_mode == WriteMode::Writable))),
-        (
-            "stratum_topology_epoch",
-            "gauge",
-            "The topology epoch this core routes by.",
-            |s| s.topology_epoch as f64,
-        ),
-        ("stratum_repair_ranges_compared_total", "counter", "Anti-entropy: ranges whose digests were compared with a peer's.", |s| s.replication.repair_ranges_compared as f64),
-        ("stratum_repair_objects_fetched_total", "counter", "Anti-entropy: objects copied here from a peer.", |s| s.replication.repair_objects_fetched as f64),
-        ("stratum_repair_bytes_fetched_total", "counter", "Anti-entropy: object bytes copied here from a peer.", |s| s.replication.repair_bytes_fetched as f64),
-        ("stratum_repair_tombstones_applied_total", "counter", "Anti-entropy: deletes learned from a peer and applied here.", |s| s.replication.repair_tombstones_applied as f64),
-        ("stratum_repair_passes_total", "counter", "Anti-entropy passes finished (each over every peer shard).", |s| s.replication.repair_passes as f64),
-        ("stratum_repair_wire_bytes_total", "counter", "Anti-entropy: bytes exchanged with peers, both ways, objects included.", |s| s.replication.repair_wire_bytes as f64),
-        ("stratum_repair_failures_total", "counter", "Anti-entropy passes with a peer shard that ended in an error.", |s| s.replication.repair_failures as f64),
-        ("stratum_repair_peers", "gauge", "Peer shards this core compares with.", |s| s.replication.repair_peers as f64),
-        ("stratum_repair_peers_in_sync", "gauge", "Peer shards whose last comparison found nothing this shard lacked.", |s| s.replication.repair_peers_in_sync as f64),
-        ("stratum_rebalance_backlog", "gauge", "Copies held of objects this node no longer replicates, still to hand off (0 on a leaving node: safe to stop).", |s| s.replication.rebalance_backlog as f64),
-        ("stratum_rebalance_handed_off_total", "counter", "Copies dropped after the write quorum of current replicas held them.", |s| s.replication.rebalance_handed_off as f64),
-        ("stratum_rebalance_sent_total", "counter", "Copies sent to a current replica that lacked them.", |s| s.replication.rebalance_sent as f64),
-        ("stratum_rebalance_stale_total", "counter", "Copies dropped because a current replica had deleted the object.", |s| s.replication.rebalance_stale as f64),
-        ("stratum_store_tombstones", "gauge", "Deleted ids this shard remembers (they block repair from copying the object back).", |s| s.tombstones as f64),
-        (
-            "stratum_quorum_acked_total",
-            "counter",
-            "Client writes acknowledged at the write quorum.",
-            |s| s.replication.quorum_acked as f64,
-        ),
-        (
-            "stratum_quorum_partial_total",
-            "counter",
-            "Acknowledged writes that some replica missed (a hint was queued).",
-            |s| s.replication.quorum_partial as f64,
-        ),
-        (
-            "stratum_quorum_unavailable_total",
-            "counter",
-            "Client writes refused: fewer than the write quorum reachable or durable.",
-            |s| s.replication.quorum_unavailable as f64,
-        ),
-        (
-            "stratum_hints_pending",
-            "gauge",
-            "Hints waiting to be replayed to their replica.",
-            |s| s.hints_pending as f64,
-        ),
-        (
-            "stratum_hints_stranded",
-            "gauge",
-            "Hints for nodes no longer in the topology: kept on disk, never replayed.",
-            |s| s.hints_stranded as f64,
-        ),
-        (
-            "stratum_hints_replayed_total",
-            "counter",
-            "Hints delivered to their replica.",
-            |s| s.replication.hints_replayed as f64,
-        ),
-        (
-            "stratum_hints_dropped_total",
-            "counter",
-            "Hints not kept (queue full or write failed).",
-            |s| s.replication.hints_dropped as f64,
-        ),
-        (
-            "stratum_read_repairs_total",
-            "counter",
-            "Missing objects copied from another replica after a client read.",
-            |s| s.replication.read_repairs as f64,
-        ),
-        (
-            "stratum_peer_epoch_mismatches_total",
-            "counter",
-            "Peer handshakes and replicate requests on another topology epoch.",
-            |s| (s.epoch_mismatches + s.replication.replicate_epoch_mismatches) as f64,
-        ),
-    ];
-    for (name, kind, help, get) in simple {
+    for metric in CATALOGUE {
+        let (name, kind, help, scale) = match metric.prom {
+            Prom::No => continue,
+            Prom::Plain(name, kind, help) => (name, kind, help, 1.0),
+            Prom::Seconds(name, kind, help) => (name, kind, help, 1e-6),
+        };
         header(&mut out, name, kind, help);
         for snap in snapshots {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(snap.shard_id), get(snap));
+            let value = (metric.value)(snap) as f64 * scale;
+            let _ = writeln!(out, "{name}{{{}}} {value}", labels(snap.shard_id));
         }
+    }
+    // Derived from two catalogue values.
+    header(
+        &mut out,
+        "stratum_store_put_compression_ratio",
+        "gauge",
+        "Stored over logical bytes of the objects puts stored (1: nothing saved).",
+    );
+    for snap in snapshots {
+        let store = &snap.store;
+        let ratio = if store.put_content_bytes == 0 {
+            1.0
+        } else {
+            store.put_payload_bytes as f64 / store.put_content_bytes as f64
+        };
+        let _ = writeln!(
+            out,
+            "stratum_store_put_compression_ratio{{{}}} {ratio}",
+            labels(snap.shard_id)
+        );
     }
     render_replication(&mut out, node_id, snapshots);
     out
