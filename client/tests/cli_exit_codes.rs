@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use stratum_testkit::node_proc::{damage_first_record, first_segment};
 use stratum_testkit::TestNode;
 
 /// Runs `stratum` with `args`; returns its exit status and stdout.
@@ -71,25 +72,7 @@ fn each_documented_exit_status() {
     // its clean shutdown checkpointed the index, so the open does not
     // re-read the record).
     node.sigterm();
-    let segment = std::fs::read_dir(node.dir.join("data"))
-        .unwrap()
-        .flatten()
-        .flat_map(|shard| {
-            std::fs::read_dir(shard.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .map(|entry| entry.path())
-        .find(|path| path.to_string_lossy().ends_with(".dat"))
-        .expect("a segment");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    // The middle of the first record's content (its length is at byte 8 of
-    // the record header; the content may be stored compressed, so short).
-    let record = 4096;
-    let len = u32::from_le_bytes(bytes[record + 8..record + 12].try_into().unwrap()) as usize;
-    bytes[record + 48 + len / 2] ^= 0x10;
-    std::fs::write(&segment, bytes).unwrap();
+    damage_first_record(&first_segment(&node), false);
     node.launch();
     let addr = node.addr(0).to_string();
     let (code, _) = stratum(&[

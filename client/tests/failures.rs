@@ -11,6 +11,7 @@ use common::{fast, metric, object, topology_text, Cluster};
 use stratum_client::{
     AttemptError, BlockingClient, ClientConfig, ClientError, ObjectId, ObjectKind,
 };
+use stratum_testkit::node_proc::{damage_first_record, first_segment};
 use stratum_testkit::{TestClient, TestNode};
 use stratum_wire::message::Put;
 use stratum_wire::{FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind};
@@ -384,22 +385,7 @@ fn a_corrupt_object_a_client_reports_is_quarantined_and_repaired() {
 
     let node = cluster.node(2);
     node.sigterm();
-    let segment = std::fs::read_dir(node.dir.join("data/shard-000"))
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.path())
-        .find(|path| path.to_string_lossy().ends_with(".dat"))
-        .expect("a segment");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let record = 4096;
-    let len = u32::from_le_bytes(bytes[record + 8..record + 12].try_into().unwrap()) as usize;
-    bytes[record + 48 + len / 2] ^= 0x01;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&bytes[record..record + 12]);
-    crc.update(&bytes[record + 16..record + 48]);
-    crc.update(&bytes[record + 48..record + 48 + len]);
-    bytes[record + 12..record + 16].copy_from_slice(&crc.finalize().to_le_bytes());
-    std::fs::write(&segment, bytes).unwrap();
+    damage_first_record(&first_segment(node), true);
     node.launch();
 
     assert!(

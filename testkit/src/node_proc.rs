@@ -427,6 +427,41 @@ impl TestNode {
     }
 }
 
+/// The first segment file of a stopped node's shard 0.
+pub fn first_segment(node: &TestNode) -> PathBuf {
+    let dir = node.dir.join("data/shard-000");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with(".dat"))
+        .collect();
+    segments.sort();
+    segments.into_iter().next().expect("a segment")
+}
+
+/// Flips a bit in the middle of the content of the first record of
+/// `segment` (records start after the 4096-byte segment header; the
+/// content after the 48-byte record header, its length at byte 8). With
+/// `fix_crc`, the record's CRC is recomputed over the damage: wrong bytes
+/// that a read's CRC check lets through, as a bug between the hash check
+/// and the write would leave.
+pub fn damage_first_record(segment: &Path, fix_crc: bool) {
+    let mut bytes = std::fs::read(segment).expect("segment");
+    let record = 4096;
+    let len =
+        u32::from_le_bytes(bytes[record + 8..record + 12].try_into().expect("4 bytes")) as usize;
+    bytes[record + 48 + len / 2] ^= 0x10;
+    if fix_crc {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes[record..record + 12]);
+        crc.update(&bytes[record + 16..record + 48]);
+        crc.update(&bytes[record + 48..record + 48 + len]);
+        bytes[record + 12..record + 16].copy_from_slice(&crc.finalize().to_le_bytes());
+    }
+    std::fs::write(segment, bytes).expect("write segment");
+}
+
 impl Drop for TestNode {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -60,6 +60,18 @@ impl Verified {
         let (found, content_len) =
             codec::content_id(kind, codec, &payload, max_content, dictionaries)
                 .map_err(|source| StoreError::BadPayload { id, source })?;
+        Self::proven(id, found, kind, codec, payload, content_len)
+    }
+
+    /// The proof, if the content's hash `found` is `id`.
+    fn proven(
+        id: ObjectId,
+        found: ObjectId,
+        kind: ObjectKind,
+        codec: Codec,
+        payload: Vec<u8>,
+        content_len: u64,
+    ) -> Result<Self> {
         if found != id {
             return Err(StoreError::HashMismatch { id });
         }
@@ -104,16 +116,7 @@ impl Verified {
             glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
         };
         drop(hashing);
-        if found != id {
-            return Err(StoreError::HashMismatch { id });
-        }
-        Ok(Self {
-            id,
-            kind,
-            codec,
-            payload: Bytes::from(payload),
-            content_len,
-        })
+        Self::proven(id, found, kind, codec, payload, content_len)
     }
 
     pub fn id(&self) -> ObjectId {
