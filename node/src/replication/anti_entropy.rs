@@ -37,7 +37,6 @@ use stratum_wire::placement::shard_of;
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::dial::{dial, DialError};
-use super::read_repair;
 use crate::server::core::Core;
 use crate::server::frame_reader::{FrameReader, ReadError};
 use crate::server::ops::OpError;
@@ -577,7 +576,8 @@ async fn fetch(
         }
         let bytes = frame.payload().len() as u64;
         objects.push(
-            read_repair::verify_copy(core, id, kind, &mut frame)
+            core.store
+                .verify_payload(id, kind, frame.codec(), frame.take_payload())
                 .await
                 .map_err(|_| RepairError::BadObject { id })?,
         );

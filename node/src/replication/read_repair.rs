@@ -149,7 +149,8 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
     }
 }
 
-/// [`verify_copy`] of a copy `link`'s peer sent, after fetching from it the
+/// Proves a copy `link`'s peer sent (in whatever codec it came), after
+/// fetching from it the
 /// dictionary the copy names if this shard lacks it.
 async fn verify_copy_from(
     core: &Core,
@@ -163,7 +164,9 @@ async fn verify_copy_from(
             fetch_dictionary(core, link, dictionary).await;
         }
     }
-    verify_copy(core, id, kind, frame).await
+    core.store
+        .verify_payload(id, kind, frame.codec(), frame.take_payload())
+        .await
 }
 
 /// Copies a dictionary from a peer onto this shard (best effort: without
@@ -187,19 +190,4 @@ async fn fetch_dictionary(core: &Core, link: &PeerLink, id: u32) {
     {
         tracing::warn!(id = format_args!("{id:#010x}"), error = %err, "a peer's dictionary was not stored");
     }
-}
-
-/// A peer's copy of `id` (in whatever codec it came), checked against its
-/// id and this node's object size limit.
-pub(crate) async fn verify_copy(
-    core: &Core,
-    id: ObjectId,
-    kind: ObjectKind,
-    frame: &mut stratum_wire::Frame,
-) -> Result<Verified, StoreError> {
-    let codec = frame.codec();
-    let max = core.config.limits.max_object_bytes;
-    let dictionaries = core.store.dictionary_set();
-    Verified::check_payload_yielding(id, kind, codec, frame.take_payload(), max, &dictionaries)
-        .await
 }

@@ -22,7 +22,6 @@ use super::ops::{Done, Op, OpError};
 use crate::replication::anti_entropy;
 use crate::replication::quorum::{self, Write};
 use crate::replication::read_repair;
-use crate::store::{StoreError, Verified};
 
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
@@ -270,7 +269,11 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
             // inflating and hashing): a bad body is refused before any
             // replica spends a write on it, and nothing downstream hashes it
             // again.
-            match verify_payload(&core, id, object_kind, &mut frame).await {
+            match core
+                .store
+                .verify_payload(id, object_kind, frame.codec(), frame.take_payload())
+                .await
+            {
                 Err(err) => fail(&conn, request_id, err.into()).await,
                 // Clients' writes are coordinated across the replicas; a
                 // node sending put (rather than replicate) writes here only.
@@ -314,7 +317,11 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
                 fail(&conn, request_id, err).await
             } else {
                 core.metrics.borrow_mut().bytes_in += frame.payload().len() as u64;
-                let stored = match verify_payload(&core, id, object_kind, &mut frame).await {
+                let stored = match core
+                    .store
+                    .verify_payload(id, object_kind, frame.codec(), frame.take_payload())
+                    .await
+                {
                     Ok(object) => core.run_op(&id, Op::Put(object)).await,
                     Err(err) => Err(err.into()),
                 };
@@ -580,21 +587,6 @@ async fn install_dictionary(
         "dictionary installed"
     );
     Ok(shards)
-}
-
-/// Checks a put's or replicate's payload (in the frame's codec) against its
-/// id and this node's object size limit.
-async fn verify_payload(
-    core: &Core,
-    id: ObjectId,
-    kind: ObjectKind,
-    frame: &mut Frame,
-) -> Result<Verified, StoreError> {
-    let codec = frame.codec();
-    let max = core.config.limits.max_object_bytes;
-    let dictionaries = core.store.dictionary_set();
-    Verified::check_payload_yielding(id, kind, codec, frame.take_payload(), max, &dictionaries)
-        .await
 }
 
 /// A stored record passed its CRC but does not inflate: damaged between the

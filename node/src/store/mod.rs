@@ -402,6 +402,21 @@ impl<F: StoreFs + 'static> ShardStore<F> {
             .await
     }
 
+    /// Proves a payload that arrived in `codec` against `id`: within this
+    /// shard's object size limit, with the dictionaries it holds, hashed in
+    /// steps if large (see [`Verified::check_payload_yielding`]).
+    pub async fn verify_payload(
+        &self,
+        id: ObjectId,
+        kind: ObjectKind,
+        codec: Codec,
+        payload: Vec<u8>,
+    ) -> Result<Verified> {
+        let max = self.shared.config.max_object_bytes;
+        let dictionaries = self.dictionary_set();
+        Verified::check_payload_yielding(id, kind, codec, payload, max, &dictionaries).await
+    }
+
     /// Stores an object whose content was already checked against its id
     /// (see [`Verified`]): the same as [`ShardStore::put`] without hashing
     /// again.
