@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use stratum_bench::workload::{object, Content, SizeDist};
-use stratum_testkit::{median, pin_to as pin, process_cpu_seconds, TestClient, TestNode};
+use stratum_testkit::{
+    median, pin_to as pin, process_cpu_seconds, BenchArgs, TestClient, TestNode,
+};
 use stratum_wire::codec::Dictionary;
 use stratum_wire::codec::{self, DEFAULT_LEVEL};
 use stratum_wire::message::{Get, InstallDictionary, Put};
@@ -34,21 +36,11 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        objects: 20_000,
-        rounds: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-        match arg.as_str() {
-            "--objects" => args.objects = value().parse().expect("--objects N"),
-            "--rounds" => args.rounds = value().parse().expect("--rounds N"),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
+    let args = BenchArgs::parse(&["--objects", "--rounds"]);
+    Args {
+        objects: args.get("--objects", 20_000),
+        rounds: args.get("--rounds", 3),
     }
-    args
 }
 
 /// In flight on the loader's connection.

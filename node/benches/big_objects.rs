@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use stratum_testkit::{median, object, pin_to, TestClient, TestNode};
+use stratum_testkit::{median, object, pin_to, BenchArgs, TestClient, TestNode};
 use stratum_wire::message::{Get, Put};
 use stratum_wire::{Message, MessageKind, ObjectId, ObjectKind};
 
@@ -31,21 +31,11 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        seconds: 5.0,
-        rounds: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
-        match arg.as_str() {
-            "--seconds" => args.seconds = value().parse().expect("--seconds S"),
-            "--rounds" => args.rounds = value().parse().expect("--rounds N"),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
+    let args = BenchArgs::parse(&["--seconds", "--rounds"]);
+    Args {
+        seconds: args.get("--seconds", 5.0),
+        rounds: args.get("--rounds", 3),
     }
-    args
 }
 
 /// Gets in flight on the small loader's connection.

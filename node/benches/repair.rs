@@ -28,6 +28,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use stratum_testkit::node_proc::one_shard_cluster;
 use stratum_testkit::{object, topology_text, TestClient, TestNode};
 use stratum_wire::message::{Get, Put, Repair};
 use stratum_wire::{Message, MessageKind, ObjectId};
@@ -204,7 +205,6 @@ fn main() {
     drop(single);
 
     // 2. The cluster, loaded through node 1.
-    let topology = work.path().join("topology.toml");
     let configs: Vec<PathBuf> = (1..=3)
         .map(|id| work.path().join(format!("node-{id}.toml")))
         .collect();
@@ -215,30 +215,7 @@ fn main() {
         let rate = if index == 2 { u64::MAX / 2 } else { 32 << 20 };
         write_config(config, rate);
     }
-    let mut nodes: Vec<TestNode> = (1..=3u32)
-        .map(|id| {
-            TestNode::prepare(
-                1,
-                &[
-                    "--topology",
-                    topology.to_str().unwrap(),
-                    "--node-id",
-                    &id.to_string(),
-                    "--config",
-                    configs[id as usize - 1].to_str().unwrap(),
-                ],
-            )
-        })
-        .collect();
-    let specs: Vec<(u32, String, u16)> = nodes
-        .iter()
-        .enumerate()
-        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
-        .collect();
-    std::fs::write(&topology, topology_text(1, 3, 2, &specs)).unwrap();
-    for node in &mut nodes {
-        node.launch();
-    }
+    let (mut nodes, topology) = one_shard_cluster(work.path(), 3, 2, &configs);
     let seeds = 1_000_000_000..1_000_000_000 + args.objects;
     let seconds = put_all(&mut nodes[0].client(0), seeds.clone(), args.size);
     println!(
@@ -329,7 +306,11 @@ fn main() {
             config4.to_str().unwrap(),
         ],
     );
-    let mut specs = specs.clone();
+    let mut specs: Vec<(u32, String, u16)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
+        .collect();
     specs.push((4, fourth.address(), 1));
     std::fs::write(&topology, topology_text(2, 3, 2, &specs)).unwrap();
     let grown = stratum_wire::placement::Placement::new(

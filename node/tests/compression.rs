@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use stratum_testkit::first_release::FirstReleaseNode;
+use stratum_testkit::node_proc::one_shard_cluster;
 use stratum_testkit::{one_cluster_at_a_time, topology_text, tree_like, TestClient, TestNode};
 use stratum_wire::codec::{self, DEFAULT_LEVEL};
 use stratum_wire::message::{BatchGet, ErrorCode, Get, Has, Ping, Put, PutOutcome};
@@ -397,37 +398,12 @@ fn dictionaries_are_installed_durably_named_in_the_welcome_and_needed_by_what_us
 fn a_node_without_the_dictionary_is_sent_inflated_content_and_a_refill_copies_the_dictionary() {
     let _serial = one_cluster_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let topology = dir.path().join("topology.toml");
     let config = TestNode::write_file(
         dir.path(),
         "node.toml",
         "[replication]\nconnect_timeout_ms = 500\nping_interval_ms = 300\nrepair_interval_secs = 0\n",
     );
-    let mut nodes: Vec<TestNode> = (1..=2)
-        .map(|id| {
-            let id = id.to_string();
-            TestNode::prepare(
-                1,
-                &[
-                    "--topology",
-                    topology.to_str().unwrap(),
-                    "--node-id",
-                    &id,
-                    "--config",
-                    config.to_str().unwrap(),
-                ],
-            )
-        })
-        .collect();
-    let specs: Vec<(u32, String, u16)> = nodes
-        .iter()
-        .enumerate()
-        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
-        .collect();
-    std::fs::write(&topology, topology_text(1, 2, 2, &specs)).unwrap();
-    for node in &mut nodes {
-        node.launch();
-    }
+    let (mut nodes, _) = one_shard_cluster(dir.path(), 2, 2, &[config.clone(), config]);
     // Node 1 only holds the dictionary.
     let trained = dictionary();
     let mut client = TestClient::connect_revision(nodes[0].addr(0), 2).expect("revision 2");

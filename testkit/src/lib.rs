@@ -144,3 +144,36 @@ pub fn pin_to(cpus: &[usize]) {
         assert_eq!(rc, 0, "sched_setaffinity({cpus:?})");
     }
 }
+
+/// A benchmark's `--flag value` arguments (cargo's own `--bench` is
+/// ignored). A flag not in `known`, or one without a value, stops the run.
+pub struct BenchArgs(std::collections::HashMap<String, String>);
+
+impl BenchArgs {
+    pub fn parse(known: &[&str]) -> Self {
+        let mut values = std::collections::HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            if arg == "--bench" {
+                continue;
+            }
+            assert!(
+                known.contains(&arg.as_str()),
+                "unknown argument {arg} (known: {known:?})"
+            );
+            let value = it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+            values.insert(arg, value);
+        }
+        Self(values)
+    }
+
+    /// The value of `flag`, or `default` when it was not given.
+    pub fn get<T: std::str::FromStr>(&self, flag: &str, default: T) -> T {
+        match self.0.get(flag) {
+            Some(text) => text
+                .parse()
+                .unwrap_or_else(|_| panic!("{flag} {text}: not a valid value")),
+            None => default,
+        }
+    }
+}

@@ -427,6 +427,48 @@ impl TestNode {
     }
 }
 
+/// A cluster of one-shard nodes on 127.0.0.1, node *i* (from 1) started
+/// with `--config configs[i - 1]`, all sharing a topology file written to
+/// `dir` (epoch 1, replication factor `rf`, write quorum `w`). Returns the
+/// running nodes and the topology's path.
+pub fn one_shard_cluster(
+    dir: &Path,
+    rf: u8,
+    w: u8,
+    configs: &[PathBuf],
+) -> (Vec<TestNode>, PathBuf) {
+    let topology = dir.join("topology.toml");
+    let mut nodes: Vec<TestNode> = configs
+        .iter()
+        .enumerate()
+        .map(|(index, config)| {
+            let id = (index + 1).to_string();
+            let (topology, config) = (topology.to_string_lossy(), config.to_string_lossy());
+            TestNode::prepare(
+                1,
+                &[
+                    "--topology",
+                    &topology,
+                    "--node-id",
+                    &id,
+                    "--config",
+                    &config,
+                ],
+            )
+        })
+        .collect();
+    let specs: Vec<(u32, String, u16)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| (index as u32 + 1, node.address(), 1))
+        .collect();
+    std::fs::write(&topology, crate::topology_text(1, rf, w, &specs)).expect("topology");
+    for node in &mut nodes {
+        node.launch();
+    }
+    (nodes, topology)
+}
+
 /// The first segment file of a stopped node's shard 0.
 pub fn first_segment(node: &TestNode) -> PathBuf {
     let dir = node.dir.join("data/shard-000");
