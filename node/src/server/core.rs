@@ -25,7 +25,7 @@ use crate::config::NodeConfig;
 use crate::replication::anti_entropy;
 use crate::replication::handoff::{self, Handoff};
 use crate::replication::Replicator;
-use crate::store::fs::dma::DmaFs;
+use crate::store::fs::uring::UringFs;
 use crate::store::{ShardStore, StoreError};
 
 /// What a core reports once it is serving (or why it could not start).
@@ -34,7 +34,7 @@ pub type Startup = Result<u16, String>;
 pub struct Core {
     pub shard_id: u16,
     pub config: Arc<NodeConfig>,
-    pub store: ShardStore<DmaFs>,
+    pub store: ShardStore<UringFs>,
     pub mesh: Mesh,
     pub metrics: RefCell<ShardMetrics>,
     /// Peer links, quorum counts, hints, the placement this core routes by.
@@ -191,7 +191,16 @@ pub async fn run(
         return;
     }
     let started = Instant::now();
-    let fs = DmaFs::for_dir(&dir).with_sync_method(config.sync_method);
+    let registered = usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX);
+    let fs = match UringFs::for_dir(&dir, registered) {
+        Ok(fs) => fs.with_sync_method(config.sync_method),
+        Err(err) => {
+            let _ = ready.send(Err(format!(
+                "shard {shard_id}: cannot set up the segment I/O ring: {err}"
+            )));
+            return;
+        }
+    };
     let (store, report) = match ShardStore::open(fs, &dir, config.store_config(shard_id)).await {
         Ok(opened) => opened,
         Err(err) => {

@@ -686,44 +686,24 @@ impl<F: StoreFs> Writer<F> {
                 zero_start += len;
             }
         }
-        // All chunks in flight at once: one device round trip per batch, not
-        // one per chunk. They are polled here, in the writer's own task, not
-        // spawned: a task per chunk costs an allocation and two trips through
-        // the run queue, and buys nothing (throughput measured the same).
-        // The segment's path names a failure only: built then, not per batch.
-        let path = || self.shared.segment_path(slot);
+        // All chunks in flight at once, handed to the kernel together: one
+        // device round trip per batch, not one per chunk. `write_all_at`
+        // returns only once none is in flight, even after a failure.
         let write_started = std::time::Instant::now();
-        let writes = chunks.into_iter().map(|(chunk_offset, buffer)| {
-            let len = buffer.as_bytes().len();
-            let write = file.write_at(buffer, start + chunk_offset);
-            async move {
-                match write.await {
-                    Ok(written) if written == len => Ok(()),
-                    Ok(written) => Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("short write: {written} of {len}"),
-                    )),
-                    Err(err) => Err(err),
-                }
-            }
-        });
-        // `join_all` awaits every write, even after a failure: none may
-        // still be in flight when the batch is given up.
-        let failure = futures_util::future::join_all(writes)
-            .await
+        let writes = chunks
             .into_iter()
-            .find_map(Result::err)
-            .map(|err| WriteFailure::write(&path(), err));
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
+            .map(|(chunk_offset, buffer)| (buffer, start + chunk_offset))
+            .collect();
+        file.write_all_at(writes)
+            .await
+            .map_err(|err| WriteFailure::write(&self.shared.segment_path(slot), err))?;
         let sync_started = std::time::Instant::now();
         // A write-through file's writes are durable when they complete: no
         // second I/O, and no second trip through the reactor.
         if !file.writes_are_durable() {
             file.fdatasync()
                 .await
-                .map_err(|err| WriteFailure::sync(&path(), err))?;
+                .map_err(|err| WriteFailure::sync(&self.shared.segment_path(slot), err))?;
         }
         let synced = std::time::Instant::now();
 

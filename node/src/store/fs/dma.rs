@@ -12,67 +12,11 @@
 //! metadata calls and use std::fs directly.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
-use super::{StoreFile, StoreFs, SyncMethod, WriteBuf};
-
-/// Used when the device's limit cannot be read: the smallest limit common
-/// on Linux block devices.
-pub const FALLBACK_MAX_IO: usize = 128 * 1024;
-
-/// The largest single I/O the block device under `dir` accepts, from
-/// `/sys/dev/block/MAJ:MIN/queue/max_sectors_kb` (the parent device's for a
-/// partition). `dir` need not exist yet: its nearest existing ancestor is on
-/// the same device.
-pub fn detect_max_io(dir: &Path) -> usize {
-    use std::os::unix::fs::MetadataExt;
-    let Some(meta) = dir
-        .ancestors()
-        .find_map(|path| std::fs::metadata(path).ok())
-    else {
-        return FALLBACK_MAX_IO;
-    };
-    let dev = meta.dev();
-    let (major, minor) = (libc_major(dev), libc_minor(dev));
-    let base = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
-    for candidate in [
-        base.join("queue/max_sectors_kb"),
-        base.join("../queue/max_sectors_kb"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(&candidate) {
-            if let Ok(kb) = text.trim().parse::<usize>() {
-                // Keep it a multiple of 4 KiB so split reads stay aligned.
-                return ((kb * 1024) / 4096).max(1) * 4096;
-            }
-        }
-    }
-    FALLBACK_MAX_IO
-}
-
-// Linux's dev_t encoding (glibc's gnu_dev_major / gnu_dev_minor).
-fn libc_major(dev: u64) -> u64 {
-    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)
-}
-
-fn libc_minor(dev: u64) -> u64 {
-    ((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)
-}
-
-/// write, fdatasync, rename into place, fsync the directory.
-fn write_atomic_blocking(path: &Path, contents: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_data()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
+use super::{device, posix, StoreFile, StoreFs, SyncMethod, WriteBuf};
 
 /// glommio DMA file system for one shard.
 #[derive(Debug, Clone)]
@@ -97,7 +41,7 @@ impl DmaFs {
 
     /// Sized for the device under `dir`.
     pub fn for_dir(dir: &Path) -> Self {
-        Self::new(detect_max_io(dir))
+        Self::new(device::detect_max_io(dir))
     }
 
     pub fn max_io(&self) -> usize {
@@ -251,7 +195,7 @@ impl StoreFs for DmaFs {
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        std::fs::File::open(dir)?.sync_all()
+        posix::sync_dir(dir)
     }
 
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -259,24 +203,11 @@ impl StoreFs for DmaFs {
     }
 
     async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            if let Some(name) = entry?.file_name().to_str() {
-                names.push(name.to_owned());
-            }
-        }
-        names.sort();
-        Ok(names)
+        posix::list(dir)
     }
 
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
-        // Checkpoints run to tens of megabytes: write and sync them on
-        // glommio's blocking-thread pool, so the shard's core keeps serving
-        // requests meanwhile.
-        let (path, contents) = (path.to_owned(), contents.to_vec());
-        glommio::executor()
-            .spawn_blocking(move || write_atomic_blocking(&path, &contents))
-            .await
+        posix::write_file_atomic(path, contents).await
     }
 
     async fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -284,23 +215,10 @@ impl StoreFs for DmaFs {
     }
 
     async fn free_bytes(&self, dir: &Path) -> io::Result<u64> {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-        // SAFETY: `path` is a valid C string for the call, and `stat` is a
-        // plain struct the call fills in.
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+        posix::free_bytes(dir)
     }
 
     async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped> {
-        let file = std::fs::File::open(path)?;
-        // SAFETY: the mapped files (index checkpoints) are only ever replaced
-        // by an atomic rename of a new file, never modified in place, so the
-        // mapping cannot change under us.
-        unsafe { memmap2::Mmap::map(&file) }
+        posix::map_file(path)
     }
 }

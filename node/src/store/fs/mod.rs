@@ -1,13 +1,19 @@
 //! The seam below the store: every byte the store reads or writes, and every
-//! `fdatasync`, goes through these traits. Production uses [`dma::DmaFs`]
-//! (glommio, io_uring, O_DIRECT); tests substitute an in-memory disk that
+//! `fdatasync`, goes through these traits. Production uses [`uring::UringFs`]
+//! (the shard's own io_uring ring, O_DIRECT); [`dma::DmaFs`] (glommio's DMA
+//! files) is the engine it replaced, kept as a baseline for benchmarks and
+//! the tuning tool; tests substitute an in-memory disk that
 //! injects faults (torn writes, power loss, EIO, short and misdirected
 //! reads). There is no fault flag in shipped code: the double lives in tests.
 //!
 //! Futures are not `Send`: a store lives on exactly one core.
 #![allow(async_fn_in_trait)]
 
+pub mod device;
 pub mod dma;
+mod posix;
+pub mod ring;
+pub mod uring;
 
 use std::io;
 use std::path::Path;
@@ -78,6 +84,29 @@ pub trait StoreFile {
     fn alloc(&self, len: usize) -> Self::Buf;
     /// Writes all of `buf` at `offset` (aligned). Returns bytes written.
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize>;
+    /// Writes every buffer at its offset, all in flight at once, and
+    /// returns once none is in flight any more, even after a failure. A
+    /// short write is an error.
+    async fn write_all_at(&self, writes: Vec<(Self::Buf, u64)>) -> io::Result<()> {
+        let writes = writes.into_iter().map(|(buf, offset)| {
+            let len = buf.as_bytes().len();
+            let write = self.write_at(buf, offset);
+            async move {
+                match write.await {
+                    Ok(written) if written == len => Ok(()),
+                    Ok(written) => Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short write: {written} of {len}"),
+                    )),
+                    Err(err) => Err(err),
+                }
+            }
+        });
+        futures_util::future::join_all(writes)
+            .await
+            .into_iter()
+            .collect()
+    }
     /// True when a `write_at` that returned `Ok` is already durable (the
     /// file was opened write-through, [`SyncMethod::Dsync`]): a batch then
     /// needs no `fdatasync` of its own. Truncation and other metadata
