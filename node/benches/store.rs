@@ -2,14 +2,19 @@
 //! directory.
 //!
 //! ```text
-//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3] [--sync-method dsync|fdatasync]
+//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3] [--sync-method dsync|fdatasync] [--engine ring|glommio]
 //! ```
+//!
+//! `--engine` picks the file system under both the store and the raw loops:
+//! the shard's own io_uring ring (`UringFs`, what the node runs) or
+//! glommio's DMA files (`DmaFs`, the engine it replaced).
 //!
 //! For 1 KiB, 16 KiB and 256 KiB objects:
 //! - durable puts: 64 concurrent writers on one shard, beside a raw baseline
 //!   that replays the same I/O pattern (the store's average group-commit
-//!   size: one DMA write split at the device limit, then fdatasync) with no
-//!   store logic;
+//!   size, split at the device limit, all pieces in flight at once) with no
+//!   store logic, made durable both ways (write + fdatasync, and O_DSYNC
+//!   writes): the faster is the baseline;
 //! - uncached gets (cache off, 64 in flight) beside raw DMA reads of the same
 //!   sizes at random record offsets at the same depth;
 //! - cached gets (one task, everything cached).
@@ -31,6 +36,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use stratum_node::store::fs::dma::DmaFs;
+use stratum_node::store::fs::uring::UringFs;
 use stratum_node::store::fs::{StoreFile, StoreFs, SyncMethod, WriteBuf};
 use stratum_node::store::group_commit::{PREPARE_BELOW, PREPARE_STEP};
 use stratum_node::store::record;
@@ -59,7 +65,18 @@ struct Args {
     sizes: Option<Vec<usize>>,
     /// How the store's batches become durable (`--sync-method`).
     sync_method: SyncMethod,
+    /// The file system under store and raw loops (`--engine`).
+    engine: Engine,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Ring,
+    Glommio,
+}
+
+/// Registered buffers of each ring: the node's default `io_memory_bytes`.
+const RING_BUFFERS: usize = 512 << 10;
 
 fn parse_args() -> Args {
     let mut args = Args {
@@ -68,6 +85,7 @@ fn parse_args() -> Args {
         rounds: 3,
         sizes: None,
         sync_method: SyncMethod::default(),
+        engine: Engine::Ring,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -101,6 +119,14 @@ fn parse_args() -> Args {
                 Ok(method) => args.sync_method = method,
                 Err(err) => {
                     eprintln!("--sync-method: {err}");
+                    std::process::exit(2);
+                }
+            },
+            "--engine" => match it.next().as_deref() {
+                Some("ring") => args.engine = Engine::Ring,
+                Some("glommio") => args.engine = Engine::Glommio,
+                other => {
+                    eprintln!("--engine takes ring or glommio; got {other:?}");
                     std::process::exit(2);
                 }
             },
@@ -229,7 +255,7 @@ struct PutRun {
 }
 
 /// Durable puts with 64 writers.
-async fn store_puts(dir: &Path, sync: SyncMethod, objects: ObjectPool) -> PutRun {
+async fn store_puts<F: StoreFs + 'static>(fs: F, dir: &Path, objects: ObjectPool) -> PutRun {
     let count = objects.borrow().len();
     let bytes: usize = objects
         .borrow()
@@ -237,7 +263,6 @@ async fn store_puts(dir: &Path, sync: SyncMethod, objects: ObjectPool) -> PutRun
         .flatten()
         .map(|(_, _, content)| content.len())
         .sum();
-    let fs = DmaFs::for_dir(dir).with_sync_method(sync);
     let (store, _) = ShardStore::open(fs, dir, config(0))
         .await
         .expect("open store");
@@ -282,13 +307,15 @@ async fn store_puts(dir: &Path, sync: SyncMethod, objects: ObjectPool) -> PutRun
     }
 }
 
-/// The same write pattern with no store: `batch` bytes per write (split at
-/// the device I/O limit), fdatasync after each, until `total` bytes.
+/// The same write pattern with no store: `batch` bytes per commit, split
+/// at the device I/O limit with every piece in flight at once, made durable
+/// by `fs`'s sync method (a following fdatasync unless the file is
+/// write-through), until `total` bytes.
 ///
 /// The bytes are random and copied into each buffer, as the store copies
 /// records: a buffer of zeros would flatter the baseline on any device or
 /// hypervisor that detects zero writes.
-async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
+async fn raw_writes<F: StoreFs + 'static>(fs: &F, path: &Path, total: u64, batch: u64) -> f64 {
     let file = fs.open(path, true).await.expect("open raw");
     let align = file.alignment() as u64;
     let batch = batch.div_ceil(align).max(1) * align;
@@ -301,11 +328,12 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
     let mut offset = 0u64;
     // The store's pattern, prepared space included: a small batch writes
     // into zeros made durable ahead of it, 1 MiB at a time, in the same
-    // write + fdatasync as the batch that runs out.
+    // commit as the batch that runs out.
     let mut prepared = 0u64;
     let (mut write_time, mut sync_time, mut commits) = (0f64, 0f64, 0u64);
     while offset < total {
         let write_started = Instant::now();
+        let mut writes = Vec::new();
         let mut written = 0;
         while written < batch {
             let len = max_io.min(batch - written);
@@ -314,9 +342,7 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
             let shift = ((offset / align) % 4096) as usize;
             buf.as_mut_bytes()
                 .copy_from_slice(&pattern[shift..shift + len as usize]);
-            file.write_at(buf, offset + written)
-                .await
-                .expect("raw write");
+            writes.push((buf, offset + written));
             written += len;
         }
         if batch < PREPARE_BELOW && offset + batch > prepared {
@@ -326,12 +352,15 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
                 let len = max_io.min(prepared - zero);
                 let mut buf = file.alloc(len as usize);
                 buf.as_mut_bytes().fill(0);
-                file.write_at(buf, zero).await.expect("raw zero write");
+                writes.push((buf, zero));
                 zero += len;
             }
         }
+        file.write_all_at(writes).await.expect("raw write");
         let sync_started = Instant::now();
-        file.fdatasync().await.expect("raw fdatasync");
+        if !file.writes_are_durable() {
+            file.fdatasync().await.expect("raw fdatasync");
+        }
         sync_time += sync_started.elapsed().as_secs_f64();
         write_time += (sync_started - write_started).as_secs_f64();
         commits += 1;
@@ -339,7 +368,12 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "  raw: {batch} bytes per commit, write {:.0} us + fdatasync {:.0} us per commit",
+        "  raw ({}): {batch} bytes per commit, write {:.0} us + fdatasync {:.0} us per commit",
+        if file.writes_are_durable() {
+            "O_DSYNC"
+        } else {
+            "write + fdatasync"
+        },
         write_time * 1e6 / commits as f64,
         sync_time * 1e6 / commits as f64
     );
@@ -347,15 +381,14 @@ async fn raw_writes(fs: &DmaFs, path: &Path, total: u64, batch: u64) -> f64 {
     total as f64 / elapsed
 }
 
-async fn store_gets(
+async fn store_gets<F: StoreFs + 'static>(
+    fs: F,
     dir: &Path,
-    sync: SyncMethod,
     objects: Rc<Vec<ObjectId>>,
     cache_bytes: usize,
     tasks: usize,
     count: usize,
 ) -> f64 {
-    let fs = DmaFs::for_dir(dir).with_sync_method(sync);
     let (store, _) = ShardStore::open(fs, dir, config(cache_bytes))
         .await
         .expect("open store");
@@ -390,7 +423,13 @@ async fn store_gets(
 
 /// Random reads of one record's size at record-aligned offsets of a file,
 /// `depth` in flight, as the store's uncached get issues them.
-async fn raw_reads(fs: &DmaFs, path: &Path, size: usize, depth: usize, count: usize) -> f64 {
+async fn raw_reads<F: StoreFs + 'static>(
+    fs: &F,
+    path: &Path,
+    size: usize,
+    depth: usize,
+    count: usize,
+) -> f64 {
     let file = Rc::new(fs.open(path, false).await.expect("open raw"));
     let file_len = file.size().await.expect("size");
     let record = record::disk_len(size);
@@ -526,6 +565,142 @@ fn recovery_time(dir: &Path, sync: SyncMethod, count: usize) {
     );
 }
 
+/// What every measure of a run shares.
+struct Settings {
+    root: PathBuf,
+    sync: SyncMethod,
+    quick: bool,
+    rounds: usize,
+    sizes: Option<Vec<usize>>,
+}
+
+/// Puts and gets of each size, over the rounds, on file systems `make`
+/// builds (one per store and per raw loop).
+async fn measure<F: StoreFs + 'static>(
+    settings: &Settings,
+    make: impl Fn(&Path, SyncMethod) -> F,
+) -> Vec<Row> {
+    let Settings {
+        sync,
+        quick,
+        rounds,
+        ref sizes,
+        ..
+    } = *settings;
+    let mut rows = Vec::new();
+    let scale = if quick { 10 } else { 1 };
+    for (size, count) in [
+        (1024usize, 60_000usize),
+        (16 << 10, 12_000),
+        (256 << 10, 1_200),
+    ] {
+        if sizes.as_ref().is_some_and(|sizes| !sizes.contains(&size)) {
+            continue;
+        }
+        let count = count / scale;
+        let label = match size {
+            1024 => "1 KiB",
+            16384 => "16 KiB",
+            _ => "256 KiB",
+        };
+        let mut puts = Row::new(format!("durable puts {label}"), "MB/s", Some(0.70));
+        let mut uncached = Row::new(format!("uncached gets {label}"), "ops/s", Some(0.80));
+        let mut cached = Row::new(format!("cached gets {label}"), "ops/s", None);
+        for round in 0..rounds {
+            // Fresh objects and a fresh store each round: nothing
+            // deduplicates against an earlier round.
+            let generated = objects(size, count, size as u64 ^ (round as u64) << 32);
+            let objects: Rc<Vec<ObjectId>> =
+                Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
+            let generated = Rc::new(std::cell::RefCell::new(
+                generated.into_iter().map(Some).collect(),
+            ));
+            let store_dir = settings.root.join(format!("store-{size}"));
+            let run = store_puts(make(&store_dir, sync), &store_dir, generated).await;
+            let (ops, per_commit) = (run.ops_per_second, run.bytes_per_commit);
+            let total = count as u64 * record::disk_len(size);
+            let raw_path = settings.root.join(format!("raw-{size}.dat"));
+            // Both ways to durability; the faster is the baseline.
+            let raw = f64::max(
+                raw_writes(
+                    &make(&settings.root, SyncMethod::Fdatasync),
+                    &raw_path,
+                    total,
+                    per_commit,
+                )
+                .await,
+                raw_writes(
+                    &make(&settings.root, SyncMethod::Dsync),
+                    &raw_path,
+                    total,
+                    per_commit,
+                )
+                .await,
+            );
+            println!(
+                "{label} round {round}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit, \
+                 {:.2} us of executor CPU per put, device busy {:.2} (write {} us + fdatasync {} us per commit), executor busy {:.2}",
+                run.content_bytes_per_second / 1e6,
+                run.cpu_per_put * 1e6,
+                run.device_busy,
+                run.write_micros,
+                run.sync_micros,
+                run.cpu_per_put * ops,
+            );
+            // Compare record bytes/s on both sides (the store's
+            // record bytes are content plus its 48-byte header).
+            puts.store.push(ops * record::disk_len(size) as f64 / 1e6);
+            puts.raw.push(raw / 1e6);
+            if size <= 16 << 10 {
+                let reads = count.min(40_000);
+                uncached.store.push(
+                    store_gets(
+                        make(&store_dir, sync),
+                        &store_dir,
+                        Rc::clone(&objects),
+                        0,
+                        READERS,
+                        reads,
+                    )
+                    .await,
+                );
+                uncached.raw.push(
+                    raw_reads(
+                        &make(&settings.root, SyncMethod::Fdatasync),
+                        &raw_path,
+                        size,
+                        READERS,
+                        reads,
+                    )
+                    .await,
+                );
+                if round + 1 == rounds {
+                    let cache = count * (size + 256) * 2;
+                    cached.store.push(
+                        store_gets(
+                            make(&store_dir, sync),
+                            &store_dir,
+                            Rc::clone(&objects),
+                            cache,
+                            1,
+                            1_000_000 / scale,
+                        )
+                        .await,
+                    );
+                }
+            }
+            let _ = std::fs::remove_file(&raw_path);
+            let _ = std::fs::remove_dir_all(&store_dir);
+        }
+        rows.push(puts);
+        if size <= 16 << 10 {
+            rows.push(uncached);
+            rows.push(cached);
+        }
+    }
+    rows
+}
+
 fn main() {
     let args = parse_args();
     let sync = args.sync_method;
@@ -547,83 +722,46 @@ fn main() {
         DmaFs::for_dir(&root).max_io() / 1024,
         args.sync_method.name()
     );
+    let engine = args.engine;
     let rows = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
-        .io_memory(4 << 20)
+        .io_memory(match engine {
+            Engine::Ring => stratum_node::config::GLOMMIO_IO_MEMORY,
+            Engine::Glommio => 4 << 20,
+        })
         .spawn(move || async move {
             // The first DMA file opened must not be empty (glommio's probe).
             let probe = root.join("probe");
             std::fs::write(&probe, vec![1u8; 4096]).expect("probe file");
-            // The raw loop is plain writes then fdatasync, whatever the
-            // store's sync method.
-            let fs = DmaFs::for_dir(&root).with_sync_method(SyncMethod::Fdatasync);
-            fs.open(&probe, false).await.expect("probe").close().await.expect("close probe");
-
-            let mut rows = Vec::new();
-            let scale = if quick { 10 } else { 1 };
-            for (size, count) in [(1024usize, 60_000usize), (16 << 10, 12_000), (256 << 10, 1_200)] {
-                if sizes.as_ref().is_some_and(|sizes| !sizes.contains(&size)) {
-                    continue;
+            let dma = DmaFs::for_dir(&root);
+            dma.open(&probe, false)
+                .await
+                .expect("probe")
+                .close()
+                .await
+                .expect("close probe");
+            let settings = Settings {
+                root,
+                sync,
+                quick,
+                rounds,
+                sizes,
+            };
+            match engine {
+                Engine::Ring => {
+                    measure(&settings, |dir, sync| {
+                        UringFs::for_dir(dir, RING_BUFFERS)
+                            .expect("segment ring")
+                            .with_sync_method(sync)
+                    })
+                    .await
                 }
-                let count = count / scale;
-                let label = match size {
-                    1024 => "1 KiB",
-                    16384 => "16 KiB",
-                    _ => "256 KiB",
-                };
-                let mut puts = Row::new(format!("durable puts {label}"), "MB/s", Some(0.70));
-                let mut uncached = Row::new(format!("uncached gets {label}"), "ops/s", Some(0.80));
-                let mut cached = Row::new(format!("cached gets {label}"), "ops/s", None);
-                for round in 0..rounds {
-                    // Fresh objects and a fresh store each round: nothing
-                    // deduplicates against an earlier round.
-                    let generated = objects(size, count, size as u64 ^ (round as u64) << 32);
-                    let objects: Rc<Vec<ObjectId>> = Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
-                    let generated = Rc::new(std::cell::RefCell::new(generated.into_iter().map(Some).collect()));
-                    let store_dir = root.join(format!("store-{size}"));
-                    let run = store_puts(&store_dir, sync, generated).await;
-                    let (ops, per_commit) = (run.ops_per_second, run.bytes_per_commit);
-                    let total = count as u64 * record::disk_len(size);
-                    let raw_path = root.join(format!("raw-{size}.dat"));
-                    let raw = raw_writes(&fs, &raw_path, total, per_commit).await;
-                    println!(
-                        "{label} round {round}: {count} puts, {ops:.0} puts/s, {:.1} MB/s of content, {per_commit} bytes per group commit, \
-                         {:.2} us of executor CPU per put, device busy {:.2} (write {} us + fdatasync {} us per commit), executor busy {:.2}",
-                        run.content_bytes_per_second / 1e6,
-                        run.cpu_per_put * 1e6,
-                        run.device_busy,
-                        run.write_micros,
-                        run.sync_micros,
-                        run.cpu_per_put * ops,
-                    );
-                    // Compare record bytes/s on both sides (the store's
-                    // record bytes are content plus its 48-byte header).
-                    puts.store.push(ops * record::disk_len(size) as f64 / 1e6);
-                    puts.raw.push(raw / 1e6);
-                    if size <= 16 << 10 {
-                        let reads = count.min(40_000);
-                        uncached
-                            .store
-                            .push(store_gets(&store_dir, sync, Rc::clone(&objects), 0, READERS, reads).await);
-                        uncached
-                            .raw
-                            .push(raw_reads(&fs, &raw_path, size, READERS, reads).await);
-                        if round + 1 == rounds {
-                            let cache = count * (size + 256) * 2;
-                            cached.store.push(
-                                store_gets(&store_dir, sync, Rc::clone(&objects), cache, 1, 1_000_000 / scale).await,
-                            );
-                        }
-                    }
-                    let _ = std::fs::remove_file(&raw_path);
-                    let _ = std::fs::remove_dir_all(&store_dir);
-                }
-                rows.push(puts);
-                if size <= 16 << 10 {
-                    rows.push(uncached);
-                    rows.push(cached);
+                Engine::Glommio => {
+                    measure(&settings, |dir, sync| {
+                        DmaFs::for_dir(dir).with_sync_method(sync)
+                    })
+                    .await
                 }
             }
-            rows
         })
         .expect("executor")
         .join()

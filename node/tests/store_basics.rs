@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::{object, on_executor};
-use stratum_node::store::fs::dma::DmaFs;
+use common::{object, on_executor, ring_fs};
 use stratum_node::store::fs::SyncMethod;
 use stratum_node::store::{PutOutcome, ShardStore, StoreConfig, StoreError};
 use stratum_wire::ObjectKind;
@@ -32,7 +31,7 @@ fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMetho
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("shard-0");
     on_executor(move || async move {
-        let fs = DmaFs::for_dir(dir.path()).with_sync_method(first);
+        let fs = ring_fs(dir.path()).with_sync_method(first);
         let (store, report) = ShardStore::open(fs, &path, config())
             .await
             .expect("open new");
@@ -74,7 +73,7 @@ fn put_get_has_delete_and_survive_reopen_with(first: SyncMethod, then: SyncMetho
         store.close().await.expect("close");
 
         // Reopen: everything acknowledged is there, the delete held.
-        let fs = DmaFs::for_dir(dir.path()).with_sync_method(then);
+        let fs = ring_fs(dir.path()).with_sync_method(then);
         let (store, report) = ShardStore::open(fs, &path, config()).await.expect("reopen");
         assert_eq!(report.objects, 299);
         assert_eq!(report.torn_tail_bytes, 0);
@@ -110,7 +109,7 @@ fn concurrent_puts_share_group_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("shard");
     on_executor(move || async move {
-        let (store, _) = ShardStore::open(DmaFs::for_dir(dir.path()), &path, config())
+        let (store, _) = ShardStore::open(ring_fs(dir.path()), &path, config())
             .await
             .expect("open");
         let store = std::rc::Rc::new(store);
@@ -159,7 +158,7 @@ fn refuses_bad_input_with_typed_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("shard");
     on_executor(move || async move {
-        let (store, _) = ShardStore::open(DmaFs::for_dir(dir.path()), &path, config())
+        let (store, _) = ShardStore::open(ring_fs(dir.path()), &path, config())
             .await
             .expect("open");
         let (id, _, content) = object(1, 100);
@@ -184,7 +183,7 @@ fn refuses_bad_input_with_typed_errors() {
 
         // Opening the same shard as if the node had another shard count.
         let err = ShardStore::open(
-            DmaFs::for_dir(dir.path()),
+            ring_fs(dir.path()),
             &path,
             StoreConfig {
                 shard_count: 2,
@@ -215,7 +214,7 @@ fn segments_rotate_and_large_objects_span_device_io_limits() {
     let path = dir.path().join("shard");
     on_executor(move || async move {
         // A small device I/O limit forces split reads and writes.
-        let fs = DmaFs::new(64 << 10);
+        let fs = ring_fs(dir.path()).with_max_io(64 << 10);
         let (store, _) = ShardStore::open(fs.clone(), &path, config())
             .await
             .expect("open");

@@ -1,4 +1,4 @@
-//! Crash consistency on the real DMA path: a writer process is killed with
+//! Crash consistency on the real I/O path (the shard's own io_uring ring): a writer process is killed with
 //! SIGKILL at random moments while it prints every acknowledged put; after
 //! each kill the store is reopened and every acknowledged object must be
 //! there, byte-identical. Also: tails torn at random offsets.
@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{object, on_executor};
-use stratum_node::store::fs::dma::DmaFs;
+use common::{object, on_executor, ring_fs};
 use stratum_node::store::{ShardStore, StoreConfig};
 
 const CHILD_DIR_ENV: &str = "STRATUM_CRASH_CHILD_DIR";
@@ -50,7 +49,7 @@ fn crash_child() {
         .unwrap_or(0);
     let dir = PathBuf::from(dir);
     on_executor(move || async move {
-        let (store, _) = ShardStore::open(DmaFs::for_dir(&dir), &dir.join("shard"), config())
+        let (store, _) = ShardStore::open(ring_fs(&dir), &dir.join("shard"), config())
             .await
             .expect("child open");
         let store = std::rc::Rc::new(store);
@@ -82,7 +81,7 @@ fn verify_all(dir: &Path, acknowledged: &[u64]) -> (u64, u64) {
     let dir = dir.to_owned();
     let seeds = acknowledged.to_vec();
     on_executor(move || async move {
-        let (store, report) = ShardStore::open(DmaFs::for_dir(&dir), &dir.join("shard"), config())
+        let (store, report) = ShardStore::open(ring_fs(&dir), &dir.join("shard"), config())
             .await
             .expect("reopen after kill");
         assert!(
@@ -174,7 +173,7 @@ fn store_with_last_record(dir: &Path, count: u64) -> (PathBuf, u64, u64) {
     let dir = dir.to_owned();
     on_executor(move || async move {
         let shard = dir.join("shard");
-        let (store, _) = ShardStore::open(DmaFs::for_dir(&dir), &shard, config())
+        let (store, _) = ShardStore::open(ring_fs(&dir), &shard, config())
             .await
             .expect("open");
         for seed in 0..count - 1 {
@@ -222,7 +221,7 @@ fn tails_torn_at_random_offsets_lose_only_the_torn_record() {
         let dir_path = dir.path().to_owned();
         on_executor(move || async move {
             let (store, report) =
-                ShardStore::open(DmaFs::for_dir(&dir_path), &dir_path.join("shard"), config())
+                ShardStore::open(ring_fs(&dir_path), &dir_path.join("shard"), config())
                     .await
                     .expect("open torn");
             assert!(report.quarantined.is_empty(), "{:?}", report.quarantined);

@@ -1,5 +1,5 @@
 //! `iotune`: measures the data directory's device with the node's own DMA
-//! I/O (glommio, io_uring, O_DIRECT, through `stratum_node`'s `DmaFs`) and
+//! I/O (glommio, io_uring, O_DIRECT, through `stratum_node`'s `UringFs`, the shard's own ring the node uses) and
 //! derives the I/O properties the node sizes itself from.
 //!
 //! Three measurements, within a time budget:
@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use stratum_node::io_properties::{DurableAppend, IoProperties, RandomRead};
-use stratum_node::store::fs::dma::DmaFs;
+use stratum_node::store::fs::uring::UringFs;
 use stratum_node::store::fs::{StoreFile, StoreFs, SyncMethod, WriteBuf};
 use stratum_node::store::group_commit::{PREPARE_BELOW, PREPARE_STEP};
 
@@ -119,7 +119,7 @@ pub fn run(
     let work_in = work.clone();
     let result = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("iotune")
-        .io_memory(512 << 10)
+        .io_memory(stratum_node::config::GLOMMIO_IO_MEMORY)
         .spawn(move || async move { measure(&work_in, budget, sync_method, &progress).await })
         .map_err(IotuneError::Executor)?
         .join()
@@ -151,24 +151,14 @@ async fn measure(
 ) -> Result<Measured, IotuneError> {
     // Sequential bandwidth and reads use plain files (writes, then one
     // fdatasync at the end); the durable appends use the node's method.
-    let fs = DmaFs::for_dir(work).with_sync_method(SyncMethod::Fdatasync);
-    let durable_fs = DmaFs::for_dir(work).with_sync_method(sync_method);
+    let ring = |sync| {
+        UringFs::for_dir(work, 512 << 10)
+            .map(|fs| fs.with_sync_method(sync))
+            .map_err(io("setting up an io_uring ring for", work))
+    };
+    let fs = ring(SyncMethod::Fdatasync)?;
+    let durable_fs = ring(sync_method)?;
     let max_io = fs.max_io();
-    // glommio's polled-I/O probe reads offset 0 of the first DMA file opened
-    // on a device: it must not be empty (see node/src/store/fs/dma.rs).
-    let probe_path = work.join("probe");
-    let mut probe_bytes = vec![0u8; 4096];
-    Rng(0x1234_5678_9ABC_DEF1).fill(&mut probe_bytes);
-    std::fs::write(&probe_path, &probe_bytes).map_err(io("writing", &probe_path))?;
-    let probe = fs
-        .open(&probe_path, false)
-        .await
-        .map_err(io("opening", &probe_path))?;
-    let _ = probe
-        .read_at(0, 4096)
-        .await
-        .map_err(io("reading", &probe_path))?;
-
     let seq_slice = budget / 5;
     let durable_slice = budget * 2 / 5 / GROUP_SIZES.len() as u32;
     let read_slice = budget * 2 / 5 / READ_DEPTHS.len() as u32;
@@ -212,7 +202,7 @@ async fn measure(
 
 /// Largest-size writes back to back for `slice` (and at least
 /// `READ_FILE_MIN`, which the read phase needs), then one fdatasync.
-async fn sequential(fs: &DmaFs, path: &Path, slice: Duration) -> Result<(f64, u64), IotuneError> {
+async fn sequential(fs: &UringFs, path: &Path, slice: Duration) -> Result<(f64, u64), IotuneError> {
     let file = Rc::new(fs.open(path, true).await.map_err(io("creating", path))?);
     // The device's largest I/O (max_sectors_kb), at most 4 MiB, two in
     // flight so the device never waits for the next buffer to be filled.
@@ -251,7 +241,7 @@ async fn sequential(fs: &DmaFs, path: &Path, slice: Duration) -> Result<(f64, u6
 /// past the prepared space, the next step of zeros) all in flight at once,
 /// then an fdatasync unless the file's writes are durable themselves.
 async fn durable_appends(
-    fs: &DmaFs,
+    fs: &UringFs,
     path: &Path,
     group: u64,
     slice: Duration,
@@ -302,7 +292,7 @@ async fn durable_appends(
 
 /// `depth` tasks reading 4 KiB at random aligned offsets for `slice`.
 async fn random_reads(
-    fs: &DmaFs,
+    fs: &UringFs,
     path: &Path,
     depth: u32,
     slice: Duration,

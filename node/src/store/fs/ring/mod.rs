@@ -25,6 +25,8 @@
 //! than [`STALL_AFTER`] (a wedged device or ring), and reports its recovery.
 
 pub mod buffers;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -395,8 +397,9 @@ impl Ring {
         drop(freed);
     }
 
-    /// Reports stalls once, and their end.
-    fn watch(&self) {
+    /// Reports stalls (operations in flight `stall_after` or longer) once,
+    /// and their end.
+    fn watch(&self, stall_after: Duration) {
         let now = Instant::now();
         let inner = self.inner.borrow();
         let stalled: Vec<Duration> = inner
@@ -404,7 +407,7 @@ impl Ring {
             .iter()
             .filter(|(_, op)| !matches!(op.state, State::Done(_)))
             .map(|(_, op)| now - op.submitted)
-            .filter(|age| *age >= STALL_AFTER)
+            .filter(|age| *age >= stall_after)
             .collect();
         let before = self.stalled.replace(stalled.len());
         if !stalled.is_empty() && before == 0 {
@@ -591,6 +594,6 @@ async fn watch_for_stalls(ring: Weak<Ring>) {
         let Some(ring) = ring.upgrade() else {
             return;
         };
-        ring.watch();
+        ring.watch(STALL_AFTER);
     }
 }
