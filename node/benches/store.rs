@@ -725,7 +725,7 @@ fn main() {
     let engine = args.engine;
     let rows = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(match engine {
-            Engine::Ring => stratum_node::config::GLOMMIO_IO_MEMORY,
+            Engine::Ring => RING_BUFFERS,
             Engine::Glommio => 4 << 20,
         })
         .spawn(move || async move {

@@ -258,8 +258,8 @@ pub struct NodeConfig {
     /// A shard read-only for lack of space resumes writes once its file
     /// system has this much free.
     pub resume_free_bytes: u64,
-    /// Memory each shard's segment ring registers (and so locks) for its
-    /// I/O buffers.
+    /// Memory each core's io_uring buffers take: glommio's (network I/O)
+    /// and, as much again, the segment ring's registered buffers.
     pub io_memory_bytes: u64,
     /// How group commits make their writes durable.
     pub sync_method: SyncMethod,
@@ -603,31 +603,28 @@ fn memlock_limit() -> Option<u64> {
     (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
-/// What glommio gets for its own buffers (its minimum): the store's I/O is
-/// on the shard's own ring, and glommio's network buffers fall back to the
-/// heap when this runs out.
-pub const GLOMMIO_IO_MEMORY: usize = 64 << 10;
-
-/// Memory one core locks: its segment ring's registered buffers, and
-/// glommio's, which it registers with each of its three rings.
+/// Memory one core locks when every registration succeeds: glommio
+/// registers `io_memory_bytes` of buffers (its network I/O) with each of its
+/// three rings, and the segment ring registers as much again. What `ulimit
+/// -l` should allow (`stratum-tune` recommends it).
 pub fn locked_bytes_per_core(io_memory_bytes: u64) -> u64 {
-    io_memory_bytes.saturating_add(3 * GLOMMIO_IO_MEMORY as u64)
+    io_memory_bytes.saturating_mul(4)
 }
 
-/// Past the memlock limit a core cannot register its buffers (or, across
-/// processes of one user, a later one cannot), so a configuration that
-/// cannot fit is refused up front.
+/// A configuration whose cores cannot each lock even `io_memory_bytes` is
+/// refused up front. Beyond that, registration is best effort: a ring the
+/// limit refuses runs with unregistered buffers and says so in the log,
+/// so a configuration that started under an earlier release still starts.
 fn check_memlock(shards: u16, io_memory_bytes: u64, limit: Option<u64>) -> Result<(), ConfigError> {
     let Some(limit) = limit else {
         return Ok(());
     };
-    let wanted = u64::from(shards).saturating_mul(locked_bytes_per_core(io_memory_bytes));
+    let wanted = u64::from(shards).saturating_mul(io_memory_bytes);
     if wanted > limit {
         return Err(invalid(
             "store.io_memory_bytes",
             format!(
-                "{shards} shards × ({io_memory_bytes} bytes + glommio's {}) = {wanted} bytes to lock, over the memlock limit of {limit} bytes (ulimit -l); lower io_memory_bytes or raise the limit (stratum-tune recommend)",
-                3 * GLOMMIO_IO_MEMORY
+                "{shards} shards × {io_memory_bytes} bytes = {wanted} bytes to lock, over the memlock limit of {limit} bytes (ulimit -l); lower io_memory_bytes or raise the limit (stratum-tune recommend)"
             ),
         ));
     }

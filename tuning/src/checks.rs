@@ -51,9 +51,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Locked memory the node needs: each core's registered buffers (its
-    /// segment ring's and glommio's) plus its rings (a quarter again,
-    /// generously), and 1 MiB of slack.
+    /// Locked memory the node needs: each core's registered buffers
+    /// (glommio's, in each of its three rings, and its segment ring's) plus
+    /// the rings themselves (a quarter again, generously), and 1 MiB of slack.
     pub fn memlock_needed(&self) -> u64 {
         let per_core = stratum_node::config::locked_bytes_per_core(self.io_memory_bytes);
         u64::from(self.shards) * (per_core + per_core / 4) + (1 << 20)

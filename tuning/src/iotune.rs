@@ -119,7 +119,7 @@ pub fn run(
     let work_in = work.clone();
     let result = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("iotune")
-        .io_memory(stratum_node::config::GLOMMIO_IO_MEMORY)
+        .io_memory(512 << 10)
         .spawn(move || async move { measure(&work_in, budget, sync_method, &progress).await })
         .map_err(IotuneError::Executor)?
         .join()

@@ -126,7 +126,7 @@ impl Node {
             let (config, mesh, ready) = (Arc::clone(&config), mesh.clone(), ready_tx.clone());
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{shard}"))
-                .io_memory(crate::config::GLOMMIO_IO_MEMORY)
+                .io_memory(usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX))
                 .spawn(move || core::run(shard, config, mesh, inbox, ready));
             match spawned {
                 Ok(handle) => executors.push(handle),

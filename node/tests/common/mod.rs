@@ -74,7 +74,7 @@ where
     Fut: Future<Output = T> + 'static,
 {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(stratum_node::config::GLOMMIO_IO_MEMORY)
+        .io_memory(512 << 10)
         .spawn(make)
         .expect("spawn executor")
         .join()
