@@ -27,7 +27,7 @@ pub fn main() -> ExitCode {
     let config = match NodeConfig::resolve(flags) {
         Ok(config) => Arc::new(config),
         Err(err) => {
-            eprintln!("stratum-node: {}", crate::server::error_chain(&err));
+            eprintln!("stratum-node: {}", crate::logging::error_chain(&err));
             return ExitCode::from(78);
         }
     };
@@ -78,12 +78,12 @@ pub fn main() -> ExitCode {
     let mut node = match Node::start(Arc::clone(&config)) {
         Ok(node) => node,
         Err(err) => {
-            tracing::error!(error = %crate::server::error_chain(&err), "cannot start");
+            tracing::error!(error = %crate::logging::error_chain(&err), "cannot start");
             return ExitCode::from(1);
         }
     };
     if let Err(err) = liveness::mark(&config.data_dir) {
-        tracing::error!(error = %crate::server::error_chain(&err), "cannot start");
+        tracing::error!(error = %crate::logging::error_chain(&err), "cannot start");
         node.shutdown();
         return ExitCode::from(1);
     }
@@ -101,7 +101,7 @@ pub fn main() -> ExitCode {
     let marker = std::thread::Builder::new().name("alive".into()).spawn(move || loop {
         std::thread::sleep(liveness::INTERVAL);
         if let Err(err) = liveness::mark(&alive_dir) {
-            tracing::warn!(error = %crate::server::error_chain(&err), "liveness mark not updated");
+            tracing::warn!(error = %crate::logging::error_chain(&err), "liveness mark not updated");
         }
     });
     if let Err(err) = marker {
@@ -120,7 +120,7 @@ pub fn main() -> ExitCode {
             Ok(Some(epoch)) => tracing::info!(epoch, "topology reloaded"),
             Ok(None) => tracing::info!("topology file unchanged"),
             Err(err) => tracing::error!(
-                error = %crate::server::error_chain(&err),
+                error = %crate::logging::error_chain(&err),
                 "topology reload refused; keeping the current one"
             ),
         }

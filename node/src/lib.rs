@@ -1,9 +1,18 @@
 //! `stratum-node`: the storage node.
 //!
-//! - [`store`]: the shard store one core owns.
-//! - [`server`]: the thread-per-core server around the stores.
+//! Layers, each importing only those before it:
+//!
+//! - [`store`]: the shard store one core owns (knows no sockets).
+//! - [`net`]: frames off sockets, outboxes, socket helpers, latency
+//!   histograms (knows no store).
+//! - [`shard`]: the store operations a request turns into, and their errors.
 //! - [`replication`]: the quorum coordinator on every core, peer links,
-//!   hinted handoff and read repair.
+//!   hinted handoff, read repair, anti-entropy and rebalancing. It reaches
+//!   its core only through [`replication::Shard`].
+//! - [`server`]: the thread-per-core server around the stores: listeners,
+//!   connections, request handling, the cores' mesh, metrics.
+//!
+//! Beside them:
 //! - [`cli`]: the `stratum-node` program (signals, startup, shutdown).
 //! - [`config`]: settings (defaults, TOML file, flags) and their validation.
 //! - [`logging`]: `tracing` output.
@@ -17,6 +26,8 @@ pub mod config;
 pub mod io_properties;
 pub mod liveness;
 pub mod logging;
+pub mod net;
 pub mod replication;
 pub mod server;
+pub mod shard;
 pub mod store;

@@ -37,9 +37,10 @@ use stratum_wire::placement::shard_of;
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::dial::{dial, DialError};
-use crate::server::core::Core;
-use crate::server::frame_reader::{FrameReader, ReadError};
-use crate::server::ops::OpError;
+use super::shard::Shard;
+use super::transfer::{MAX_LIST, OBJECT_COST};
+use crate::net::frame_reader::{FrameReader, ReadError};
+use crate::shard::ops::OpError;
 use crate::store::holdings::{Digest, Holdings, RingRange};
 
 /// A range with at most this many members on either side is listed
@@ -47,15 +48,9 @@ use crate::store::holdings::{Digest, Holdings, RingRange};
 pub const LEAF: u32 = 128;
 /// Most ranges in one `sync_digests` request (and digests in its reply).
 pub const MAX_RANGES: usize = 4096;
-/// Most ids in one `sync_list` reply.
-pub const MAX_LIST: u32 = 4096;
 /// Members aimed at per listing when one side of a range is empty (half
-/// of [`MAX_LIST`], so uneven parts still fit).
+/// of [`super::transfer::MAX_LIST`], so uneven parts still fit).
 const LIST_TARGET: u32 = 2048;
-/// The least an object costs against `repair_bytes_per_sec`, whatever its
-/// size (the default 32 MiB/s then bounds repair at 8,192 objects per second
-/// per core).
-pub const OBJECT_COST: u64 = 4096;
 /// Most objects fetched by one `batch_get`.
 const FETCH_BATCH: usize = 256;
 /// How many parts a differing range is split into.
@@ -173,8 +168,8 @@ pub fn answer_list(holdings: &Holdings, request: &SyncList) -> SyncListReply {
 
 /// Runs a pass every `repair_interval` (if set) and whenever one is asked
 /// for (`repair`), until the core stops.
-pub async fn run(core: Rc<Core>) {
-    let interval = core.config.replication.repair_interval;
+pub async fn run<S: Shard>(core: Rc<S>) {
+    let interval = core.config().replication.repair_interval;
     loop {
         // The first pass too waits an interval: peers usually start together.
         let timer = async {
@@ -183,16 +178,16 @@ pub async fn run(core: Rc<Core>) {
                 None => std::future::pending().await,
             }
         };
-        futures_lite::future::or(timer, core.replication.repair_requested()).await;
+        futures_lite::future::or(timer, core.replication().repair_requested()).await;
         pass(&core).await;
         let moved = super::rebalance::pass(&core).await;
         if moved.handed_off + moved.stale > 0 {
             tracing::info!(
-                shard = core.shard_id,
+                shard = core.shard_id(),
                 handed_off = moved.handed_off,
                 sent = moved.sent,
                 stale = moved.stale,
-                left = core.replication.stats.borrow().rebalance_backlog,
+                left = core.replication().stats.borrow().rebalance_backlog,
                 "rebalance: handed copies to their current replicas"
             );
         }
@@ -200,10 +195,10 @@ pub async fn run(core: Rc<Core>) {
 }
 
 /// One pass against every peer shard this shard shares ranges with.
-pub async fn pass(core: &Rc<Core>) {
-    let placement = core.replication.placement();
-    let me = core.config.node_id;
-    let (my_shards, my_shard) = (core.config.shards, core.shard_id);
+pub async fn pass<S: Shard>(core: &Rc<S>) {
+    let placement = core.replication().placement();
+    let me = core.config().node_id;
+    let (my_shards, my_shard) = (core.config().shards, core.shard_id());
     let mut peers = 0;
     let mut in_sync = 0;
     for node in placement.topology().nodes() {
@@ -251,13 +246,13 @@ pub async fn pass(core: &Rc<Core>) {
                     }
                 }
                 Err(err) => {
-                    core.replication.stats.borrow_mut().repair_failures += 1;
+                    core.replication().stats.borrow_mut().repair_failures += 1;
                     tracing::debug!(shard = my_shard, peer_node = node.id, peer_shard = shard, error = %err, "anti-entropy pass failed; retried next interval");
                 }
             }
         }
     }
-    let mut stats = core.replication.stats.borrow_mut();
+    let mut stats = core.replication().stats.borrow_mut();
     stats.repair_peers = peers;
     stats.repair_peers_in_sync = in_sync;
     stats.repair_passes += 1;
@@ -330,18 +325,18 @@ impl Session {
     }
 }
 
-async fn with_peer(
-    core: &Rc<Core>,
+async fn with_peer<S: Shard>(
+    core: &Rc<S>,
     address: &str,
     peer: Peer,
     shared: &[RingRange],
 ) -> Result<PassReport, RepairError> {
     let (stream, reader, greeting) =
-        dial(address, peer.node, peer.shard, &core.replication.settings).await?;
+        dial(address, peer.node, peer.shard, &core.replication().settings).await?;
     let mut session = Session {
         stream,
         reader,
-        encoder: FrameEncoder::new(core.replication.settings.frame_limits),
+        encoder: FrameEncoder::new(core.replication().settings.frame_limits),
         next_id: 0,
         out: Vec::new(),
         paced: 0,
@@ -365,7 +360,7 @@ async fn with_peer(
         let theirs = their_digests(core, &mut session, &batch).await?;
         report.ranges_compared += batch.len() as u64;
         for (range, their) in batch.into_iter().zip(theirs) {
-            let ours = core.store.holdings().digest(range, &keep);
+            let ours = core.store().holdings().digest(range, &keep);
             if ours == their {
                 continue;
             }
@@ -384,7 +379,7 @@ async fn with_peer(
         }
     }
     report.wire_bytes = session.wire_bytes;
-    let mut stats = core.replication.stats.borrow_mut();
+    let mut stats = core.replication().stats.borrow_mut();
     stats.repair_wire_bytes += report.wire_bytes;
     stats.repair_ranges_compared += report.ranges_compared;
     stats.repair_objects_fetched += report.fetched;
@@ -393,14 +388,14 @@ async fn with_peer(
     Ok(report)
 }
 
-async fn their_digests(
-    core: &Core,
+async fn their_digests<S: Shard>(
+    core: &S,
     session: &mut Session,
     ranges: &[RingRange],
 ) -> Result<Vec<Digest>, RepairError> {
     let request = Message::SyncDigests(SyncDigests {
-        requester_shards: core.config.shards,
-        requester_shard: core.shard_id,
+        requester_shards: core.config().shards,
+        requester_shard: core.shard_id(),
         ranges: ranges.iter().copied().map(span).collect(),
     });
     let frame = session.call(&request).await?;
@@ -425,15 +420,15 @@ async fn their_digests(
 
 /// Lists `range` on the peer and takes what this shard lacks. `false` if
 /// the listing was cut short (the caller splits the range).
-async fn reconcile(
-    core: &Rc<Core>,
+async fn reconcile<S: Shard>(
+    core: &Rc<S>,
     session: &mut Session,
     range: RingRange,
     report: &mut PassReport,
 ) -> Result<bool, RepairError> {
     let request = Message::SyncList(SyncList {
-        requester_shards: core.config.shards,
-        requester_shard: core.shard_id,
+        requester_shards: core.config().shards,
+        requester_shard: core.shard_id(),
         range: span(range),
         max: MAX_LIST,
     });
@@ -444,9 +439,9 @@ async fn reconcile(
     if listing.truncated && range.start != range.end {
         return Ok(false);
     }
-    let (deletes, wanted) = decide(&core.store.holdings(), &listing);
+    let (deletes, wanted) = decide(&core.store().holdings(), &listing);
     for deleted in deletes {
-        core.store
+        core.store()
             .delete_at(deleted.id, deleted.at)
             .await
             .map_err(RepairError::Store)?;
@@ -513,13 +508,13 @@ pub fn decide(holdings: &Holdings, listing: &SyncListReply) -> (Vec<TimedId>, Ve
 /// Installs on this shard every dictionary the peer holds and it lacks,
 /// before any object: the peer sends objects as it stores them, and a
 /// refilled shard then stores them compressed as well.
-async fn fetch_dictionaries(
-    core: &Core,
+async fn fetch_dictionaries<S: Shard>(
+    core: &S,
     session: &mut Session,
     theirs: &[u32],
 ) -> Result<(), RepairError> {
     let missing: Vec<u32> = {
-        let held = core.store.dictionary_set();
+        let held = core.store().dictionary_set();
         theirs
             .iter()
             .copied()
@@ -534,12 +529,12 @@ async fn fetch_dictionaries(
         if !matches!(frame.message(), MessageRef::DictionaryBytes(reply) if reply.id == id) {
             return Err(RepairError::Unexpected(frame.kind().name()));
         }
-        core.store
+        core.store()
             .install_dictionary(frame.take_payload(), false)
             .await
             .map_err(RepairError::Store)?;
         tracing::info!(
-            shard = core.shard_id,
+            shard = core.shard_id(),
             id = format_args!("{id:#010x}"),
             "dictionary copied from a peer"
         );
@@ -551,8 +546,8 @@ async fn fetch_dictionaries(
 /// reads its own store only): each object is verified against its id, and
 /// they are stored together (one group commit, not one per object). An id
 /// the peer no longer has (deleted or lost since it listed it) is skipped.
-async fn fetch(
-    core: &Core,
+async fn fetch<S: Shard>(
+    core: &S,
     session: &mut Session,
     ids: &[ObjectId],
     report: &mut PassReport,
@@ -576,7 +571,7 @@ async fn fetch(
         }
         let bytes = frame.payload().len() as u64;
         objects.push(
-            core.store
+            core.store()
                 .verify_payload(id, kind, frame.codec(), frame.take_payload())
                 .await
                 .map_err(|_| RepairError::BadObject { id })?,
@@ -590,14 +585,14 @@ async fn fetch(
     let stored = futures_util::future::join_all(
         objects
             .into_iter()
-            .map(|object| core.store.put_verified(object)),
+            .map(|object| core.store().put_verified(object)),
     )
     .await;
     for result in stored {
         result.map_err(RepairError::Store)?;
         report.fetched += 1;
     }
-    let rate = core.config.replication.repair_bytes_per_sec.max(1);
+    let rate = core.config().replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(session.paced as f64 / rate as f64);
     let elapsed = session.started.elapsed();
     if due > elapsed + Duration::from_millis(1) {

@@ -12,7 +12,7 @@ use stratum_wire::handshake::{self, Greeting};
 use stratum_wire::message::{AuthProof, PeerRole};
 use stratum_wire::{FrameEncoder, FrameLimits, Message, MessageRef};
 
-use crate::server::frame_reader::{ByteBudget, FrameReader};
+use crate::net::frame_reader::{ByteBudget, FrameReader};
 
 /// What every link of a core shares.
 #[derive(Debug)]

@@ -28,8 +28,8 @@ use stratum_wire::placement::shard_of;
 use stratum_wire::Codec;
 
 use super::hint_log::{self, Hint, HintOp};
+use super::shard::Shard;
 use super::{quorum, ReplicationStats};
-use crate::server::core::Core;
 
 /// How often each core looks for hints to replay.
 const REPLAY_TICK: Duration = Duration::from_millis(500);
@@ -209,20 +209,20 @@ fn count_unreplayed(
 }
 
 /// Writes queued hints as they come.
-pub async fn write_loop(core: Rc<Core>) {
-    let handoff = &core.replication.handoff;
+pub async fn write_loop<S: Shard>(core: Rc<S>) {
+    let handoff = &core.replication().handoff;
     while let Ok(first) = handoff.queue_rx.recv_async().await {
-        handoff.flush(&core.replication.stats, Some(first)).await;
+        handoff.flush(&core.replication().stats, Some(first)).await;
     }
 }
 
 /// Replays hints to their nodes, forever (cancelled at shutdown).
-pub async fn replay_loop(core: Rc<Core>) {
-    let mut pacer = Pacer::new(core.config.replication.hint_replay_per_sec);
+pub async fn replay_loop<S: Shard>(core: Rc<S>) {
+    let mut pacer = Pacer::new(core.config().replication.hint_replay_per_sec);
     loop {
         glommio::timer::sleep(REPLAY_TICK).await;
         let nodes: Vec<u32> = core
-            .replication
+            .replication()
             .handoff
             .files
             .borrow()
@@ -237,8 +237,8 @@ pub async fn replay_loop(core: Rc<Core>) {
 }
 
 /// Removes the hint file of `node`, which left the topology.
-async fn retire(core: &Core, node: u32) {
-    let handoff = &core.replication.handoff;
+async fn retire<S: Shard>(core: &S, node: u32) {
+    let handoff = &core.replication().handoff;
     let Ok(_lock) = handoff.file_lock.acquire_permit(1).await else {
         return;
     };
@@ -254,7 +254,7 @@ async fn retire(core: &Core, node: u32) {
                 .remove(&node)
                 .map_or(0, |file| file.records - file.replayed_records);
             tracing::info!(
-                shard = core.shard_id,
+                shard = core.shard_id(),
                 node,
                 hints = dropped,
                 "hints for a node that left the topology are moot (anti-entropy re-replicates its objects); file removed"
@@ -267,15 +267,15 @@ async fn retire(core: &Core, node: u32) {
 }
 
 /// Replays `node`'s file until it is done or the node fails again.
-async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
-    let handoff = &core.replication.handoff;
+async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
+    let handoff = &core.replication().handoff;
     let path = hint_log::path_of(&handoff.dir, node);
-    let placement = core.replication.placement();
+    let placement = core.replication().placement();
     let Some(shards) = placement.node(node).map(|spec| spec.shards) else {
         // The node left the topology. With anti-entropy on, its hints are
         // moot: every write they carry has its quorum, and the current
         // replicas converge by repair and rebalancing.
-        if core.config.replication.repair_interval.is_some() {
+        if core.config().replication.repair_interval.is_some() {
             drop(placement);
             retire(core, node).await;
             return;
@@ -301,7 +301,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
     handoff.stranded_reported.borrow_mut().remove(&node);
     let epoch = placement.topology().epoch();
     drop(placement);
-    let me = core.config.node_id;
+    let me = core.config().node_id;
     let mut saved_at = Instant::now();
     loop {
         let Some(state) = handoff.files.borrow().get(&node).copied() else {
@@ -336,7 +336,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
             }
         };
         for (hint, after) in page {
-            let Some(link) = core.replication.link(node, shard_of(&hint.id, shards)) else {
+            let Some(link) = core.replication().link(node, shard_of(&hint.id, shards)) else {
                 handoff.save_progress(node).await;
                 return;
             };
@@ -355,7 +355,7 @@ async fn replay_node(core: &Rc<Core>, node: u32, pacer: &mut Pacer) {
                 file.replayed = after;
                 file.replayed_records += 1;
             }
-            core.replication.stats.borrow_mut().hints_replayed += 1;
+            core.replication().stats.borrow_mut().hints_replayed += 1;
             if put.is_none() || saved_at.elapsed() >= PROGRESS_EVERY {
                 handoff.save_progress(node).await;
                 saved_at = Instant::now();

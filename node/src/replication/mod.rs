@@ -13,6 +13,9 @@
 //!   no longer replicates go to their replicas, then are dropped here.
 //! - [`anti_entropy`]: each core compares what its shard holds with what
 //!   its peers' shards hold for the same ranges, and copies what it lacks.
+//! - [`transfer`]: what one repair or rebalancing exchange may carry.
+//! - [`shard`]: the narrow handle replication has on its core ([`Shard`]);
+//!   replication never imports the server.
 //!
 //! Everything here is owned by one core (`Rc`, `RefCell`); a core's links
 //! are its own and no other thread touches them.
@@ -25,6 +28,10 @@ pub mod peer_link;
 pub mod quorum;
 pub mod read_repair;
 pub mod rebalance;
+pub mod shard;
+pub mod transfer;
+
+pub use shard::Shard;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};

@@ -28,9 +28,9 @@ use stratum_wire::{codec, Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::dial::{self, DialError, LinkSettings};
 use super::within;
-use crate::server::frame_reader::FrameReader;
-use crate::server::metrics::LatencyHistogram;
-use crate::server::outbox::Outbox;
+use crate::net::frame_reader::FrameReader;
+use crate::net::latency::LatencyHistogram;
+use crate::net::outbox::Outbox;
 use crate::store::record::MAX_CONTENT_LEN;
 
 /// First pause after a failed connect; doubles up to [`MAX_BACKOFF`].
@@ -267,7 +267,7 @@ impl PeerLink {
                 return Err(LinkError::Dial(err));
             }
         };
-        let writer = match crate::server::connection::duplicate(&stream) {
+        let writer = match crate::net::socket::duplicate(&stream) {
             Ok(writer) => writer,
             Err(err) => {
                 let err = DialError::Io(err.to_string());

@@ -23,8 +23,8 @@ use stratum_wire::{Codec, Message, ObjectId, ObjectKind};
 
 use super::hint_log::{Hint, HintOp};
 use super::peer_link::{LinkError, PeerLink};
-use crate::server::core::Core;
-use crate::server::ops::{Done, Op, OpError};
+use super::shard::Shard;
+use crate::shard::ops::{Done, Op, OpError};
 use crate::store::Verified;
 
 /// A client's write. A put's content was checked against its id where it
@@ -62,10 +62,10 @@ enum Target {
 type ReplicaResult = (u32, Result<bool, ReplicaFailure>);
 
 /// Coordinates `write` (see the module comment).
-pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError> {
-    let me = core.config.node_id;
+pub async fn coordinate<S: Shard>(core: &Rc<S>, write: Write) -> Result<Acked, OpError> {
+    let me = core.config().node_id;
     let id = write.id();
-    let placement = core.replication.placement();
+    let placement = core.replication().placement();
     let replicas: Vec<(u32, u16)> = placement
         .replicas(&id)
         .map(|replica| (replica.node.id, replica.shard))
@@ -90,7 +90,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
             targets.push((me, Target::Local));
             continue;
         }
-        match core.replication.link(*node, *shard) {
+        match core.replication().link(*node, *shard) {
             Some(link) => checks.push((
                 *node,
                 Rc::clone(&link),
@@ -110,7 +110,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
         }
     }
     if targets.len() < quorum {
-        core.replication.stats.borrow_mut().quorum_unavailable += 1;
+        core.replication().stats.borrow_mut().quorum_unavailable += 1;
         let mut err = OpError::new(
             ErrorCode::Unavailable,
             format!(
@@ -154,7 +154,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                     let put = object
                         .as_deref()
                         .map(|o| (o.kind(), o.codec(), o.payload()));
-                    let dictionaries = core.store.dictionary_set();
+                    let dictionaries = core.store().dictionary_set();
                     remote(&link, me, epoch, id, put, false, &dictionaries)
                         .await
                         .map_err(|err| err.to_failure(node))
@@ -164,7 +164,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
         };
         // The gate refuses new tasks only while the core shuts down; then the
         // write runs inline rather than being lost.
-        match core.replication.background.spawn(task) {
+        match core.replication().background.spawn(task) {
             Ok(handle) => {
                 handle.detach();
             }
@@ -220,7 +220,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
             return;
         }
         if !missed.is_empty() {
-            core.replication.stats.borrow_mut().quorum_partial += 1;
+            core.replication().stats.borrow_mut().quorum_partial += 1;
         }
         for node in missed {
             if node == me {
@@ -229,7 +229,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
             }
             // Hint files hold raw content: a hint is rare, and its replay
             // then suits a peer of any release.
-            let dictionaries = core.store.dictionary_set();
+            let dictionaries = core.store().dictionary_set();
             let op = match object
                 .as_deref()
                 .map(|o| (o.kind(), o.content(&dictionaries)))
@@ -244,23 +244,23 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
                 }
                 None => HintOp::Delete,
             };
-            core.replication
+            core.replication()
                 .handoff
-                .queue(&core.replication.stats, node, &Hint { id, op });
+                .queue(&core.replication().stats, node, &Hint { id, op });
         }
     };
-    if let Ok(handle) = core.replication.background.spawn(finisher) {
+    if let Ok(handle) = core.replication().background.spawn(finisher) {
         handle.detach();
     }
 
     if acked {
-        core.replication.stats.borrow_mut().quorum_acked += 1;
+        core.replication().stats.borrow_mut().quorum_acked += 1;
         Ok(Acked {
             replicas: u8::try_from(acks).unwrap_or(u8::MAX),
             changed,
         })
     } else {
-        core.replication.stats.borrow_mut().quorum_unavailable += 1;
+        core.replication().stats.borrow_mut().quorum_unavailable += 1;
         let what = if is_put { "put" } else { "delete" };
         let mut err = OpError::new(
             ErrorCode::Unavailable,
@@ -276,7 +276,7 @@ pub async fn coordinate(core: &Rc<Core>, write: Write) -> Result<Acked, OpError>
 
 /// The write on this node only (its owning core: here, or forwarded);
 /// whether it changed anything. Also how a node-role write is applied.
-pub(crate) async fn local(core: &Rc<Core>, write: Write) -> Result<bool, OpError> {
+pub(crate) async fn local<S: Shard>(core: &Rc<S>, write: Write) -> Result<bool, OpError> {
     let (id, op) = match write {
         Write::Put(object) => (object.id(), Op::Put(object)),
         Write::Delete { id } => (id, Op::Delete { id }),

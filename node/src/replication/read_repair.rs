@@ -13,8 +13,8 @@ use stratum_wire::message::{Get, GetDictionary, MessageRef};
 use stratum_wire::{Message, ObjectId, ObjectKind};
 
 use super::peer_link::{LinkError, PeerLink};
-use crate::server::core::Core;
-use crate::server::ops::Op;
+use super::shard::Shard;
+use crate::shard::ops::Op;
 use crate::store::{StoreError, StoredObject, Verified};
 
 /// Repairs one core runs at once; misses past it are not repaired.
@@ -22,25 +22,25 @@ pub const MAX_CONCURRENT: usize = 32;
 
 /// Starts a repair of `id` if this node is one of its replicas and others
 /// exist.
-pub fn maybe_repair(core: &Rc<Core>, id: ObjectId) {
-    let placement = core.replication.placement();
-    let me = core.config.node_id;
+pub fn maybe_repair<S: Shard>(core: &Rc<S>, id: ObjectId) {
+    let placement = core.replication().placement();
+    let me = core.config().node_id;
     if placement.replica_node_ids(&id).len() < 2 || !placement.is_replica(me, &id) {
         return;
     }
-    if !core.replication.start_repair(id) {
+    if !core.replication().start_repair(id) {
         return;
     }
     let task_core = Rc::clone(core);
-    let spawned = core.replication.background.spawn(async move {
+    let spawned = core.replication().background.spawn(async move {
         repair(&task_core, id).await;
-        task_core.replication.end_repair(&id);
+        task_core.replication().end_repair(&id);
     });
     match spawned {
         Ok(handle) => {
             handle.detach();
         }
-        Err(_) => core.replication.end_repair(&id),
+        Err(_) => core.replication().end_repair(&id),
     }
 }
 
@@ -50,13 +50,13 @@ pub fn maybe_repair(core: &Rc<Core>, id: ObjectId) {
 /// turn, and the first copy that verifies against its id is stored here (if
 /// this node replicates it now) and returned. Nothing is asked when no
 /// earlier topology differs for this id, so a steady cluster pays nothing.
-pub async fn fetch_moved(core: &Rc<Core>, id: ObjectId) -> Option<StoredObject> {
-    let previous = core.replication.previous_placements();
+pub async fn fetch_moved<S: Shard>(core: &Rc<S>, id: ObjectId) -> Option<StoredObject> {
+    let previous = core.replication().previous_placements();
     if previous.is_empty() {
         return None;
     }
-    let current = core.replication.placement();
-    let me = core.config.node_id;
+    let current = core.replication().placement();
+    let me = core.config().node_id;
     let mut asked: Vec<(u32, u16)> = Vec::new();
     for placement in &previous {
         for replica in placement.replicas(&id) {
@@ -88,8 +88,12 @@ pub async fn fetch_moved(core: &Rc<Core>, id: ObjectId) -> Option<StoredObject> 
 }
 
 /// `id` from `node`'s shard `shard`, verified against its id.
-async fn copy_from(core: &Rc<Core>, id: ObjectId, (node, shard): (u32, u16)) -> Option<Verified> {
-    let link = core.replication.link(node, shard)?;
+async fn copy_from<S: Shard>(
+    core: &Rc<S>,
+    id: ObjectId,
+    (node, shard): (u32, u16),
+) -> Option<Verified> {
+    let link = core.replication().link(node, shard)?;
     let mut frame = link.call(&Message::Get(Get { id }), &[]).await.ok()?;
     let kind = match frame.message() {
         MessageRef::GetOk(ok) if ok.id.get() == id => ObjectKind::from(ok.kind),
@@ -104,17 +108,17 @@ async fn copy_from(core: &Rc<Core>, id: ObjectId, (node, shard): (u32, u16)) -> 
     }
 }
 
-async fn repair(core: &Rc<Core>, id: ObjectId) {
-    let me = core.config.node_id;
+async fn repair<S: Shard>(core: &Rc<S>, id: ObjectId) {
+    let me = core.config().node_id;
     let replicas: Vec<(u32, u16)> = core
-        .replication
+        .replication()
         .placement()
         .replicas(&id)
         .filter(|replica| replica.node.id != me)
         .map(|replica| (replica.node.id, replica.shard))
         .collect();
     for (node, shard) in replicas {
-        let Some(link) = core.replication.link(node, shard) else {
+        let Some(link) = core.replication().link(node, shard) else {
             continue;
         };
         let mut frame = match link.call(&Message::Get(Get { id }), &[]).await {
@@ -134,7 +138,7 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
             continue;
         };
         let stored = core.run_op(&id, Op::Put(object)).await;
-        let mut stats = core.replication.stats.borrow_mut();
+        let mut stats = core.replication().stats.borrow_mut();
         match stored {
             Ok(_) => {
                 stats.read_repairs += 1;
@@ -152,26 +156,26 @@ async fn repair(core: &Rc<Core>, id: ObjectId) {
 /// Proves a copy `link`'s peer sent (in whatever codec it came), after
 /// fetching from it the
 /// dictionary the copy names if this shard lacks it.
-async fn verify_copy_from(
-    core: &Core,
+async fn verify_copy_from<S: Shard>(
+    core: &S,
     link: &PeerLink,
     id: ObjectId,
     kind: ObjectKind,
     frame: &mut stratum_wire::Frame,
 ) -> Result<Verified, StoreError> {
     if let Some(dictionary) = stratum_wire::codec::frame_dictionary(frame.payload()) {
-        if !core.store.dictionary_set().contains(dictionary) {
+        if !core.store().dictionary_set().contains(dictionary) {
             fetch_dictionary(core, link, dictionary).await;
         }
     }
-    core.store
+    core.store()
         .verify_payload(id, kind, frame.codec(), frame.take_payload())
         .await
 }
 
 /// Copies a dictionary from a peer onto this shard (best effort: without
 /// it, the copy that needs it is refused and another source tried).
-async fn fetch_dictionary(core: &Core, link: &PeerLink, id: u32) {
+async fn fetch_dictionary<S: Shard>(core: &S, link: &PeerLink, id: u32) {
     let message = Message::GetDictionary(GetDictionary { id });
     let mut frame = match link.call(&message, &[]).await {
         Ok(frame) => frame,
@@ -184,7 +188,7 @@ async fn fetch_dictionary(core: &Core, link: &PeerLink, id: u32) {
         return;
     }
     if let Err(err) = core
-        .store
+        .store()
         .install_dictionary(frame.take_payload(), false)
         .await
     {

@@ -30,9 +30,9 @@ use stratum_wire::message::{Put, RingSpan, SyncList};
 use stratum_wire::placement::Placement;
 use stratum_wire::{Message, MessageRef, ObjectId};
 
-use super::anti_entropy::MAX_LIST;
 use super::peer_link::PeerLink;
-use crate::server::core::Core;
+use super::shard::Shard;
+use super::transfer::{MAX_LIST, OBJECT_COST};
 use crate::store::holdings::RingRange;
 
 /// Copies handed off per batch.
@@ -59,7 +59,7 @@ pub struct HandoffReport {
 }
 
 /// Bytes of pacing budget one copy costs, sent or not.
-const COPY_COST: u64 = super::anti_entropy::OBJECT_COST;
+const COPY_COST: u64 = OBJECT_COST;
 
 /// What one replica shard holds of a range.
 struct Held {
@@ -70,19 +70,19 @@ struct Held {
 /// Hands off every copy this shard holds for objects it no longer
 /// replicates, at most `repair_bytes_per_sec`, until none is left or a
 /// batch makes no progress.
-pub async fn pass(core: &Rc<Core>) -> HandoffReport {
+pub async fn pass<S: Shard>(core: &Rc<S>) -> HandoffReport {
     let mut report = HandoffReport {
         backlog: displaced_count(core),
         ..HandoffReport::default()
     };
-    core.replication.stats.borrow_mut().rebalance_backlog = report.backlog;
+    core.replication().stats.borrow_mut().rebalance_backlog = report.backlog;
     let started = Instant::now();
     let mut after: Option<ObjectId> = None;
     while report.backlog > 0 {
-        let placement = core.replication.placement();
-        let me = core.config.node_id;
+        let placement = core.replication().placement();
+        let me = core.config().node_id;
         let batch: Vec<ObjectId> = core
-            .store
+            .store()
             .holdings()
             .live_after(after)
             .filter(|id| !placement.is_replica(me, id))
@@ -93,7 +93,7 @@ pub async fn pass(core: &Rc<Core>) -> HandoffReport {
             break;
         };
         hand_off(core, &placement, &batch, &mut report, started).await;
-        core.replication.stats.borrow_mut().rebalance_backlog = report
+        core.replication().stats.borrow_mut().rebalance_backlog = report
             .backlog
             .saturating_sub(report.handed_off + report.stale);
         // Batches that could not be placed (a replica down) are passed over,
@@ -101,7 +101,7 @@ pub async fn pass(core: &Rc<Core>) -> HandoffReport {
         after = Some(last);
     }
     let left = displaced_count(core);
-    let mut stats = core.replication.stats.borrow_mut();
+    let mut stats = core.replication().stats.borrow_mut();
     stats.rebalance_backlog = left;
     stats.rebalance_handed_off += report.handed_off;
     stats.rebalance_sent += report.sent;
@@ -110,10 +110,10 @@ pub async fn pass(core: &Rc<Core>) -> HandoffReport {
 }
 
 /// Copies held here of objects this node does not replicate now.
-fn displaced_count(core: &Core) -> u64 {
-    let placement = core.replication.placement();
-    let me = core.config.node_id;
-    core.store
+fn displaced_count<S: Shard>(core: &S) -> u64 {
+    let placement = core.replication().placement();
+    let me = core.config().node_id;
+    core.store()
         .holdings()
         .live()
         .filter(|id| !placement.is_replica(me, id))
@@ -121,14 +121,14 @@ fn displaced_count(core: &Core) -> u64 {
 }
 
 /// One batch (ids in ring order): ask, send, drop.
-async fn hand_off(
-    core: &Rc<Core>,
+async fn hand_off<S: Shard>(
+    core: &Rc<S>,
     placement: &Placement,
     batch: &[ObjectId],
     report: &mut HandoffReport,
     started: Instant,
 ) {
-    let me = core.config.node_id;
+    let me = core.config().node_id;
     let quorum = usize::from(placement.topology().write_quorum());
     let mut by_target: BTreeMap<(u32, u16), Vec<ObjectId>> = BTreeMap::new();
     for id in batch {
@@ -144,7 +144,7 @@ async fn hand_off(
     let mut confirmed: HashMap<ObjectId, usize> = HashMap::new();
     let mut stale: HashSet<ObjectId> = HashSet::new();
     for ((node, shard), ids) in by_target {
-        let Some(link) = core.replication.link(node, shard) else {
+        let Some(link) = core.replication().link(node, shard) else {
             continue;
         };
         let Some(held) = held_by(&link, &ids).await else {
@@ -192,7 +192,8 @@ async fn hand_off(
         })
         .collect();
     let dropped =
-        futures_util::future::join_all(done.iter().map(|(id, _)| core.store.drop_copy(*id))).await;
+        futures_util::future::join_all(done.iter().map(|(id, _)| core.store().drop_copy(*id)))
+            .await;
     report.paced += batch.len() as u64 * COPY_COST;
     pace(core, report.paced, started).await;
     for ((id, was_stale), result) in done.iter().zip(dropped) {
@@ -200,7 +201,7 @@ async fn hand_off(
             Ok(_) if *was_stale => report.stale += 1,
             Ok(_) => report.handed_off += 1,
             Err(err) => {
-                tracing::warn!(shard = core.shard_id, %id, error = %err, "cannot drop a handed-off copy")
+                tracing::warn!(shard = core.shard_id(), %id, error = %err, "cannot drop a handed-off copy")
             }
         }
     }
@@ -247,8 +248,8 @@ async fn held_by(link: &PeerLink, ids: &[ObjectId]) -> Option<Held> {
 
 /// Sends this shard's copy of `id`; its size once the replica has it
 /// durably.
-async fn send(core: &Core, link: &PeerLink, id: ObjectId) -> Option<u64> {
-    let object = match core.store.get(&id).await {
+async fn send<S: Shard>(core: &S, link: &PeerLink, id: ObjectId) -> Option<u64> {
+    let object = match core.store().get(&id).await {
         Ok(Some(object)) => object,
         Ok(None) => return None,
         Err(err) => {
@@ -265,7 +266,7 @@ async fn send(core: &Core, link: &PeerLink, id: ObjectId) -> Option<u64> {
             &put,
             object.codec,
             &object.payload,
-            &core.store.dictionary_set(),
+            &core.store().dictionary_set(),
         )
         .await
     {
@@ -281,8 +282,8 @@ async fn send(core: &Core, link: &PeerLink, id: ObjectId) -> Option<u64> {
 }
 
 /// Holds hand-off work to `repair_bytes_per_sec` (see [`COPY_COST`]).
-async fn pace(core: &Core, bytes: u64, started: Instant) {
-    let rate = core.config.replication.repair_bytes_per_sec.max(1);
+async fn pace<S: Shard>(core: &S, bytes: u64, started: Instant) {
+    let rate = core.config().replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
     let elapsed = started.elapsed();
     if due > elapsed + Duration::from_millis(1) {

@@ -13,7 +13,6 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 
 use futures_lite::AsyncWriteExt;
@@ -23,12 +22,13 @@ use stratum_wire::message::{ErrorCode, ErrorReply};
 use stratum_wire::{Codec, CodecError, FrameEncoder, FrameError, FrameLimits, Message};
 
 use super::core::Core;
-use super::frame_reader::{FrameReader, ReadError};
 use super::handshake::{self, HandshakeError, Peer};
 use super::metrics::{ConnEvent, OpKind, Outcome};
-use super::ops::OpError;
-use super::outbox::{Closed, Outbox};
 use super::request;
+use crate::net::frame_reader::{FrameReader, ReadError};
+use crate::net::outbox::{Closed, Outbox};
+use crate::net::socket::duplicate;
+use crate::shard::ops::OpError;
 use crate::store::StoredObject;
 
 /// What request tasks share: where replies go and how they are framed.
@@ -114,18 +114,6 @@ impl Conn {
         reply.replicas = err.replicas.clone();
         self.reply(request_id, &Message::Error(reply), &[]).await
     }
-}
-
-/// A second glommio stream on a duplicate of `stream`'s socket (server
-/// connections and peer links both split their sockets this way).
-pub fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
-    // SAFETY: the descriptor is open for as long as `stream` lives, which
-    // spans this call.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let owned = borrowed.try_clone_to_owned()?;
-    // SAFETY: `owned` is a fresh descriptor of a connected TCP socket that we
-    // own; ownership moves into the new stream.
-    Ok(unsafe { TcpStream::from_raw_fd(owned.into_raw_fd()) })
 }
 
 /// Serves a connection until the peer closes it, it misbehaves, or the node

@@ -15,16 +15,16 @@ use stratum_wire::message::ErrorCode;
 use stratum_wire::placement::shard_of;
 use stratum_wire::ObjectId;
 
-use super::frame_reader::ByteBudget;
 use super::log_limit::LogLimiter;
 use super::mesh::{CoreMsg, Mesh};
 use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
-use super::ops::{self, Done, Op, OpError};
 use super::{connection, maintenance};
 use crate::config::NodeConfig;
+use crate::net::frame_reader::ByteBudget;
 use crate::replication::anti_entropy;
 use crate::replication::handoff::{self, Handoff};
 use crate::replication::Replicator;
+use crate::shard::ops::{self, Done, Op, OpError};
 use crate::store::fs::uring::UringFs;
 use crate::store::{ShardStore, StoreError};
 
@@ -53,6 +53,30 @@ pub struct Core {
     open_connections: Cell<u32>,
     /// Set once draining finished: no connection is left.
     drained: Cell<bool>,
+}
+
+impl crate::replication::shard::Shard for Core {
+    type Fs = UringFs;
+
+    fn shard_id(&self) -> u16 {
+        self.shard_id
+    }
+    fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+    fn store(&self) -> &ShardStore<UringFs> {
+        &self.store
+    }
+    fn replication(&self) -> &Replicator {
+        &self.replication
+    }
+    fn run_op(
+        &self,
+        id: &ObjectId,
+        op: Op,
+    ) -> impl std::future::Future<Output = Result<Done, OpError>> {
+        Core::run_op(self, id, op)
+    }
 }
 
 /// A request admitted past the shard's limits; releases its share on drop.
@@ -408,5 +432,5 @@ async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
 
 /// An error with its causes, for logs and startup reports.
 pub fn chain(err: &StoreError) -> String {
-    super::error_chain(err)
+    crate::logging::error_chain(err)
 }

@@ -12,7 +12,7 @@ use stratum_wire::message::{
 use stratum_wire::{handshake, Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::core::Core;
-use super::frame_reader::{FrameReader, ReadError};
+use crate::net::frame_reader::{FrameReader, ReadError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {

@@ -6,7 +6,7 @@
 use stratum_wire::placement::Topology;
 
 use super::metrics::MetricsSnapshot;
-use super::ops::{Done, Op, OpError};
+use crate::shard::ops::{Done, Op, OpError};
 
 /// Messages a core's inbox accepts.
 pub enum CoreMsg {

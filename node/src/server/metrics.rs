@@ -8,6 +8,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::net::latency::{LatencyHistogram, LATENCY_BUCKETS_US};
 use crate::replication::peer_link::PeerSnapshot;
 use crate::replication::ReplicationStats;
 use crate::store::{StoreStats, WriteMode};
@@ -84,39 +85,6 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Error => "error",
         }
-    }
-}
-
-/// Upper bounds of the latency buckets, in microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 16] = [
-    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 5_000_000,
-];
-
-/// A cumulative-bucket histogram in the shape Prometheus expects.
-#[derive(Debug, Clone, Default)]
-pub struct LatencyHistogram {
-    /// `buckets[i]` counts observations ≤ `LATENCY_BUCKETS_US[i]` and above
-    /// the previous bound; the last slot is the overflow (+Inf).
-    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
-    count: u64,
-    sum_us: u64,
-}
-
-impl LatencyHistogram {
-    pub fn record(&mut self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let slot = LATENCY_BUCKETS_US
-            .iter()
-            .position(|bound| us <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.buckets[slot] += 1;
-        self.count += 1;
-        self.sum_us = self.sum_us.saturating_add(us);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
     }
 }
 
@@ -723,7 +691,7 @@ fn render_replication(out: &mut String, node_id: u32, snapshots: &[MetricsSnapsh
 /// One histogram's `_bucket` (cumulative), `_sum` and `_count` samples.
 fn render_histogram(out: &mut String, name: &str, base: &str, hist: &LatencyHistogram) {
     let mut cumulative = 0;
-    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets.iter()) {
+    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(hist.buckets().iter()) {
         cumulative += count;
         let _ = writeln!(
             out,
@@ -731,9 +699,9 @@ fn render_histogram(out: &mut String, name: &str, base: &str, hist: &LatencyHist
             *bound as f64 / 1e6
         );
     }
-    let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", hist.count);
-    let _ = writeln!(out, "{name}_sum{{{base}}} {}", hist.sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count{{{base}}} {}", hist.count);
+    let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", hist.count());
+    let _ = writeln!(out, "{name}_sum{{{base}}} {}", hist.sum_us() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{base}}} {}", hist.count());
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

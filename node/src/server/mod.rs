@@ -3,15 +3,15 @@
 //!
 //! - [`core`]: one core's state and life (open store, accept, drain, close).
 //! - [`connection`]: one connection: handshake, reader, writer.
-//! - [`frame_reader`]: frames off a socket, with idle and slow-frame timeouts.
 //! - [`handshake`]: hello / authentication.
 //! - [`request`]: one request to its replies.
-//! - [`ops`]: store operations, run locally or forwarded to the owning core.
 //! - [`mesh`]: the messages cores send each other.
-//! - [`outbox`]: a connection's byte-bounded reply queue.
 //! - [`metrics`]: per-core counters and histograms, Prometheus rendering.
 //! - [`maintenance`]: checkpoints, compaction and scrubs on each core.
 //! - [`admin`]: the HTTP endpoint for metrics and health.
+//!
+//! Frames, outboxes and sockets are the `net` layer's; the store operations
+//! a request turns into are the `shard` layer's.
 //!
 //! Startup and shutdown are coordinated from the main thread by message:
 //! every core reports once it serves; on shutdown every core first drains
@@ -21,14 +21,11 @@
 pub mod admin;
 pub mod connection;
 pub mod core;
-pub mod frame_reader;
 pub mod handshake;
 pub mod log_limit;
 pub mod maintenance;
 pub mod mesh;
 pub mod metrics;
-pub mod ops;
-pub mod outbox;
 pub mod preflight;
 pub mod request;
 
@@ -292,16 +289,4 @@ impl Node {
         }
         clean
     }
-}
-
-/// An error and all its causes on one line, for logs and replies.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -18,10 +18,10 @@ use super::connection::Conn;
 use super::core::{Admission, Core};
 use super::mesh::CoreMsg;
 use super::metrics::{OpKind, Outcome};
-use super::ops::{Done, Op, OpError};
 use crate::replication::anti_entropy;
 use crate::replication::quorum::{self, Write};
 use crate::replication::read_repair;
+use crate::shard::ops::{Done, Op, OpError};
 
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.

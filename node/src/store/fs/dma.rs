@@ -1,8 +1,10 @@
-//! The production seam: glommio DMA files (io_uring, O_DIRECT).
+//! glommio DMA files (io_uring, O_DIRECT): the engine segment I/O ran on
+//! before the shard's own ring (`uring.rs`), kept as a baseline for the
+//! store bench and as a second implementation of the seam.
 //!
 //! Two glommio traps are handled here or by the store's open order:
 //! - Reads larger than the device's `max_sectors_kb` fail, so [`DmaFs`]
-//!   splits them ([`detect_max_io`]).
+//!   splits them ([`super::device::detect_max_io`]).
 //! - glommio probes polled I/O support by reading offset 0 of the first DMA
 //!   file opened on a device; an empty file makes the probe wrongly succeed
 //!   and every later read fail with EOPNOTSUPP. The store therefore always

@@ -4,7 +4,7 @@
 //! A batch's writes go to the kernel together, with one system call, the
 //! moment the batch is formed; so do the pieces of a read larger than the
 //! device's `max_sectors_kb`. Directory operations are rare metadata calls
-//! and use std::fs directly ([`super::posix`]).
+//! and use std::fs directly (`posix.rs`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -85,7 +85,7 @@ impl From<StoreError> for OpError {
         };
         // Keep the whole cause chain in the detail: the client's operator
         // needs "which file, which errno", not just "internal".
-        Self::new(code, super::error_chain(&err))
+        Self::new(code, crate::logging::error_chain(&err))
     }
 }
 
