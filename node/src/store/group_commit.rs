@@ -597,6 +597,24 @@ impl<F: StoreFs> Writer<F> {
 
     /// Lays out, writes and syncs the batch, then publishes its effects.
     async fn write_durably(&mut self, planned: &mut [Planned]) -> Result<(), WriteFailure> {
+        let laid = self.lay_out(planned).await?;
+        let slot = laid.slot;
+        let landed = land(laid).await.map_err(|failure| {
+            let path = self.shared.segment_path(slot);
+            match failure {
+                (Stage::Write, err) => WriteFailure::write(&path, err),
+                (Stage::Sync, err) => WriteFailure::sync(&path, err),
+            }
+        })?;
+        self.publish(planned, landed);
+        Ok(())
+    }
+
+    /// Places the batch at the segment tail (rotating first if it does not
+    /// fit), sets each record's offset, and fills block-aligned buffers of at
+    /// most one device I/O each: records, zero padding, and any prepared
+    /// space the batch lays down ahead of itself.
+    async fn lay_out(&mut self, planned: &mut [Planned]) -> Result<Laid<F>, WriteFailure> {
         let records: u64 = planned.iter().map(|p| p.header.disk_len()).sum();
         let file_for_alignment = self.active_file().await?;
         let align = file_for_alignment.alignment() as u64;
@@ -681,28 +699,28 @@ impl<F: StoreFs> Writer<F> {
                 zero_start += len;
             }
         }
-        // All chunks in flight at once, handed to the kernel together: one
-        // device round trip per batch, not one per chunk. `write_all_at`
-        // returns only once none is in flight, even after a failure.
-        let write_started = std::time::Instant::now();
-        let writes = chunks
-            .into_iter()
-            .map(|(chunk_offset, buffer)| (buffer, start + chunk_offset))
-            .collect();
-        file.write_all_at(writes)
-            .await
-            .map_err(|err| WriteFailure::write(&self.shared.segment_path(slot), err))?;
-        let sync_started = std::time::Instant::now();
-        // A write-through file's writes are durable when they complete: no
-        // second I/O, and no second trip through the reactor.
-        if !file.writes_are_durable() {
-            file.fdatasync()
-                .await
-                .map_err(|err| WriteFailure::sync(&self.shared.segment_path(slot), err))?;
-        }
-        let synced = std::time::Instant::now();
+        Ok(Laid {
+            file,
+            slot,
+            start,
+            padded,
+            prepared,
+            chunks,
+        })
+    }
 
-        // Durable: publish.
+    /// The batch is durable: moves the tail, indexes its records, updates
+    /// holdings, segment accounting, the cache and the stats. No `.await`:
+    /// readers see the whole batch or none of it.
+    fn publish(&mut self, planned: &mut [Planned], landed: Landed) {
+        let Landed {
+            slot,
+            start,
+            padded,
+            prepared,
+            write_micros,
+            sync_micros,
+        } = landed;
         self.tail = start + padded;
         self.prepared = prepared;
         let locations: Vec<Location> = planned
@@ -721,8 +739,8 @@ impl<F: StoreFs> Writer<F> {
         let mut stats = shared.stats.borrow_mut();
         stats.group_commits += 1;
         stats.group_commit_records += planned.len() as u64;
-        stats.group_commit_write_micros += (sync_started - write_started).as_micros() as u64;
-        stats.group_commit_sync_micros += (synced - sync_started).as_micros() as u64;
+        stats.group_commit_write_micros += write_micros;
+        stats.group_commit_sync_micros += sync_micros;
         if let Some(segment) = segments.get_mut(&slot) {
             segment.end = self.tail;
         }
@@ -821,7 +839,6 @@ impl<F: StoreFs> Writer<F> {
                 }
             }
         }
-        Ok(())
     }
 
     async fn active_file(&mut self) -> Result<Rc<F::File>, WriteFailure> {
@@ -981,6 +998,72 @@ impl WriteFailure {
     fn sync(path: &std::path::Path, err: io::Error) -> Self {
         Self::Fatal(format!("fdatasync of {} failed: {err}", path.display()))
     }
+}
+
+/// A batch laid out in its buffers, ready to write.
+struct Laid<F: StoreFs> {
+    file: Rc<F::File>,
+    slot: u16,
+    /// Where the batch starts in the segment (block-aligned).
+    start: u64,
+    /// The batch's bytes, padded to the block size.
+    padded: u64,
+    /// The end of durable zeroed space once this batch lands.
+    prepared: u64,
+    /// (offset in the batch, buffer), each at most one device I/O.
+    chunks: Vec<(u64, <F::File as StoreFile>::Buf)>,
+}
+
+/// A batch on stable storage, with what its I/O took.
+struct Landed {
+    slot: u16,
+    start: u64,
+    padded: u64,
+    prepared: u64,
+    write_micros: u64,
+    sync_micros: u64,
+}
+
+/// Which I/O of a batch failed.
+enum Stage {
+    Write,
+    Sync,
+}
+
+/// Writes a laid-out batch and makes it durable. Every chunk goes to the
+/// kernel at once: one device round trip per batch, not one per chunk, and
+/// `write_all_at` returns only once none is in flight, even after a failure.
+/// A write-through file's writes are durable when they complete: no second
+/// I/O.
+async fn land<F: StoreFs>(laid: Laid<F>) -> Result<Landed, (Stage, io::Error)> {
+    let Laid {
+        file,
+        slot,
+        start,
+        padded,
+        prepared,
+        chunks,
+    } = laid;
+    let write_started = std::time::Instant::now();
+    let writes = chunks
+        .into_iter()
+        .map(|(chunk_offset, buffer)| (buffer, start + chunk_offset))
+        .collect();
+    file.write_all_at(writes)
+        .await
+        .map_err(|err| (Stage::Write, err))?;
+    let sync_started = std::time::Instant::now();
+    if !file.writes_are_durable() {
+        file.fdatasync().await.map_err(|err| (Stage::Sync, err))?;
+    }
+    Ok(Landed {
+        slot,
+        start,
+        padded,
+        prepared,
+        write_micros: (sync_started - write_started).as_micros() as u64,
+        sync_micros: sync_started.elapsed().as_micros() as u64,
+    })
 }
 
 /// Zeroes batch bytes `from..to`, across chunk boundaries.
