@@ -352,6 +352,14 @@ async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
                 return;
             }
             if let Some(file) = handoff.files.borrow_mut().get_mut(&node) {
+                // The mark only moves forward, and never past the file: a
+                // mark beyond a hint would skip it for good.
+                debug_assert!(
+                    after > file.replayed && after <= file.len,
+                    "hint replay mark of node {node} would move from {} to {after} (file {} bytes)",
+                    file.replayed,
+                    file.len
+                );
                 file.replayed = after;
                 file.replayed_records += 1;
             }

@@ -183,6 +183,8 @@ pub async fn coordinate<S: Shard>(core: &Rc<S>, write: Write) -> Result<Acked, O
     drop(results_tx);
 
     let (mut acks, mut changed, mut answered) = (0usize, false, 0usize);
+    // Each replica counts once: one answer per node asked.
+    let mut answered_nodes: Vec<u32> = Vec::with_capacity(fanned);
     let mut failed_nodes: Vec<u32> = Vec::new();
     let gate_failed: Vec<u32> = failures.iter().map(|failure| failure.node_id).collect();
     while acks < quorum && acks + (fanned - answered) >= quorum {
@@ -190,6 +192,11 @@ pub async fn coordinate<S: Shard>(core: &Rc<S>, write: Write) -> Result<Acked, O
             break;
         };
         answered += 1;
+        debug_assert!(
+            !answered_nodes.contains(&node),
+            "node {node} answered twice for one write of {id}"
+        );
+        answered_nodes.push(node);
         match result {
             Ok(did_change) => {
                 acks += 1;
@@ -202,6 +209,10 @@ pub async fn coordinate<S: Shard>(core: &Rc<S>, write: Write) -> Result<Acked, O
         }
     }
     let acked = acks >= quorum;
+    debug_assert!(
+        acks <= answered && answered <= fanned,
+        "{acks} acks of {answered} answers of {fanned} asked"
+    );
 
     // The stragglers finish in the background; hints for every replica that
     // missed an acknowledged write.

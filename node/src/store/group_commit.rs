@@ -721,6 +721,13 @@ impl<F: StoreFs> Writer<F> {
             write_micros,
             sync_micros,
         } = landed;
+        // S-invariants at publish: a batch starts at the writer's tail, block
+        // aligned, and lies within durable written space.
+        debug_assert_eq!(start, self.tail, "a batch published away from the tail");
+        debug_assert!(
+            prepared >= start + padded,
+            "prepared space ends before the batch"
+        );
         self.tail = start + padded;
         self.prepared = prepared;
         let locations: Vec<Location> = planned
@@ -742,6 +749,8 @@ impl<F: StoreFs> Writer<F> {
         stats.group_commit_write_micros += write_micros;
         stats.group_commit_sync_micros += sync_micros;
         if let Some(segment) = segments.get_mut(&slot) {
+            // Published in order: a batch only ever extends its segment.
+            debug_assert_eq!(segment.end, start, "a batch published out of order");
             segment.end = self.tail;
         }
         for (plan, location) in planned.iter_mut().zip(&locations) {

@@ -211,6 +211,12 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
             if prepared {
                 tail.prepared = size;
             } else if end < size {
+                // A torn tail is cut only after everything the scan kept,
+                // and never inside what the checkpoint already holds.
+                debug_assert!(
+                    end >= from && end >= segment::HEADER_LEN,
+                    "truncating segment {slot} at {end}, before its scan start {from}"
+                );
                 let path = shared.segment_path(slot);
                 file.truncate(end)
                     .await
