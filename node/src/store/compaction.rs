@@ -8,7 +8,8 @@
 //!    its bytes are verified (CRC-32 and SHA-256) before they are copied, and
 //!    a damaged one stops the compaction of this segment (nothing is removed).
 //!    A tombstone is needed unless the victim is the oldest segment (an older
-//!    segment may still hold the object it deletes).
+//!    segment may still hold the object it deletes); its CRC-32 is checked
+//!    before it is copied, like an object's.
 //! 2. Send the needed records to the writer, which re-checks each against the
 //!    index *at write time* (a record deleted or moved meanwhile is skipped; a
 //!    tombstone whose object was put again meanwhile is dropped, or a replay
@@ -171,7 +172,14 @@ async fn compact_one<F: StoreFs + 'static>(
                     .get(location.offset, HEADER_LEN + header.content_len as usize)
                     .await
                     .map_err(io_err)?;
-                let content = bytes.get(HEADER_LEN..).unwrap_or_default().to_vec();
+                let content = bytes.get(HEADER_LEN..).unwrap_or_default();
+                // Copied only as read intact: a tombstone copied wrong would
+                // be damage written fresh, and a lost one a delete undone.
+                if let Err(corruption) = header.verify(content) {
+                    tracing::error!(segment = slot, offset = location.offset, %corruption, "not compacting a segment holding a damaged tombstone");
+                    return Ok(None);
+                }
+                let content = content.to_vec();
                 needed.push(Relocation {
                     header,
                     content,

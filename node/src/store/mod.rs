@@ -724,7 +724,8 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         let candidates: Vec<Location> = self.shared.index.borrow().candidates(key).collect();
         let mut unindexed = false;
         for location in candidates {
-            unindexed |= scrub::unindex_if_confirmed(&self.shared, key, location, Some(*id)).await;
+            unindexed |=
+                scrub::unindex_if_confirmed(&self.shared, key, location, Some(*id), None).await;
         }
         if unindexed {
             self.shared.stats.borrow_mut().scrub_findings += 1;
@@ -833,7 +834,22 @@ impl<F: StoreFs> Shared<F> {
                 Ok(header) if header.id == *id && header.record_type == RecordType::Object => {
                     return Ok(Some((location, header)));
                 }
-                Ok(_) => continue, // another object sharing the 64-bit key
+                Ok(header) if is_collision(&header, id, location) => continue,
+                // Not what the index put there: the read returned the wrong
+                // block. Answering "absent" would let a delete miss the
+                // live record.
+                Ok(header) => {
+                    self.stats.borrow_mut().corrupt_reads += 1;
+                    return Err(StoreError::Corrupt {
+                        id: *id,
+                        segment: u32::from(location.segment),
+                        offset: location.offset,
+                        corruption: Corruption::WrongObject {
+                            expected: *id,
+                            found: header.id,
+                        },
+                    });
+                }
                 Err(StoreError::Corrupt { corruption, .. }) => {
                     self.stats.borrow_mut().corrupt_reads += 1;
                     return Err(StoreError::Corrupt {
@@ -859,13 +875,17 @@ impl<F: StoreFs> Shared<F> {
             let bytes = bytes.as_ref();
             match record::check_record(bytes) {
                 Ok((header, _, _)) if header.id == *id => return Ok(Found::Intact(location)),
-                Ok(_) => continue, // another object sharing the 64-bit key
+                Ok((header, _, _)) if is_collision(&header, id, location) => continue,
                 Err(_) => match RecordHeader::parse(bytes) {
                     // A damaged record of another object: not ours to judge.
-                    Ok(header) if header.id != *id => continue,
+                    Ok(header) if is_collision(&header, id, location) => continue,
                     // Ours, or too damaged to say whose: replace it.
                     _ => return Ok(Found::Damaged(location)),
                 },
+                // An intact record that cannot be at this location (a
+                // misdirected read): this copy cannot be vouched for, so the
+                // put writes a fresh one.
+                Ok(_) => return Ok(Found::Damaged(location)),
             }
         }
         Ok(Found::Absent)
@@ -889,12 +909,9 @@ impl<F: StoreFs> Shared<F> {
             Err(corruption) => return Err(corrupt(corruption)),
         };
         if header.id != *id {
-            // An intact record of another object: a true key collision only
-            // if the keys match and the index's length fits it; otherwise the
-            // read returned the wrong block.
-            return if key_of(&header.id) == key_of(id)
-                && header.disk_len() == u64::from(location.len)
-            {
+            // An intact record of another object: a true key collision, or
+            // the read returned the wrong block.
+            return if is_collision(&header, id, location) {
                 Ok(None)
             } else {
                 Err(corrupt(Corruption::WrongObject {
@@ -909,4 +926,14 @@ impl<F: StoreFs> Shared<F> {
             payload: Bytes::copy_from_slice(content),
         }))
     }
+}
+
+/// Whether `header`, read at `location` while looking for `id`, is a record
+/// of another object the index rightly lists there: its key matches `id`'s
+/// (a 64-bit key collision) and its length fits the index entry. Anything
+/// else is a wrong read (misdirected or damaged), never "another object".
+fn is_collision(header: &RecordHeader, id: &ObjectId, location: Location) -> bool {
+    header.id != *id
+        && key_of(&header.id) == key_of(id)
+        && header.disk_len() == u64::from(location.len)
 }

@@ -60,6 +60,10 @@ pub struct RecoveryReport {
     pub discarded_files: Vec<String>,
     /// Index entries loaded from a checkpoint (0: none was used).
     pub checkpoint_entries: u64,
+    /// Indexed records found damaged while a later record of the same key
+    /// was replayed: unindexed, so the later record (or a fresh copy from a
+    /// replica) takes their place instead of the shard refusing to open.
+    pub damaged_unindexed: u64,
     /// Why a checkpoint present on disk was not used, if one was not.
     pub checkpoint_ignored: Option<String>,
     pub elapsed: Duration,
@@ -627,9 +631,30 @@ async fn apply<F: StoreFs>(
     let mut existing = None;
     for candidate in candidates {
         // Rare: only when another record shares the 64-bit key.
-        if shared.read_header(candidate).await?.id == header.id {
-            existing = Some(candidate);
-            break;
+        match shared.read_header(candidate).await {
+            Ok(found) if found.id == header.id => {
+                existing = Some(candidate);
+                break;
+            }
+            Ok(_) => {}
+            // Damaged since it was indexed (bit rot): whoever it belonged
+            // to, it cannot be served. Unindexed, not fatal: one bad record
+            // must not keep the whole shard from opening.
+            Err(StoreError::Corrupt { corruption, .. }) => {
+                tracing::warn!(
+                    segment = candidate.segment,
+                    offset = candidate.offset,
+                    %corruption,
+                    "an indexed record is damaged; unindexed during replay"
+                );
+                shared.index.borrow_mut().remove(key, candidate);
+                if let Some(segment) = shared.segments.borrow_mut().get_mut(&candidate.segment) {
+                    segment.live_bytes =
+                        segment.live_bytes.saturating_sub(u64::from(candidate.len));
+                }
+                report.damaged_unindexed += 1;
+            }
+            Err(other) => return Err(other),
         }
     }
     let mut segments = shared.segments.borrow_mut();

@@ -1,11 +1,12 @@
 //! Scrub: re-reads every live record at a bounded rate and checks it as a
 //! read would (header, CRC-32, SHA-256 against the id stored in the record).
 //!
-//! Damage confirmed by a second read is unindexed: the bytes stay on disk
-//! (nothing is deleted), but the object no longer counts as stored, so a
-//! later put, or read repair from a replica, writes a fresh copy instead of
-//! being deduplicated against a broken one. A damage seen once and not on
-//! the re-read (a transient misdirected or short read) is only reported.
+//! Damage confirmed by a second read of the same bytes is unindexed: the
+//! bytes stay on disk (nothing is deleted), but the object no longer counts
+//! as stored, so a later put, or read repair from a replica, writes a fresh
+//! copy instead of being deduplicated against a broken one. Damage seen once
+//! and not on the re-read, or re-read as different bytes (a transient
+//! misdirected or short read), is only reported.
 
 use std::time::{Duration, Instant};
 
@@ -39,48 +40,69 @@ pub struct ScrubReport {
     pub elapsed: Duration,
 }
 
-/// Checks one record. `Ok(Ok(id))` when intact.
+/// What a check of one record read: intact (its id), or damaged (the id
+/// its header claims, if readable, and how).
+type Verdict = std::result::Result<ObjectId, (Option<ObjectId>, Corruption)>;
+
+/// Checks one record. Also returns a fingerprint of the bytes read, so a
+/// second read can tell damage on the media (the same bytes again) from a
+/// read that went wrong (different bytes).
 async fn check<F: StoreFs>(
     shared: &Shared<F>,
     key: u64,
     location: Location,
-) -> Result<Result<ObjectId, (Option<ObjectId>, Corruption)>> {
+) -> Result<(Verdict, u64)> {
     let bytes = shared.read_bytes(location, location.len as usize).await?;
     let bytes = bytes.as_ref();
+    let fingerprint = (u64::from(crc32fast::hash(bytes)) << 32) | bytes.len() as u64;
     let claimed = RecordHeader::parse(bytes).ok().map(|header| header.id);
     let dictionaries = std::rc::Rc::clone(&shared.dictionaries.borrow().dictionaries);
-    Ok(match record::check_object(bytes, &dictionaries) {
+    let verdict = match record::check_object(bytes, &dictionaries) {
         Ok((header, _, _)) if key_of(&header.id) == key => Ok(header.id),
         Ok((header, _, _)) => Err((Some(header.id), Corruption::KeyMismatch)),
         Err(corruption) => Err((claimed, corruption)),
-    })
+    };
+    Ok((verdict, fingerprint))
 }
 
 /// Reads the record at `location` again and, if it is still damaged on the
 /// media, removes its index entry (and any cached copy) so the object can be
 /// stored again (anti-entropy then fetches a good copy from a replica).
-/// Returns whether it did. Damage that looks like an I/O anomaly rather than
-/// bad media (a read that returned fewer bytes than asked, or an intact
-/// record of another object: a misdirected read or a stale index entry) is
-/// never acted on: unindexing a good record would lose it. A header whose
-/// length disagrees with the index, in a read that returned every byte, is
-/// media damage.
+/// Returns whether it did. `seen` is the fingerprint of an earlier read
+/// that found the damage (`None`: read once more first). Damage is acted on
+/// only when two reads return the same bytes: a misdirected or short read
+/// returns different bytes each time, and unindexing a good record would
+/// lose it. Damage that looks like an I/O anomaly rather than bad media (a
+/// read that returned fewer bytes than asked, or an intact record of another
+/// object) is never acted on. A header whose length disagrees with the
+/// index, in a read that returned every byte, is media damage.
 pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
     shared: &Shared<F>,
     key: u64,
     location: Location,
     id: Option<ObjectId>,
+    seen: Option<u64>,
 ) -> bool {
+    let seen = match seen {
+        Some(seen) => seen,
+        None => match check(shared, key, location).await {
+            Ok((Err(_), fingerprint)) => fingerprint,
+            Ok((Ok(_), _)) | Err(_) => return false,
+        },
+    };
     let media_damage = match check(shared, key, location).await {
+        Ok((_, fingerprint)) if fingerprint != seen => false,
         // Every byte the index knows of the record was read, yet its header
         // asks for more: the length field itself is damaged, not the read.
-        Ok(Err((_, Corruption::ShortRead { got, .. }))) => got >= location.len as usize,
-        Ok(Err((_, Corruption::WrongObject { .. } | Corruption::KeyMismatch))) => false,
+        Ok((Err((_, Corruption::ShortRead { got, .. })), _)) => got >= location.len as usize,
+        Ok((Err((_, Corruption::WrongObject { .. } | Corruption::KeyMismatch)), _)) => false,
         // The record may well be intact: this shard lost the dictionary it
         // needs (a damaged file), not the record. Never unindexed for that.
-        Ok(Err((_, Corruption::Codec(stratum_wire::CodecError::UnknownDictionary(_))))) => false,
-        Ok(Err(_)) => true,
-        Ok(Ok(_)) | Err(_) => false,
+        Ok((Err((_, Corruption::Codec(stratum_wire::CodecError::UnknownDictionary(_)))), _)) => {
+            false
+        }
+        Ok((Err(_), _)) => true,
+        Ok((Ok(_), _)) | Err(_) => false,
     };
     if !media_damage || !shared.index.borrow_mut().remove(key, location) {
         return false;
@@ -124,9 +146,10 @@ pub(crate) async fn scrub<F: StoreFs>(
         report.records_checked += 1;
         report.bytes_checked += u64::from(location.len);
         match check(shared, key, location).await {
-            Ok(Ok(_)) => {}
-            Ok(Err((id, corruption))) => {
-                let confirmed = unindex_if_confirmed(shared, key, location, id).await;
+            Ok((Ok(_), _)) => {}
+            Ok((Err((id, corruption)), fingerprint)) => {
+                let confirmed =
+                    unindex_if_confirmed(shared, key, location, id, Some(fingerprint)).await;
                 tracing::error!(
                     segment = location.segment,
                     offset = location.offset,

@@ -57,9 +57,6 @@ pub async fn assert_exactly<F: StoreFs + 'static>(
     );
 }
 
-/// Runs `make()` on a fresh single-core glommio executor and returns its
-/// output. Executors lock memory for io_uring: keep it small (8 MiB memlock
-/// limit on the test hosts).
 /// The node's segment file system for a data dir under `dir`: the shard's
 /// own io_uring ring, with the node's default registered buffers. Call it on
 /// the executor that uses it.
@@ -68,6 +65,9 @@ pub fn ring_fs(dir: &std::path::Path) -> stratum_node::store::fs::uring::UringFs
     stratum_node::store::fs::uring::UringFs::for_dir(dir, 512 << 10).expect("segment ring")
 }
 
+/// Runs `make()` on a fresh single-core glommio executor and returns its
+/// output. Executors lock memory for io_uring: keep it small (8 MiB memlock
+/// limit on the test hosts).
 pub fn on_executor<T, Fut>(make: impl FnOnce() -> Fut + Send + 'static) -> T
 where
     T: Send + 'static,

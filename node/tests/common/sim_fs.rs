@@ -7,6 +7,10 @@
 //!
 //! It also enforces O_DIRECT's rules: a write whose offset or length is not
 //! a multiple of the block size fails with EINVAL, as it would on a device.
+//!
+//! Beside the hand-set [`Faults`], a disk can run under [`Chaos`]: faults
+//! drawn from a seeded generator, at given odds, per operation (the
+//! deterministic simulator in `simulate_store.rs` drives it).
 #![allow(dead_code)]
 
 use std::cell::RefCell;
@@ -42,6 +46,60 @@ pub struct Faults {
     pub no_space: bool,
 }
 
+/// A small, fast, seedable generator (splitmix64): the same seed draws the
+/// same faults.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Odds of each fault per operation, drawn from one seeded generator.
+#[derive(Debug, Clone, Default)]
+pub struct Chaos {
+    /// A write (or a sync) brings the machine down: part of the write's
+    /// blocks reach the media, then every call fails with EIO until the
+    /// test calls [`SimFs::crash`].
+    pub crash: f64,
+    /// A write fails with EIO (nothing written).
+    pub write_eio: f64,
+    /// An fdatasync fails with EIO (nothing synced).
+    pub sync_eio: f64,
+    /// A read fails with EIO.
+    pub read_eio: f64,
+    /// A read returns the bytes of another place in the file.
+    pub misdirect: f64,
+}
+
+/// Faults injected under [`Chaos`], by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub crashes: u64,
+    pub torn_blocks: u64,
+    pub write_eio: u64,
+    pub sync_eio: u64,
+    pub read_eio: u64,
+    pub misdirected: u64,
+    pub bit_rot: u64,
+}
+
 #[derive(Default)]
 struct FileData {
     volatile: Vec<u8>,
@@ -55,6 +113,30 @@ struct Disk {
     faults: Faults,
     fdatasyncs: u64,
     write_through: bool,
+    chaos: Option<(Chaos, Rng)>,
+    /// The simulated machine is down: every call fails until `crash`.
+    down: bool,
+    injected: Injected,
+}
+
+impl Disk {
+    /// Whether a fault of odds `odds(chaos)` strikes now.
+    fn strikes(&mut self, odds: impl Fn(&Chaos) -> f64) -> bool {
+        match &mut self.chaos {
+            Some((chaos, rng)) => {
+                let p = odds(chaos);
+                p > 0.0 && rng.chance(p)
+            }
+            None => false,
+        }
+    }
+
+    fn draw(&mut self, n: u64) -> u64 {
+        match &mut self.chaos {
+            Some((_, rng)) => rng.below(n),
+            None => 0,
+        }
+    }
 }
 
 /// A shared handle: clones see the same disk.
@@ -79,6 +161,72 @@ impl SimFs {
         self.disk.borrow_mut().faults = faults;
     }
 
+    /// Draws faults from now on at these odds, from a generator seeded with
+    /// `seed`.
+    pub fn set_chaos(&self, chaos: Chaos, seed: u64) {
+        self.disk.borrow_mut().chaos = Some((chaos, Rng(seed)));
+    }
+
+    pub fn injected(&self) -> Injected {
+        self.disk.borrow().injected.clone()
+    }
+
+    /// The machine went down during a write (see [`Chaos::crash`]).
+    pub fn is_down(&self) -> bool {
+        self.disk.borrow().down
+    }
+
+    /// Power loss with torn writes: every file keeps its durable image, and
+    /// each block written since its last sync independently did or did not
+    /// reach the media. Files whose directory entry was never synced go.
+    pub fn crash(&self, rng: &mut Rng) {
+        let mut disk = self.disk.borrow_mut();
+        disk.files.retain(|_, file| file.entry_durable);
+        let mut torn = 0;
+        for file in disk.files.values_mut() {
+            let len = file.volatile.len();
+            let mut media = file.durable.clone();
+            media.resize(len.max(media.len()), 0);
+            for start in (0..len).step_by(BLOCK) {
+                let end = (start + BLOCK).min(len);
+                if media[start..end] != file.volatile[start..end] && rng.chance(0.5) {
+                    media[start..end].copy_from_slice(&file.volatile[start..end]);
+                    torn += 1;
+                }
+            }
+            file.durable = media.clone();
+            file.volatile = media;
+        }
+        disk.injected.torn_blocks += torn;
+        disk.faults = Faults::default();
+        disk.down = false;
+    }
+
+    /// Flips one random bit of one random file's contents (bit rot), in
+    /// both images. Returns the file.
+    pub fn rot(&self, rng: &mut Rng, within: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+        let mut disk = self.disk.borrow_mut();
+        let candidates: Vec<PathBuf> = disk
+            .files
+            .iter()
+            .filter(|(path, file)| within(path) && !file.volatile.is_empty())
+            .map(|(path, _)| path.clone())
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let path = candidates[rng.below(candidates.len() as u64) as usize].clone();
+        let file = disk.files.get_mut(&path).expect("listed");
+        let offset = rng.below(file.volatile.len() as u64) as usize;
+        let bit = rng.below(8) as u8;
+        file.volatile[offset] ^= 1 << bit;
+        if offset < file.durable.len() {
+            file.durable[offset] ^= 1 << bit;
+        }
+        disk.injected.bit_rot += 1;
+        Some(path)
+    }
+
     pub fn fdatasyncs(&self) -> u64 {
         self.disk.borrow().fdatasyncs
     }
@@ -92,6 +240,7 @@ impl SimFs {
             file.volatile = file.durable.clone();
         }
         disk.faults = Faults::default();
+        disk.down = false;
     }
 
     /// Flips one bit of a file, in both images (media corruption).
@@ -174,6 +323,28 @@ impl StoreFile for SimFile {
         if offset % BLOCK as u64 != 0 || buf.0.len() % BLOCK != 0 {
             return Err(errno(22)); // EINVAL, as O_DIRECT would
         }
+        if disk.down {
+            return Err(errno(5));
+        }
+        if disk.strikes(|chaos| chaos.crash) {
+            // Some of this write's blocks reach the page cache (and maybe
+            // the media, decided by `crash`); then the machine is down.
+            let blocks = buf.0.len() / BLOCK;
+            let reached = disk.draw(blocks as u64 + 1) as usize * BLOCK;
+            disk.injected.crashes += 1;
+            disk.down = true;
+            let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
+            let start = offset as usize;
+            if file.volatile.len() < start + reached {
+                file.volatile.resize(start + reached, 0);
+            }
+            file.volatile[start..start + reached].copy_from_slice(&buf.0[..reached]);
+            return Err(errno(5));
+        }
+        if disk.strikes(|chaos| chaos.write_eio) {
+            disk.injected.write_eio += 1;
+            return Err(errno(5));
+        }
         if let Some(code) = disk.faults.write_errno {
             return Err(errno(code));
         }
@@ -215,12 +386,22 @@ impl StoreFile for SimFile {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {
-        let disk = self.disk.borrow();
-        if disk.faults.read_eio {
+        let mut disk = self.disk.borrow_mut();
+        if disk.faults.read_eio || disk.down {
             return Err(errno(5));
         }
+        if disk.strikes(|chaos| chaos.read_eio) {
+            disk.injected.read_eio += 1;
+            return Err(errno(5));
+        }
+        let misdirect = if disk.strikes(|chaos| chaos.misdirect) {
+            disk.injected.misdirected += 1;
+            Some(BLOCK as u64 * (1 + disk.draw(64)))
+        } else {
+            disk.faults.misdirect_reads
+        };
         let file = disk.files.get(&self.path).ok_or_else(|| errno(2))?;
-        let offset = match disk.faults.misdirect_reads {
+        let offset = match misdirect {
             Some(shift) => offset.wrapping_add(shift) % (file.volatile.len().max(1) as u64),
             None => offset,
         } as usize;
@@ -235,6 +416,18 @@ impl StoreFile for SimFile {
     async fn fdatasync(&self) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
         disk.fdatasyncs += 1;
+        if disk.down {
+            return Err(errno(5));
+        }
+        if disk.strikes(|chaos| chaos.crash) {
+            disk.injected.crashes += 1;
+            disk.down = true;
+            return Err(errno(5));
+        }
+        if disk.strikes(|chaos| chaos.sync_eio) {
+            disk.injected.sync_eio += 1;
+            return Err(errno(5));
+        }
         if disk.faults.fdatasync_eio {
             disk.faults.fdatasync_eio = false;
             return Err(errno(5));
@@ -256,6 +449,9 @@ impl StoreFile for SimFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        if disk.down {
+            return Err(errno(5));
+        }
         let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
         file.volatile.truncate(len as usize);
         Ok(())
@@ -276,6 +472,9 @@ impl StoreFs for SimFs {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
         let mut disk = self.disk.borrow_mut();
+        if disk.down {
+            return Err(errno(5));
+        }
         if !disk.files.contains_key(path) {
             if !create {
                 return Err(errno(2));
@@ -293,7 +492,7 @@ impl StoreFs for SimFs {
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
-        if disk.faults.remove_eio {
+        if disk.faults.remove_eio || disk.down {
             return Err(errno(5));
         }
         disk.files.remove(path).map(|_| ()).ok_or_else(|| errno(2))
@@ -301,6 +500,9 @@ impl StoreFs for SimFs {
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        if disk.down {
+            return Err(errno(5));
+        }
         let file = disk.files.remove(from).ok_or_else(|| errno(2))?;
         disk.files.insert(to.to_owned(), file);
         Ok(())
@@ -308,6 +510,9 @@ impl StoreFs for SimFs {
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        if disk.down {
+            return Err(errno(5));
+        }
         for (path, file) in disk.files.iter_mut() {
             if path.parent() == Some(dir) {
                 file.entry_durable = true;
@@ -333,6 +538,9 @@ impl StoreFs for SimFs {
 
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        if disk.down {
+            return Err(errno(5));
+        }
         if disk.faults.no_space {
             return Err(errno(28));
         }
