@@ -2,8 +2,8 @@
 //! disk, checked against a model. Each seed draws a workload (concurrent
 //! puts, deletes and gets on a small set of objects, checkpoints,
 //! compactions, scrubs, clean restarts) and the disk's faults (crashes with
-//! torn writes, EIO on writes, syncs and reads, misdirected reads, bit rot),
-//! all from one generator. After every step the store must answer as the
+//! torn writes, EIO on writes, syncs and reads, misdirected reads, bit rot
+//! in segments and in the index checkpoint), all from one generator. After every step the store must answer as the
 //! model allows:
 //!
 //! - an acknowledged put is served, byte-identical, until a later delete;
@@ -243,6 +243,12 @@ fn run_seed(seed: u64, odds: Option<Chaos>) -> Result<(u64, u64, Injected), Stri
                 drop(Rc::try_unwrap(store).map_err(|_| "store still shared".to_owned())?);
                 fs.crash(&mut rng);
                 world.restarts += 1;
+                if rng.chance(0.3) {
+                    // A damaged checkpoint is ignored: the next open replays
+                    // every segment. (Only a cache of the index: nothing is
+                    // lost, so the model still holds in full.)
+                    fs.rot(&mut rng, |path| path.ends_with("index.ckpt"));
+                }
                 // Recovery runs on a quiet disk: a fault there stops the
                 // node from starting (the operator's restart is the retry).
                 fs.set_chaos(Chaos::default(), 0);
