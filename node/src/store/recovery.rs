@@ -74,11 +74,38 @@ const QUARANTINE_COPY_LIMIT: u64 = 1 << 20;
 
 pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryReport, Tail)> {
     let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    let slots = identify(shared).await?;
+    let found = open_segments(shared, slots, &mut report).await?;
+    let next_sequence = found.last().map_or(1, |(header, _, _)| header.sequence + 1);
+    let plan = register_segments(shared, found);
+    // (sequence, offset) before which the checkpoint already holds everything.
+    let watermark = load_checkpoint(shared, &plan, &mut report)
+        .await
+        .unwrap_or((0, 0));
+    let mut tail = replay(shared, &plan, watermark, &mut report).await?;
+    tail.next_sequence = next_sequence;
+    report.segments = plan.len();
+    report.objects = shared.index.borrow().len() as u64;
+    report.elapsed = started.elapsed();
+    tracing::info!(
+        shard = shared.config.shard_id,
+        segments = report.segments,
+        objects = report.objects,
+        torn_tail_bytes = report.torn_tail_bytes,
+        quarantined = report.quarantined.len(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "shard recovered"
+    );
+    Ok((report, tail))
+}
+
+/// Phase 1: the shard directory exists and knows which shard it is (its
+/// superblock, created for a new shard). Returns the segment files there.
+async fn identify<F: StoreFs>(shared: &Shared<F>) -> Result<Vec<(u16, String)>> {
     let fs = &shared.fs;
     let dir = &shared.dir;
     let config = &shared.config;
-    let mut report = RecoveryReport::default();
-
     fs.create_dir_all(dir)
         .await
         .map_err(|err| StoreError::io("creating shard directory", dir, err))?;
@@ -108,7 +135,20 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
         !has_superblock,
     )
     .await?;
+    Ok(slots)
+}
 
+/// Phase 2: opens every segment file; removes one whose creation never
+/// completed and sets aside one whose header is damaged or not this
+/// shard's. Returns the rest in replay (sequence) order.
+async fn open_segments<F: StoreFs>(
+    shared: &Shared<F>,
+    slots: Vec<(u16, String)>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<(SegmentHeader, F::File, u64)>> {
+    let fs = &shared.fs;
+    let dir = &shared.dir;
+    let config = &shared.config;
     let mut found: Vec<(SegmentHeader, F::File, u64)> = Vec::new();
     for (slot, name) in slots {
         let path = dir.join(&name);
@@ -163,13 +203,14 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
             .map_err(|err| StoreError::io("syncing shard directory", dir, err))?;
     }
     found.sort_by_key(|(header, _, _)| header.sequence);
+    Ok(found)
+}
 
-    let mut tail = Tail {
-        active: None,
-        offset: 0,
-        prepared: 0,
-        next_sequence: found.last().map_or(1, |(header, _, _)| header.sequence + 1),
-    };
+/// Phase 3: the segments become the shard's, in replay order.
+fn register_segments<F: StoreFs>(
+    shared: &Shared<F>,
+    found: Vec<(SegmentHeader, F::File, u64)>,
+) -> Vec<Planned<F::File>> {
     let count = found.len();
     let mut plan: Vec<Planned<F::File>> = Vec::with_capacity(count);
     for (header, file, size) in found {
@@ -191,10 +232,24 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
             file,
         });
     }
-    // (sequence, offset) before which the checkpoint already holds everything.
-    let (watermark_sequence, watermark_offset) = load_checkpoint(shared, &plan, &mut report)
-        .await
-        .unwrap_or((0, 0));
+    plan
+}
+
+/// Phase 4: replays every record after the checkpoint's watermark into the
+/// index, and settles the newest segment's tail, where writing resumes.
+async fn replay<F: StoreFs>(
+    shared: &Shared<F>,
+    plan: &[Planned<F::File>],
+    (watermark_sequence, watermark_offset): (u64, u64),
+    report: &mut RecoveryReport,
+) -> Result<Tail> {
+    let count = plan.len();
+    let mut tail = Tail {
+        active: None,
+        offset: 0,
+        prepared: 0,
+        next_sequence: 0,
+    };
     for (position, planned) in plan.iter().enumerate() {
         let is_newest = position + 1 == count;
         let from = match planned.sequence.cmp(&watermark_sequence) {
@@ -202,57 +257,68 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
             std::cmp::Ordering::Equal => watermark_offset.max(segment::HEADER_LEN),
             std::cmp::Ordering::Greater => segment::HEADER_LEN,
         };
-        let (slot, size, file) = (planned.slot, planned.size, &planned.file);
-        let end = scan_segment(shared, slot, file, size, from, &mut report).await?;
-        let align = file.alignment() as u64;
+        let end = scan_segment(
+            shared,
+            planned.slot,
+            &planned.file,
+            planned.size,
+            from,
+            report,
+        )
+        .await?;
         if is_newest {
-            // Zeros after the last record are space the writer prepared
-            // (see group_commit.rs), not a torn write: keep them.
-            let prepared = end < size
-                && is_zero(file.as_ref(), end, size).await.map_err(|err| {
-                    StoreError::io("reading the segment tail", shared.segment_path(slot), err)
-                })?;
-            if prepared {
-                tail.prepared = size;
-            } else if end < size {
-                // A torn tail is cut only after everything the scan kept,
-                // and never inside what the checkpoint already holds.
-                debug_assert!(
-                    end >= from && end >= segment::HEADER_LEN,
-                    "truncating segment {slot} at {end}, before its scan start {from}"
-                );
-                let path = shared.segment_path(slot);
-                file.truncate(end)
-                    .await
-                    .map_err(|err| StoreError::io("truncating torn tail", &path, err))?;
-                file.fdatasync()
-                    .await
-                    .map_err(|err| StoreError::io("syncing truncated segment", &path, err))?;
-                tracing::warn!(segment = slot, cut = size - end, "truncated a torn tail");
-                report.torn_tail_bytes += size - end;
-            }
-            let resume = end.div_ceil(align) * align;
-            if let Some(segment) = shared.segments.borrow_mut().get_mut(&slot) {
-                segment.end = resume;
-            }
-            tail.active = Some(slot);
-            tail.offset = resume;
-            tail.prepared = tail.prepared.max(resume);
+            tail = settle_tail(shared, planned, from, end, report).await?;
         }
     }
-    report.segments = count;
-    report.objects = shared.index.borrow().len() as u64;
-    report.elapsed = started.elapsed();
-    tracing::info!(
-        shard = config.shard_id,
-        segments = report.segments,
-        objects = report.objects,
-        torn_tail_bytes = report.torn_tail_bytes,
-        quarantined = report.quarantined.len(),
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "shard recovered"
-    );
-    Ok((report, tail))
+    Ok(tail)
+}
+
+/// The newest segment's end: zeros after its last record are space the
+/// writer prepared (see group_commit.rs) and are kept; anything else after
+/// it is a torn tail, cut. Writing resumes at the next block boundary.
+async fn settle_tail<F: StoreFs>(
+    shared: &Shared<F>,
+    planned: &Planned<F::File>,
+    from: u64,
+    end: u64,
+    report: &mut RecoveryReport,
+) -> Result<Tail> {
+    let (slot, size, file) = (planned.slot, planned.size, &planned.file);
+    let align = file.alignment() as u64;
+    let mut prepared_end = 0;
+    let prepared = end < size
+        && is_zero(file.as_ref(), end, size).await.map_err(|err| {
+            StoreError::io("reading the segment tail", shared.segment_path(slot), err)
+        })?;
+    if prepared {
+        prepared_end = size;
+    } else if end < size {
+        // A torn tail is cut only after everything the scan kept, and never
+        // inside what the checkpoint already holds.
+        debug_assert!(
+            end >= from && end >= segment::HEADER_LEN,
+            "truncating segment {slot} at {end}, before its scan start {from}"
+        );
+        let path = shared.segment_path(slot);
+        file.truncate(end)
+            .await
+            .map_err(|err| StoreError::io("truncating torn tail", &path, err))?;
+        file.fdatasync()
+            .await
+            .map_err(|err| StoreError::io("syncing truncated segment", &path, err))?;
+        tracing::warn!(segment = slot, cut = size - end, "truncated a torn tail");
+        report.torn_tail_bytes += size - end;
+    }
+    let resume = end.div_ceil(align) * align;
+    if let Some(segment) = shared.segments.borrow_mut().get_mut(&slot) {
+        segment.end = resume;
+    }
+    Ok(Tail {
+        active: Some(slot),
+        offset: resume,
+        prepared: prepared_end.max(resume),
+        next_sequence: 0,
+    })
 }
 
 /// A segment found at open, in replay order.
