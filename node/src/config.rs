@@ -320,182 +320,25 @@ impl NodeConfig {
             None => FileConfig::default(),
         };
         let node_id = flags.node_id.or(file.node_id).unwrap_or(1);
-        let shards_wanted = flags.shards.or(file.shards).map(NonZeroU16::get);
-        let listen_wanted = flags.listen.or(file.listen);
-
         let topology_path = flags.topology.or(file.topology);
-        let (topology, shards, listen) = match &topology_path {
-            Some(path) => {
-                let topology = Topology::load(path).map_err(|source| ConfigError::Topology {
-                    path: path.clone(),
-                    source,
-                })?;
-                let Some(me) = topology.nodes().iter().find(|node| node.id == node_id) else {
-                    return Err(invalid(
-                        "node_id",
-                        format!("node {node_id} is not in topology {}", path.display()),
-                    ));
-                };
-                if let Some(wanted) = shards_wanted {
-                    if wanted != me.shards {
-                        return Err(invalid(
-                            "shards",
-                            format!(
-                                "{wanted} given, but topology {} says node {node_id} has {}",
-                                path.display(),
-                                me.shards
-                            ),
-                        ));
-                    }
-                }
-                let listen = match listen_wanted {
-                    Some(listen) => listen,
-                    None => me.address.parse().map_err(|err| {
-                        invalid(
-                            "listen",
-                            format!(
-                                "no --listen given and node {node_id}'s topology address {:?} is not an IP:PORT to bind ({err})",
-                                me.address
-                            ),
-                        )
-                    })?,
-                };
-                let shards = me.shards;
-                (topology, shards, listen)
-            }
-            None => {
-                let shards = match shards_wanted {
-                    Some(shards) => shards,
-                    None => available_cores()?,
-                };
-                let listen = listen_wanted
-                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
-                let topology = Topology::single_node(node_id, listen.to_string(), shards)
-                    .map_err(|err| invalid("listen", err.to_string()))?;
-                (topology, shards, listen)
-            }
-        };
-        if shards > MAX_SHARDS_PER_NODE {
-            return Err(invalid(
-                "shards",
-                format!("{shards} exceeds the maximum of {MAX_SHARDS_PER_NODE}"),
-            ));
-        }
-        if listen.port() == 0 {
-            return Err(invalid(
-                "listen",
-                "port 0 is not allowed: clients find shard i at port + i",
-            ));
-        }
-        if u32::from(listen.port()) + u32::from(shards) - 1 > u32::from(u16::MAX) {
-            return Err(invalid(
-                "listen",
-                format!(
-                    "ports {}..{} for {shards} shards pass 65535",
-                    listen.port(),
-                    u32::from(listen.port()) + u32::from(shards)
-                ),
-            ));
-        }
-
-        let admin = match flags.admin.or(file.admin) {
-            Some(AdminSetting::Off) => None,
-            Some(AdminSetting::On(addr)) => Some(addr),
-            None => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
-        };
-        if let Some(admin) = admin {
-            let shard_ports = listen.port()..listen.port().saturating_add(shards);
-            if shard_ports.contains(&admin.port()) && (admin.ip() == listen.ip()) {
-                return Err(invalid(
-                    "admin",
-                    format!("{admin} collides with a shard port"),
-                ));
-            }
-        }
-
-        let secret =
-            match flags.secret_file.or(file.secret_file) {
-                Some(path) => {
-                    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
-                        what: "secret file",
-                        path: path.clone(),
-                        source,
-                    })?;
-                    Some(ClusterSecret::new(&bytes).map_err(|err| {
-                        invalid("secret_file", format!("{}: {err}", path.display()))
-                    })?)
-                }
-                None => None,
-            };
-
+        let (topology, shards, listen) = resolve_placement(
+            node_id,
+            topology_path.as_deref(),
+            flags.shards.or(file.shards).map(NonZeroU16::get),
+            flags.listen.or(file.listen),
+        )?;
+        let admin = resolve_admin(flags.admin.or(file.admin), listen, shards)?;
+        let secret = resolve_secret(flags.secret_file.or(file.secret_file))?;
         let limits = resolve_limits(
             &flags.max_object_bytes,
             &flags.max_connections,
             &file.limits,
         )?;
-        let store = &file.store;
-        let segment_bytes = store
-            .segment_bytes
-            .unwrap_or(StoreConfig::DEFAULT_SEGMENT_BYTES);
-        let cache_bytes = store.cache_bytes.unwrap_or(64 << 20);
-        let resume_free_bytes = positive(
-            "store.resume_free_bytes",
-            store.resume_free_bytes.unwrap_or(64 << 20),
-        )?;
-        let io_memory_bytes = store.io_memory_bytes.unwrap_or(512 << 10);
-        if io_memory_bytes < 64 << 10 {
-            return Err(invalid(
-                "store.io_memory_bytes",
-                "must be at least 65536 (each core's io_uring needs buffers)",
-            ));
-        }
-        let sync_method = match &store.sync_method {
-            Some(name) => name
-                .parse::<SyncMethod>()
-                .map_err(|err| invalid("store.sync_method", err))?,
-            None => SyncMethod::default(),
-        };
+        let store = resolve_store(&file.store)?;
         let maintenance = resolve_maintenance(&file.maintenance)?;
         let replication = resolve_replication(&file.replication)?;
-        let data_dir = flags
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        if data_dir.exists() && !data_dir.is_dir() {
-            return Err(invalid(
-                "data_dir",
-                format!("{} exists but is not a directory", data_dir.display()),
-            ));
-        }
-        // An explicitly named file must exist; the default one may not.
-        let (io_path, required) = match flags.io_properties.or(file.io_properties) {
-            Some(path) => (path, true),
-            None => (data_dir.join(io_properties::FILE_NAME), false),
-        };
-        let measured = IoProperties::load(&io_path)
-            .map_err(|err| invalid("io_properties", err.to_string()))?;
-        if measured.is_none() && required {
-            return Err(invalid(
-                "io_properties",
-                format!(
-                    "{} does not exist (run stratum-tune iotune)",
-                    io_path.display()
-                ),
-            ));
-        }
-        let io_properties_sync_method = measured.as_ref().map(|measured| measured.sync_method);
-        let (max_batch_bytes, read_parallelism, io_properties) = match measured {
-            Some(measured) => (
-                measured.max_batch_bytes,
-                measured.read_parallelism,
-                Some(io_path),
-            ),
-            None => (
-                io_properties::DEFAULT_MAX_BATCH_BYTES,
-                io_properties::DEFAULT_READ_PARALLELISM,
-                None,
-            ),
-        };
+        let data_dir = resolve_data_dir(flags.data_dir.or(file.data_dir))?;
+        let io = resolve_io_properties(flags.io_properties.or(file.io_properties), &data_dir)?;
 
         let config = Self {
             data_dir,
@@ -511,15 +354,15 @@ impl NodeConfig {
                 .unwrap_or(LogFormat::Text),
             secret,
             limits,
-            segment_bytes,
-            cache_bytes,
-            resume_free_bytes,
-            io_memory_bytes,
-            sync_method,
-            max_batch_bytes,
-            read_parallelism,
-            io_properties,
-            io_properties_sync_method,
+            segment_bytes: store.segment_bytes,
+            cache_bytes: store.cache_bytes,
+            resume_free_bytes: store.resume_free_bytes,
+            io_memory_bytes: store.io_memory_bytes,
+            sync_method: store.sync_method,
+            max_batch_bytes: io.max_batch_bytes,
+            read_parallelism: io.read_parallelism,
+            io_properties: io.path,
+            io_properties_sync_method: io.sync_method,
             maintenance,
             replication,
         };
@@ -629,6 +472,235 @@ fn check_memlock(shards: u16, io_memory_bytes: u64, limit: Option<u64>) -> Resul
         ));
     }
     Ok(())
+}
+
+/// The topology this node runs in, its shard count and its listen address:
+/// from a topology file (which must list `node_id`, and agree with any
+/// shard count given), or a single-node topology of the flags and defaults.
+fn resolve_placement(
+    node_id: u32,
+    topology_path: Option<&std::path::Path>,
+    shards_wanted: Option<u16>,
+    listen_wanted: Option<SocketAddr>,
+) -> Result<(Topology, u16, SocketAddr), ConfigError> {
+    let (topology, shards, listen) = match topology_path {
+        Some(path) => {
+            let topology = Topology::load(path).map_err(|source| ConfigError::Topology {
+                path: path.to_owned(),
+                source,
+            })?;
+            let Some(me) = topology.nodes().iter().find(|node| node.id == node_id) else {
+                return Err(invalid(
+                    "node_id",
+                    format!("node {node_id} is not in topology {}", path.display()),
+                ));
+            };
+            if let Some(wanted) = shards_wanted {
+                if wanted != me.shards {
+                    return Err(invalid(
+                        "shards",
+                        format!(
+                            "{wanted} given, but topology {} says node {node_id} has {}",
+                            path.display(),
+                            me.shards
+                        ),
+                    ));
+                }
+            }
+            let listen = match listen_wanted {
+                Some(listen) => listen,
+                None => me.address.parse().map_err(|err| {
+                    invalid(
+                        "listen",
+                        format!(
+                            "no --listen given and node {node_id}'s topology address {:?} is not an IP:PORT to bind ({err})",
+                            me.address
+                        ),
+                    )
+                })?,
+            };
+            let shards = me.shards;
+            (topology, shards, listen)
+        }
+        None => {
+            let shards = match shards_wanted {
+                Some(shards) => shards,
+                None => available_cores()?,
+            };
+            let listen =
+                listen_wanted.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+            let topology = Topology::single_node(node_id, listen.to_string(), shards)
+                .map_err(|err| invalid("listen", err.to_string()))?;
+            (topology, shards, listen)
+        }
+    };
+    if shards > MAX_SHARDS_PER_NODE {
+        return Err(invalid(
+            "shards",
+            format!("{shards} exceeds the maximum of {MAX_SHARDS_PER_NODE}"),
+        ));
+    }
+    if listen.port() == 0 {
+        return Err(invalid(
+            "listen",
+            "port 0 is not allowed: clients find shard i at port + i",
+        ));
+    }
+    if u32::from(listen.port()) + u32::from(shards) - 1 > u32::from(u16::MAX) {
+        return Err(invalid(
+            "listen",
+            format!(
+                "ports {}..{} for {shards} shards pass 65535",
+                listen.port(),
+                u32::from(listen.port()) + u32::from(shards)
+            ),
+        ));
+    }
+    Ok((topology, shards, listen))
+}
+
+/// The admin endpoint (on by default, on loopback), never on a shard port.
+fn resolve_admin(
+    setting: Option<AdminSetting>,
+    listen: SocketAddr,
+    shards: u16,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let admin = match setting {
+        Some(AdminSetting::Off) => None,
+        Some(AdminSetting::On(addr)) => Some(addr),
+        None => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+    };
+    if let Some(admin) = admin {
+        let shard_ports = listen.port()..listen.port().saturating_add(shards);
+        if shard_ports.contains(&admin.port()) && (admin.ip() == listen.ip()) {
+            return Err(invalid(
+                "admin",
+                format!("{admin} collides with a shard port"),
+            ));
+        }
+    }
+    Ok(admin)
+}
+
+/// The cluster secret, read from its file when one is named.
+fn resolve_secret(path: Option<PathBuf>) -> Result<Option<ClusterSecret>, ConfigError> {
+    let secret = match path {
+        Some(path) => {
+            let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                what: "secret file",
+                path: path.clone(),
+                source,
+            })?;
+            Some(
+                ClusterSecret::new(&bytes)
+                    .map_err(|err| invalid("secret_file", format!("{}: {err}", path.display())))?,
+            )
+        }
+        None => None,
+    };
+    Ok(secret)
+}
+
+/// The `[store]` settings, with their defaults.
+struct StoreSettings {
+    segment_bytes: u64,
+    cache_bytes: u64,
+    resume_free_bytes: u64,
+    io_memory_bytes: u64,
+    sync_method: SyncMethod,
+}
+
+fn resolve_store(store: &FileStore) -> Result<StoreSettings, ConfigError> {
+    let segment_bytes = store
+        .segment_bytes
+        .unwrap_or(StoreConfig::DEFAULT_SEGMENT_BYTES);
+    let cache_bytes = store.cache_bytes.unwrap_or(64 << 20);
+    let resume_free_bytes = positive(
+        "store.resume_free_bytes",
+        store.resume_free_bytes.unwrap_or(64 << 20),
+    )?;
+    let io_memory_bytes = store.io_memory_bytes.unwrap_or(512 << 10);
+    if io_memory_bytes < 64 << 10 {
+        return Err(invalid(
+            "store.io_memory_bytes",
+            "must be at least 65536 (each core's io_uring needs buffers)",
+        ));
+    }
+    let sync_method = match &store.sync_method {
+        Some(name) => name
+            .parse::<SyncMethod>()
+            .map_err(|err| invalid("store.sync_method", err))?,
+        None => SyncMethod::default(),
+    };
+    Ok(StoreSettings {
+        segment_bytes,
+        cache_bytes,
+        resume_free_bytes,
+        io_memory_bytes,
+        sync_method,
+    })
+}
+
+fn resolve_data_dir(data_dir: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(invalid(
+            "data_dir",
+            format!("{} exists but is not a directory", data_dir.display()),
+        ));
+    }
+    Ok(data_dir)
+}
+
+/// What `stratum-tune iotune` measured, or the defaults.
+struct MeasuredIo {
+    max_batch_bytes: u64,
+    read_parallelism: u32,
+    path: Option<PathBuf>,
+    sync_method: Option<SyncMethod>,
+}
+
+/// The I/O properties file: the one named (which must exist), else the data
+/// dir's (which may not).
+fn resolve_io_properties(
+    named: Option<PathBuf>,
+    data_dir: &std::path::Path,
+) -> Result<MeasuredIo, ConfigError> {
+    // An explicitly named file must exist; the default one may not.
+    let (io_path, required) = match named {
+        Some(path) => (path, true),
+        None => (data_dir.join(io_properties::FILE_NAME), false),
+    };
+    let measured =
+        IoProperties::load(&io_path).map_err(|err| invalid("io_properties", err.to_string()))?;
+    if measured.is_none() && required {
+        return Err(invalid(
+            "io_properties",
+            format!(
+                "{} does not exist (run stratum-tune iotune)",
+                io_path.display()
+            ),
+        ));
+    }
+    let io_properties_sync_method = measured.as_ref().map(|measured| measured.sync_method);
+    let (max_batch_bytes, read_parallelism, io_properties) = match measured {
+        Some(measured) => (
+            measured.max_batch_bytes,
+            measured.read_parallelism,
+            Some(io_path),
+        ),
+        None => (
+            io_properties::DEFAULT_MAX_BATCH_BYTES,
+            io_properties::DEFAULT_READ_PARALLELISM,
+            None,
+        ),
+    };
+    Ok(MeasuredIo {
+        max_batch_bytes,
+        read_parallelism,
+        path: io_properties,
+        sync_method: io_properties_sync_method,
+    })
 }
 
 fn resolve_replication(file: &FileReplication) -> Result<Replication, ConfigError> {
