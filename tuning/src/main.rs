@@ -188,7 +188,10 @@ fn run_iotune(
     }) {
         Ok(properties) => properties,
         Err(err) => {
-            eprintln!("stratum-tune: iotune failed: {}", chain(&err));
+            eprintln!(
+                "stratum-tune: iotune failed: {}",
+                stratum_node::logging::error_chain(&err)
+            );
             return ExitCode::from(1);
         }
     };
@@ -276,15 +279,4 @@ fn run_recommend(
     }
     println!("# now run: sysctl --system && systemctl daemon-reload");
     ExitCode::SUCCESS
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

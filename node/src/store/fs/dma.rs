@@ -188,39 +188,5 @@ impl StoreFs for DmaFs {
         })
     }
 
-    async fn remove(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
-    }
-
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
-    }
-
-    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        posix::sync_dir(dir)
-    }
-
-    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
-    }
-
-    async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        posix::list(dir)
-    }
-
-    async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
-        posix::write_file_atomic(path, contents).await
-    }
-
-    async fn exists(&self, path: &Path) -> io::Result<bool> {
-        path.try_exists()
-    }
-
-    async fn free_bytes(&self, dir: &Path) -> io::Result<u64> {
-        posix::free_bytes(dir)
-    }
-
-    async fn map_file(&self, path: &Path) -> io::Result<Self::Mapped> {
-        posix::map_file(path)
-    }
+    posix::directory_ops!();
 }

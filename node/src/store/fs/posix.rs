@@ -64,3 +64,54 @@ pub fn map_file(path: &Path) -> io::Result<memmap2::Mmap> {
     // mapping cannot change under us.
     unsafe { memmap2::Mmap::map(&file) }
 }
+
+/// The directory half of a [`super::StoreFs`] on the real file system,
+/// shared by the engines: rare metadata calls, made directly on the core.
+macro_rules! directory_ops {
+    () => {
+        async fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+            std::fs::remove_file(path)
+        }
+
+        async fn rename(
+            &self,
+            from: &std::path::Path,
+            to: &std::path::Path,
+        ) -> std::io::Result<()> {
+            std::fs::rename(from, to)
+        }
+
+        async fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            super::posix::sync_dir(dir)
+        }
+
+        async fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)
+        }
+
+        async fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+            super::posix::list(dir)
+        }
+
+        async fn write_file_atomic(
+            &self,
+            path: &std::path::Path,
+            contents: &[u8],
+        ) -> std::io::Result<()> {
+            super::posix::write_file_atomic(path, contents).await
+        }
+
+        async fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
+            path.try_exists()
+        }
+
+        async fn free_bytes(&self, dir: &std::path::Path) -> std::io::Result<u64> {
+            super::posix::free_bytes(dir)
+        }
+
+        async fn map_file(&self, path: &std::path::Path) -> std::io::Result<memmap2::Mmap> {
+            super::posix::map_file(path)
+        }
+    };
+}
+pub(super) use directory_ops;
