@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use stratum_wire::auth::ClusterSecret;
 use stratum_wire::codec::{Dictionaries, Dictionary};
-use stratum_wire::handshake::Greeting;
-use stratum_wire::message::{AuthProof, GetDictionary, Hello, HelloAck, PeerRole};
+use stratum_wire::handshake::{Connector, Greeting, HandshakeError, Next};
+use stratum_wire::message::{GetDictionary, Hello, HelloAck, PeerRole};
 use stratum_wire::{Codec, Frame, FrameDecoder, FrameEncoder, FrameLimits, Message};
 
 pub struct TestClient {
@@ -100,18 +100,28 @@ impl TestClient {
                 dictionary: 0,
             },
         };
-        let nonce = [7u8; 32];
-        let hello = Message::Hello(Hello {
+        let hello = Hello {
             protocol_version: revision,
             role,
             node_id,
             topology_epoch: 0,
             agent: "stratum-node-tests".into(),
-            auth_nonce: nonce,
-        });
-        let reply = client.call(&hello, &[])?;
-        let Some(greeting) = Greeting::read(reply.message()) else {
-            return Err(format!("handshake answered with {:?}", reply.to_message()));
+            auth_nonce: [7u8; 32],
+        };
+        let (mut connector, mut outgoing) = Connector::start(hello, secret.cloned());
+        let greeting = loop {
+            let reply = client.call(&outgoing, &[])?;
+            match connector.receive(reply.message()) {
+                Ok(Next::Send(message)) => outgoing = message,
+                Ok(Next::Done(greeting)) => break greeting,
+                // Tests connect without the secret on purpose, to be
+                // refused later: the greeting is all they get.
+                Err(HandshakeError::SecretMissing) => match Greeting::read(reply.message()) {
+                    Some(greeting) => break greeting,
+                    None => return Err("handshake answered without a greeting".into()),
+                },
+                Err(err) => return Err(format!("handshake: {err}")),
+            }
         };
         client.ack = HelloAck {
             protocol_version: greeting.revision,
@@ -121,24 +131,7 @@ impl TestClient {
             topology_epoch: greeting.topology_epoch,
             auth_challenge: greeting.auth_challenge,
         };
-        client.greeting = greeting.clone();
-        if let Some(challenge) = greeting.auth_challenge {
-            let Some(secret) = secret else {
-                return Ok(client);
-            };
-            let proof = Message::AuthProof(AuthProof {
-                mac: secret.client_proof(&challenge, &nonce),
-            });
-            let reply = client.call(&proof, &[])?;
-            match reply.to_message().unwrap() {
-                Message::AuthOk(ok) => {
-                    if !secret.verify_node(&nonce, &challenge, &ok.mac) {
-                        return Err("node's proof is wrong".into());
-                    }
-                }
-                other => return Err(format!("auth answered with {other:?}")),
-            }
-        }
+        client.greeting = greeting;
         Ok(client)
     }
 

@@ -1,11 +1,23 @@
-//! The handshake's answer, as a connector reads it: a first-release node
-//! answers `hello` with [`HelloAck`], a node of revision 2 or later with
-//! [`Welcome`]. [`Greeting`] is what either says, so the client, a node's
-//! peer links and the test kit read it the same way.
+//! The connector's side of the handshake, without I/O: [`Connector`] says
+//! what to send and reads what arrives, so the client, a node's peer links
+//! and the test kit run the same protocol over their own sockets.
+//!
+//! 1. The connector sends `hello` (its highest revision and a nonce).
+//! 2. A first-release node answers [`HelloAck`], a node of revision 2 or
+//!    later [`Welcome`]; [`Greeting`] is what either says.
+//! 3. If the greeting carries an auth challenge, the connector sends
+//!    `auth_proof` (an HMAC of challenge and nonce under the cluster secret)
+//!    and the node answers `auth_ok` with its own proof, which the connector
+//!    checks: each side proves it holds the secret without sending it.
+//!
+//! Anything else, an `error` included, ends the handshake.
+//!
+//! [`HelloAck`]: crate::message::HelloAck
 
+use crate::auth::ClusterSecret;
 use crate::catalogue::{Message, MessageRef};
 use crate::codec::Codec;
-use crate::message::{Hello, PeerRole, Welcome, PROTOCOL_REVISION};
+use crate::message::{AuthProof, ErrorCode, Hello, PeerRole, Welcome, PROTOCOL_REVISION};
 
 /// What the node that answered a `hello` told the connector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,15 +95,15 @@ pub fn hello(
     topology_epoch: u64,
     agent: String,
     auth_nonce: [u8; 32],
-) -> Message {
-    Message::Hello(Hello {
+) -> Hello {
+    Hello {
         protocol_version: PROTOCOL_REVISION,
         role,
         node_id,
         topology_epoch,
         agent,
         auth_nonce,
-    })
+    }
 }
 
 /// Whether a peer that accepts `codecs` and holds `dictionaries` can read
@@ -103,5 +115,131 @@ pub fn accepts_payload(codecs: u8, dictionaries: &[u32], codec: Codec, payload: 
     match (codec, crate::codec::frame_dictionary(payload)) {
         (Codec::Zstd, Some(id)) => dictionaries.contains(&id),
         _ => true,
+    }
+}
+
+/// Why a handshake ended without a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// The node answered with an error.
+    #[error("refused by the node ({code:?}): {detail}")]
+    Refused { code: ErrorCode, detail: String },
+    /// The node asks for the cluster secret and this side has none.
+    #[error("the node requires the cluster secret and none is configured")]
+    SecretMissing,
+    /// The node's `auth_ok` does not prove the secret: it holds another.
+    #[error("the node could not prove the cluster secret")]
+    WrongProof,
+    #[error("expected {expected} during the handshake, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+}
+
+impl HandshakeError {
+    /// Whether the failure is about the cluster secret.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                code: ErrorCode::Unauthorized,
+                ..
+            } | Self::SecretMissing
+                | Self::WrongProof
+        )
+    }
+}
+
+/// What the connector does next.
+#[derive(Debug)]
+pub enum Next {
+    /// Send this message and feed the answer to [`Connector::receive`].
+    Send(Message),
+    /// The handshake is done: the node's greeting.
+    Done(Greeting),
+}
+
+enum Step {
+    HelloSent,
+    ProofSent {
+        greeting: Greeting,
+        challenge: [u8; 32],
+    },
+    Finished,
+}
+
+/// The connector's handshake state machine.
+pub struct Connector {
+    nonce: [u8; 32],
+    secret: Option<ClusterSecret>,
+    step: Step,
+}
+
+impl Connector {
+    /// Starts a handshake: returns the connector and the `hello` to send.
+    /// `hello.auth_nonce` is the nonce the proofs are made over.
+    pub fn start(hello: Hello, secret: Option<ClusterSecret>) -> (Self, Message) {
+        let connector = Self {
+            nonce: hello.auth_nonce,
+            secret,
+            step: Step::HelloSent,
+        };
+        (connector, Message::Hello(hello))
+    }
+
+    /// Reads the node's answer to what was last sent.
+    pub fn receive(&mut self, message: MessageRef<'_>) -> Result<Next, HandshakeError> {
+        if let Ok(Message::Error(err)) = message.to_owned_message() {
+            self.step = Step::Finished;
+            return Err(HandshakeError::Refused {
+                code: err.code,
+                detail: err.detail,
+            });
+        }
+        match std::mem::replace(&mut self.step, Step::Finished) {
+            Step::HelloSent => {
+                let greeting = Greeting::read(message).ok_or(HandshakeError::Unexpected {
+                    expected: "hello_ack or welcome",
+                    got: message.kind().name(),
+                })?;
+                let Some(challenge) = greeting.auth_challenge else {
+                    return Ok(Next::Done(greeting));
+                };
+                let secret = self.secret.as_ref().ok_or(HandshakeError::SecretMissing)?;
+                let proof = Message::AuthProof(AuthProof {
+                    mac: secret.client_proof(&challenge, &self.nonce),
+                });
+                self.step = Step::ProofSent {
+                    greeting,
+                    challenge,
+                };
+                Ok(Next::Send(proof))
+            }
+            Step::ProofSent {
+                greeting,
+                challenge,
+            } => match message {
+                MessageRef::AuthOk(ok) => {
+                    let proven = self
+                        .secret
+                        .as_ref()
+                        .is_some_and(|secret| secret.verify_node(&self.nonce, &challenge, &ok.mac));
+                    if proven {
+                        Ok(Next::Done(greeting))
+                    } else {
+                        Err(HandshakeError::WrongProof)
+                    }
+                }
+                other => Err(HandshakeError::Unexpected {
+                    expected: "auth_ok",
+                    got: other.kind().name(),
+                }),
+            },
+            Step::Finished => Err(HandshakeError::Unexpected {
+                expected: "nothing (the handshake is over)",
+                got: message.kind().name(),
+            }),
+        }
     }
 }

@@ -19,8 +19,8 @@ use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use stratum_wire::auth::{random_nonce, ClusterSecret};
-use stratum_wire::handshake::{self, accepts_payload, Greeting};
-use stratum_wire::message::{ArchivedErrorCode, AuthProof, ErrorCode, GetDictionary, PeerRole};
+use stratum_wire::handshake::{self, accepts_payload, Connector, Greeting, Next};
+use stratum_wire::message::{ArchivedErrorCode, ErrorCode, GetDictionary, PeerRole};
 use stratum_wire::{
     Codec, Frame, FrameDecoder, FrameEncoder, FrameLimits, Message, MessageKind, MessageRef,
 };
@@ -70,20 +70,15 @@ enum State {
 }
 
 enum HandshakeStep {
-    HelloSent {
-        hello_id: u64,
-        nonce: [u8; 32],
-    },
-    ProofSent {
-        proof_id: u64,
-        nonce: [u8; 32],
-        challenge: [u8; 32],
+    /// Hello, then the proof of the cluster secret if the node asks for
+    /// it ([`Connector`]); `request_id` is the frame last sent.
+    Connecting {
+        connector: Connector,
+        request_id: u64,
     },
     /// The dictionaries the node named that the client lacks: (request id,
     /// dictionary id) of each `get_dictionary` sent.
-    DictionariesAsked {
-        pending: Vec<(u64, u32)>,
-    },
+    DictionariesAsked { pending: Vec<(u64, u32)> },
 }
 
 /// A piece of output: a frame head encoded by the caller (moved here, not
@@ -271,10 +266,14 @@ impl Connection {
                 Err(err) => return self.fail_connect(registry, connect_error(err), settings),
             };
             let hello = handshake::hello(PeerRole::Client, None, 0, settings.agent.clone(), nonce);
-            let hello_id = self.control_frame(&hello);
+            let (connector, hello) = Connector::start(hello, settings.secret.clone());
+            let request_id = self.control_frame(&hello);
             self.state = State::Handshaking {
                 deadline,
-                step: HandshakeStep::HelloSent { hello_id, nonce },
+                step: HandshakeStep::Connecting {
+                    connector,
+                    request_id,
+                },
             };
         }
         self.read(registry, settings, scratch);
@@ -336,6 +335,62 @@ impl Connection {
         step: HandshakeStep,
         settings: &Settings,
     ) {
+        match step {
+            HandshakeStep::Connecting {
+                mut connector,
+                request_id,
+            } if frame.request_id() == request_id => match connector.receive(frame.message()) {
+                Ok(Next::Send(message)) => {
+                    let request_id = self.control_frame(&message);
+                    self.state = State::Handshaking {
+                        deadline,
+                        step: HandshakeStep::Connecting {
+                            connector,
+                            request_id,
+                        },
+                    };
+                }
+                Ok(Next::Done(greeting)) => {
+                    self.greeted(&greeting);
+                    self.fetch_dictionaries(deadline, settings);
+                }
+                Err(err) => {
+                    let error = if err.is_unauthorized() {
+                        AttemptError::Unauthorized(err.to_string())
+                    } else {
+                        AttemptError::Handshake(err.to_string())
+                    };
+                    self.fail_connect(registry, error, settings)
+                }
+            },
+            step => self.on_dictionary_frame(registry, frame, deadline, step, settings),
+        }
+    }
+
+    /// What the node said of itself, kept for routing and for what may be
+    /// sent to it.
+    fn greeted(&mut self, greeting: &Greeting) {
+        self.info = Some(PeerInfo {
+            node_id: greeting.node_id,
+            shard_id: greeting.shard_id,
+            shard_count: greeting.shard_count,
+            topology_epoch: greeting.topology_epoch,
+            codecs: greeting.codecs,
+            max_object_bytes: greeting.max_object_bytes,
+        });
+        self.node_dictionaries = greeting.dictionaries.clone();
+        self.node_dictionary = greeting.dictionary;
+    }
+
+    /// The handshake's client-side last step: the dictionaries asked for.
+    fn on_dictionary_frame(
+        &mut self,
+        registry: &Registry,
+        frame: Frame,
+        deadline: Instant,
+        step: HandshakeStep,
+        settings: &Settings,
+    ) {
         if let MessageRef::Error(err) = frame.message() {
             let reason = format!("{:?}: {}", err.code, err.detail);
             let error = if err.code == ArchivedErrorCode::Unauthorized {
@@ -345,72 +400,10 @@ impl Connection {
             };
             return self.fail_connect(registry, error, settings);
         }
-        let greeting = Greeting::read(frame.message());
-        match (step, frame.message(), greeting) {
-            (HandshakeStep::HelloSent { hello_id, nonce }, _, Some(greeting))
-                if frame.request_id() == hello_id =>
-            {
-                self.info = Some(PeerInfo {
-                    node_id: greeting.node_id,
-                    shard_id: greeting.shard_id,
-                    shard_count: greeting.shard_count,
-                    topology_epoch: greeting.topology_epoch,
-                    codecs: greeting.codecs,
-                    max_object_bytes: greeting.max_object_bytes,
-                });
-                self.node_dictionaries = greeting.dictionaries.clone();
-                self.node_dictionary = greeting.dictionary;
-                let Some(challenge) = greeting.auth_challenge else {
-                    return self.fetch_dictionaries(deadline, settings);
-                };
-                let Some(secret) = settings.secret.as_ref() else {
-                    let reason = "the node requires the cluster secret and none is configured";
-                    return self.fail_connect(
-                        registry,
-                        AttemptError::Unauthorized(reason.into()),
-                        settings,
-                    );
-                };
-                let proof = Message::AuthProof(AuthProof {
-                    mac: secret.client_proof(&challenge, &nonce),
-                });
-                let proof_id = self.control_frame(&proof);
-                self.state = State::Handshaking {
-                    deadline,
-                    step: HandshakeStep::ProofSent {
-                        proof_id,
-                        nonce,
-                        challenge,
-                    },
-                };
-            }
-            (
-                HandshakeStep::ProofSent {
-                    proof_id,
-                    nonce,
-                    challenge,
-                },
-                MessageRef::AuthOk(ok),
-                _,
-            ) if frame.request_id() == proof_id => {
-                let proven = settings
-                    .secret
-                    .as_ref()
-                    .is_some_and(|secret| secret.verify_node(&nonce, &challenge, &ok.mac));
-                if !proven {
-                    let reason = "the node could not prove the cluster secret";
-                    return self.fail_connect(
-                        registry,
-                        AttemptError::Unauthorized(reason.into()),
-                        settings,
-                    );
-                }
-                self.fetch_dictionaries(deadline, settings);
-            }
+        match (step, frame.message()) {
             (
                 HandshakeStep::DictionariesAsked { mut pending },
                 MessageRef::DictionaryBytes(reply),
-                _,
             ) if pending.iter().any(|(request, id)| {
                 *request == frame.request_id() && *id == reply.id.to_native()
             }) =>
@@ -429,7 +422,7 @@ impl Connection {
                     step: HandshakeStep::DictionariesAsked { pending },
                 };
             }
-            (_, other, _) => {
+            (_, other) => {
                 let reason = format!("{} during the handshake", other.kind().name());
                 self.fail_connect(registry, AttemptError::Handshake(reason), settings)
             }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use stratum_wire::auth::{random_nonce, ClusterSecret};
-use stratum_wire::handshake::{self, Greeting};
-use stratum_wire::message::{AuthProof, PeerRole};
-use stratum_wire::{FrameEncoder, FrameLimits, Message, MessageRef};
+use stratum_wire::handshake::{self, Connector, Greeting, Next};
+use stratum_wire::message::PeerRole;
+use stratum_wire::{FrameEncoder, FrameLimits, Message};
 
 use crate::net::frame_reader::{ByteBudget, FrameReader};
 
@@ -88,84 +88,45 @@ pub async fn dial(
         concat!("stratum-node/", env!("CARGO_PKG_VERSION")).to_owned(),
         nonce,
     );
-    send(&mut stream, &mut encoder, &hello).await?;
-    let frame = reader
-        .next_frame(&mut stream, std::future::pending())
-        .await
-        .map_err(|err| DialError::Handshake(err.to_string()))?
-        .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
-    let greeting = match (frame.message(), Greeting::read(frame.message())) {
-        (_, Some(greeting)) => {
-            let (got_node, got_shard) = (greeting.node_id, greeting.shard_id);
-            if (got_node, got_shard) != (node, shard) {
-                return Err(DialError::WrongPeer {
-                    node,
-                    shard,
-                    got_node,
-                    got_shard,
-                });
-            }
-            let theirs = greeting.topology_epoch;
-            if theirs != settings.epoch.get() {
-                settings
-                    .epoch_mismatches
-                    .set(settings.epoch_mismatches.get() + 1);
-                tracing::warn!(
-                    peer = node,
-                    shard,
-                    ours = settings.epoch.get(),
-                    theirs,
-                    "peer routes by another topology epoch: roll the same topology file out to every node"
-                );
-            }
-            greeting
-        }
-        (MessageRef::Error(err), None) => {
-            return Err(DialError::Handshake(format!(
-                "refused: {}",
-                err.detail.as_str()
-            )))
-        }
-        (other, None) => {
-            return Err(DialError::Handshake(format!(
-                "expected hello_ack or welcome, got {}",
-                other.kind().name()
-            )))
+    let (mut connector, mut outgoing) = Connector::start(hello, settings.secret.clone());
+    let greeting = loop {
+        send(&mut stream, &mut encoder, &outgoing).await?;
+        let frame = reader
+            .next_frame(&mut stream, std::future::pending())
+            .await
+            .map_err(|err| DialError::Handshake(err.to_string()))?
+            .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
+        match connector
+            .receive(frame.message())
+            .map_err(|err| DialError::Handshake(err.to_string()))?
+        {
+            Next::Send(message) => outgoing = message,
+            Next::Done(greeting) => break greeting,
         }
     };
-    let Some(challenge) = greeting.auth_challenge else {
-        return Ok((stream, reader, greeting));
-    };
-    let Some(secret) = &settings.secret else {
-        return Err(DialError::Handshake(
-            "the peer requires a cluster secret and this node has none".into(),
-        ));
-    };
-    let proof = Message::AuthProof(AuthProof {
-        mac: secret.client_proof(&challenge, &nonce),
-    });
-    send(&mut stream, &mut encoder, &proof).await?;
-    let frame = reader
-        .next_frame(&mut stream, std::future::pending())
-        .await
-        .map_err(|err| DialError::Handshake(err.to_string()))?
-        .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
-    match frame.message() {
-        MessageRef::AuthOk(ok) if secret.verify_node(&nonce, &challenge, &ok.mac) => {
-            Ok((stream, reader, greeting))
-        }
-        MessageRef::AuthOk(_) => Err(DialError::Handshake(
-            "the peer's proof is wrong: it holds another cluster secret".into(),
-        )),
-        MessageRef::Error(err) => Err(DialError::Handshake(format!(
-            "refused: {}",
-            err.detail.as_str()
-        ))),
-        other => Err(DialError::Handshake(format!(
-            "expected auth_ok, got {}",
-            other.kind().name()
-        ))),
+    let (got_node, got_shard) = (greeting.node_id, greeting.shard_id);
+    if (got_node, got_shard) != (node, shard) {
+        return Err(DialError::WrongPeer {
+            node,
+            shard,
+            got_node,
+            got_shard,
+        });
     }
+    let theirs = greeting.topology_epoch;
+    if theirs != settings.epoch.get() {
+        settings
+            .epoch_mismatches
+            .set(settings.epoch_mismatches.get() + 1);
+        tracing::warn!(
+            peer = node,
+            shard,
+            ours = settings.epoch.get(),
+            theirs,
+            "peer routes by another topology epoch: roll the same topology file out to every node"
+        );
+    }
+    Ok((stream, reader, greeting))
 }
 
 async fn send(
