@@ -96,6 +96,12 @@ fn serve(stream: TcpStream, mesh: &Mesh, node_id: u32) -> std::io::Result<()> {
                 .map(|shard| format!("shard {shard}: not answering"))
                 .collect();
             for snapshot in &snapshots {
+                if snapshot.store.stalled_io_ops > 0 {
+                    problems.push(format!(
+                        "shard {}: {} segment I/O operations stalled (device or ring wedged)",
+                        snapshot.shard_id, snapshot.store.stalled_io_ops
+                    ));
+                }
                 match &snapshot.write_mode {
                     WriteMode::Writable => {}
                     WriteMode::ReadOnly(reason) => {

@@ -304,6 +304,11 @@ const CATALOGUE: &[Metric] = &[
         value: |s| s.store.index_bytes,
     },
     Metric {
+        stat: "store.stalled_io_ops",
+        prom: Prom::Plain("stratum_store_stalled_io_ops", "gauge", "Segment I/O operations in flight for 10 s or more: the device or the shard's ring has wedged. 0 when healthy."),
+        value: |s| s.store.stalled_io_ops,
+    },
+    Metric {
         stat: "store.puts_stored",
         prom: Prom::Plain("stratum_store_puts_stored_total", "counter", "Puts that wrote a record."),
         value: |s| s.store.puts_stored,

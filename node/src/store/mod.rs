@@ -210,6 +210,9 @@ pub struct StoreStats {
     pub scrubs: u64,
     pub scrub_findings: u64,
     pub index_bytes: u64,
+    /// Segment I/O operations in flight past the engine's stall limit (a
+    /// wedged device or ring): 0 when healthy.
+    pub stalled_io_ops: u64,
 }
 
 pub(crate) struct Segment<File> {
@@ -377,6 +380,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
         let index = self.shared.index.borrow();
         stats.objects = index.len() as u64;
         stats.index_bytes = index.memory_bytes() as u64;
+        stats.stalled_io_ops = self.shared.fs.stalled_ops();
         let cache = self.shared.cache.borrow();
         stats.cache_hits = cache.hits;
         stats.cache_misses = cache.misses;

@@ -148,4 +148,9 @@ pub trait StoreFs {
     /// Bytes an unprivileged writer may still allocate on the file system
     /// holding `dir` (a read-only shard resumes once there is room again).
     async fn free_bytes(&self, dir: &Path) -> io::Result<u64>;
+    /// Operations in flight so long that the device or the I/O engine has
+    /// likely wedged (0 when healthy, or when the engine cannot tell).
+    fn stalled_ops(&self) -> u64 {
+        0
+    }
 }

@@ -54,11 +54,6 @@ impl UringFs {
     pub fn ring_stats(&self) -> RingStats {
         self.ring.stats()
     }
-
-    /// Operations the ring's watchdog last found stalled.
-    pub fn stalled_ops(&self) -> usize {
-        self.ring.stalled()
-    }
 }
 
 pub struct UringFile {
@@ -262,4 +257,8 @@ impl StoreFs for UringFs {
     }
 
     posix::directory_ops!();
+
+    fn stalled_ops(&self) -> u64 {
+        self.ring.stalled() as u64
+    }
 }
