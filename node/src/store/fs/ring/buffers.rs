@@ -5,7 +5,9 @@
 //! I/O (`WRITE_FIXED` / `READ_FIXED`). Registered memory is locked memory,
 //! charged against `ulimit -l` per user across processes, so the pool is
 //! small (the shard's `store.io_memory_bytes`) and a buffer that does not fit
-//! in it comes from the heap and goes through a plain `WRITE` / `READ`.
+//! in it comes from the heap and goes through a plain `WRITE` / `READ`. Heap
+//! buffers are kept for reuse (up to 16 MiB), so steady large batches cost
+//! no allocation and no zeroing.
 
 use std::alloc::Layout;
 use std::cell::RefCell;
@@ -25,7 +27,14 @@ pub struct BufferPool {
     /// The region's index in the ring's registered-buffer table, once
     /// registered.
     registered: std::cell::Cell<Option<u16>>,
+    /// Heap buffers given back, kept for reuse (page-aligned, whole pages):
+    /// a large batch then costs no allocation and no zeroing.
+    spare: RefCell<Vec<(NonNull<u8>, Layout)>>,
+    spare_bytes: std::cell::Cell<usize>,
 }
+
+/// Heap buffers kept for reuse, at most.
+const SPARE_LIMIT: usize = 16 << 20;
 
 impl BufferPool {
     /// A pool of `bytes` (rounded down to whole pages; may be zero).
@@ -41,6 +50,8 @@ impl BufferPool {
             layout,
             used: RefCell::new(vec![0; pages.div_ceil(64)]),
             registered: std::cell::Cell::new(None),
+            spare: RefCell::new(Vec::new()),
+            spare_bytes: std::cell::Cell::new(0),
         })
     }
 
@@ -109,8 +120,41 @@ impl BufferPool {
     }
 }
 
+impl BufferPool {
+    /// A spare heap buffer of at least `len` bytes, if one was given back.
+    fn take_spare(&self, len: usize) -> Option<(NonNull<u8>, Layout)> {
+        let mut spare = self.spare.borrow_mut();
+        // Smallest fit, so large buffers stay for large batches.
+        let (at, _) = spare
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, layout))| layout.size() >= len)
+            .min_by_key(|(_, (_, layout))| layout.size())?;
+        let taken = spare.swap_remove(at);
+        self.spare_bytes
+            .set(self.spare_bytes.get() - taken.1.size());
+        Some(taken)
+    }
+
+    /// Keeps a heap buffer for reuse; frees it past the limit.
+    fn give_spare(&self, ptr: NonNull<u8>, layout: Layout) {
+        if self.spare_bytes.get() + layout.size() <= SPARE_LIMIT {
+            self.spare_bytes.set(self.spare_bytes.get() + layout.size());
+            self.spare.borrow_mut().push((ptr, layout));
+        } else {
+            // SAFETY: allocated by `IoBuf::new` with this layout.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
+        }
+    }
+}
+
 impl Drop for BufferPool {
     fn drop(&mut self) {
+        for (ptr, layout) in self.spare.get_mut().drain(..) {
+            // SAFETY: allocated by `IoBuf::new` with this layout, and no
+            // buffer refers to it any more.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) }
+        }
         // SAFETY: allocated in `new` with this layout. Every buffer lent out
         // holds an `Rc` to the pool, and the ring that registered the region
         // holds one too until the kernel has let go of it.
@@ -119,8 +163,15 @@ impl Drop for BufferPool {
 }
 
 enum Origin {
-    Pool { pool: Rc<BufferPool>, first: usize },
-    Heap { layout: Layout },
+    Pool {
+        pool: Rc<BufferPool>,
+        first: usize,
+    },
+    /// From the heap, given back to `pool`'s spares when dropped.
+    Spare {
+        pool: Rc<BufferPool>,
+        layout: Layout,
+    },
 }
 
 /// An owned, aligned buffer. While an I/O on it is in flight the ring holds
@@ -151,22 +202,26 @@ impl IoBuf {
                 };
             }
         }
-        Self::heap(len, align)
-    }
-
-    /// `len` bytes from the heap, aligned to `align`.
-    pub fn heap(len: usize, align: usize) -> Self {
-        let layout = Layout::from_size_align(len.max(1).div_ceil(align) * align, align.max(1))
-            .expect("aligned sizes are valid layouts");
-        // SAFETY: the layout has a non-zero size. Zeroed: a read may fill
-        // fewer bytes than the buffer holds, and the rest is still exposed
-        // through `as_bytes` up to `len`.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
-            .unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        // Larger than the registered pool has room for: a spare heap
+        // buffer, whole pages (so any spare fits any alignment asked).
+        let size = pages * PAGE;
+        let (ptr, layout) = pool.take_spare(size).unwrap_or_else(|| {
+            let layout =
+                Layout::from_size_align(size, PAGE).expect("whole pages are a valid layout");
+            // SAFETY: the layout has a non-zero size. Zeroed once, when first
+            // allocated: a reused buffer holds earlier I/O's bytes, never
+            // uninitialized memory.
+            let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+                .unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+            (ptr, layout)
+        });
         Self {
             ptr,
             len,
-            origin: Origin::Heap { layout },
+            origin: Origin::Spare {
+                pool: Rc::clone(pool),
+                layout,
+            },
         }
     }
 
@@ -191,7 +246,7 @@ impl IoBuf {
     pub fn fixed_index(&self) -> Option<u16> {
         match &self.origin {
             Origin::Pool { pool, .. } => pool.registered.get(),
-            Origin::Heap { .. } => None,
+            Origin::Spare { .. } => None,
         }
     }
 
@@ -211,8 +266,7 @@ impl Drop for IoBuf {
     fn drop(&mut self) {
         match &self.origin {
             Origin::Pool { pool, first } => pool.give_back(*first, self.len.max(1).div_ceil(PAGE)),
-            // SAFETY: allocated in `heap` with this layout.
-            Origin::Heap { layout } => unsafe { std::alloc::dealloc(self.ptr.as_ptr(), *layout) },
+            Origin::Spare { pool, layout } => pool.give_spare(self.ptr, *layout),
         }
     }
 }
@@ -231,7 +285,7 @@ mod tests {
         assert_eq!(pool.pages_in_use(), 8);
         // Full: the next one comes from the heap, still aligned.
         let c = IoBuf::new(&pool, 100, 4096);
-        assert!(matches!(c.origin, Origin::Heap { .. }));
+        assert!(matches!(c.origin, Origin::Spare { .. }));
         assert_eq!(c.as_ptr() as usize % 4096, 0);
         drop(a);
         assert_eq!(pool.pages_in_use(), 5);
@@ -239,7 +293,7 @@ mod tests {
         assert!(matches!(d.origin, Origin::Pool { first: 0, .. }));
         // Larger than the whole pool: heap.
         let e = IoBuf::new(&pool, 9 * PAGE, 512);
-        assert!(matches!(e.origin, Origin::Heap { .. }));
+        assert!(matches!(e.origin, Origin::Spare { .. }));
         drop((b, d));
         assert_eq!(pool.pages_in_use(), 0);
     }
@@ -248,7 +302,27 @@ mod tests {
     fn an_empty_pool_always_uses_the_heap() {
         let pool = BufferPool::new(0);
         let buf = IoBuf::new(&pool, 10, 512);
-        assert!(matches!(buf.origin, Origin::Heap { .. }));
+        assert!(matches!(buf.origin, Origin::Spare { .. }));
         assert_eq!(buf.as_bytes(), &[0; 10]);
+    }
+
+    #[test]
+    fn heap_buffers_are_reused_up_to_a_limit() {
+        let pool = BufferPool::new(0);
+        let first = IoBuf::new(&pool, 3 * PAGE, 512);
+        let ptr = first.as_ptr();
+        drop(first);
+        assert_eq!(pool.spare_bytes.get(), 3 * PAGE);
+        // A smaller one takes the spare; a larger one cannot.
+        let again = IoBuf::new(&pool, 2 * PAGE, 512);
+        assert_eq!(again.as_ptr(), ptr);
+        assert_eq!(pool.spare_bytes.get(), 0);
+        let larger = IoBuf::new(&pool, 4 * PAGE, 512);
+        assert_ne!(larger.as_ptr(), ptr);
+        drop((again, larger));
+        // Past the limit, buffers are freed, not kept.
+        let huge: Vec<IoBuf> = (0..3).map(|_| IoBuf::new(&pool, 8 << 20, 512)).collect();
+        drop(huge);
+        assert!(pool.spare_bytes.get() <= SPARE_LIMIT);
     }
 }
