@@ -127,6 +127,9 @@ pub struct Ring {
     pool: Rc<BufferPool>,
     /// The socket end the kernel writes a byte into when an I/O completes.
     wake_tx: OwnedFd,
+    /// Its slot in the fixed-file table (`None`: files could not be
+    /// registered; then the plain descriptor is used).
+    wake_fixed: Option<u32>,
     skip_wake_cqe: bool,
     /// Stalled operations the watchdog last reported (0: none).
     stalled: Cell<usize>,
@@ -152,17 +155,29 @@ impl Ring {
         let skip_wake_cqe = uring.params().is_feature_skip_cqe_on_success();
         let pool = BufferPool::new(pool_bytes);
         register_pool(&uring, &pool);
-        let free_files = match uring.submitter().register_files_sparse(FIXED_FILES) {
-            Ok(()) => (0..FIXED_FILES).rev().collect(),
-            Err(err) => {
-                tracing::warn!(error = %err, "segment ring: cannot register files; using plain descriptors");
-                Vec::new()
-            }
-        };
         let (wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()?;
         // The kernel's wake write must never wait: a full socket already
         // holds plenty of unread wakes.
         wake_tx.set_nonblocking(true)?;
+        // The wake socket takes the last fixed slot: a linked write looks
+        // its file up when it runs, after its I/O, and a plain descriptor
+        // could by then be closed (the ring dropped) and reused elsewhere.
+        // A registered file lives as long as the ring.
+        let (free_files, wake_fixed) = match uring.submitter().register_files_sparse(FIXED_FILES) {
+            Ok(()) => {
+                let slot = FIXED_FILES - 1;
+                let wake_fixed = uring
+                    .submitter()
+                    .register_files_update(slot, &[wake_tx.as_raw_fd()])
+                    .is_ok()
+                    .then_some(slot);
+                ((0..slot).rev().collect(), wake_fixed)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "segment ring: cannot register files; using plain descriptors");
+                (Vec::new(), None)
+            }
+        };
         let ring = Rc::new(Self {
             inner: RefCell::new(Inner {
                 uring,
@@ -171,6 +186,7 @@ impl Ring {
             }),
             pool,
             wake_tx: OwnedFd::from(wake_tx),
+            wake_fixed,
             skip_wake_cqe,
             stalled: Cell::new(0),
             woken: RefCell::new(Vec::new()),
@@ -292,9 +308,11 @@ impl Ring {
 
     fn wake_entry(&self) -> squeue::Entry {
         static BYTE: u8 = 1;
-        let entry = opcode::Write::new(types::Fd(self.wake_tx.as_raw_fd()), &BYTE, 1)
-            .build()
-            .user_data(WAKE);
+        let entry = match self.wake_fixed {
+            Some(slot) => opcode::Write::new(types::Fixed(slot), &BYTE, 1).build(),
+            None => opcode::Write::new(types::Fd(self.wake_tx.as_raw_fd()), &BYTE, 1).build(),
+        }
+        .user_data(WAKE);
         if self.skip_wake_cqe {
             entry.flags(squeue::Flags::SKIP_SUCCESS)
         } else {
