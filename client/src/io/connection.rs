@@ -267,14 +267,7 @@ impl Connection {
             };
             let hello = handshake::hello(PeerRole::Client, None, 0, settings.agent.clone(), nonce);
             let (connector, hello) = Connector::start(hello, settings.secret.clone());
-            let request_id = self.control_frame(&hello);
-            self.state = State::Handshaking {
-                deadline,
-                step: HandshakeStep::Connecting {
-                    connector,
-                    request_id,
-                },
-            };
+            self.handshake_send(deadline, connector, &hello);
         }
         self.read(registry, settings, scratch);
         self.flush(registry, settings);
@@ -340,16 +333,7 @@ impl Connection {
                 mut connector,
                 request_id,
             } if frame.request_id() == request_id => match connector.receive(frame.message()) {
-                Ok(Next::Send(message)) => {
-                    let request_id = self.control_frame(&message);
-                    self.state = State::Handshaking {
-                        deadline,
-                        step: HandshakeStep::Connecting {
-                            connector,
-                            request_id,
-                        },
-                    };
-                }
+                Ok(Next::Send(message)) => self.handshake_send(deadline, connector, &message),
                 Ok(Next::Done(greeting)) => {
                     self.greeted(&greeting);
                     self.fetch_dictionaries(deadline, settings);
@@ -365,6 +349,18 @@ impl Connection {
             },
             step => self.on_dictionary_frame(registry, frame, deadline, step, settings),
         }
+    }
+
+    /// Sends the connector's next message and waits for its answer.
+    fn handshake_send(&mut self, deadline: Instant, connector: Connector, message: &Message) {
+        let request_id = self.control_frame(message);
+        self.state = State::Handshaking {
+            deadline,
+            step: HandshakeStep::Connecting {
+                connector,
+                request_id,
+            },
+        };
     }
 
     /// What the node said of itself, kept for routing and for what may be
