@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use stratum_testkit::{object, one_cluster_at_a_time, topology_text, TestClient, TestNode};
+use stratum_testkit::{
+    object, one_cluster_at_a_time, replace_file, topology_text, TestClient, TestNode,
+};
 use stratum_wire::message::*;
 use stratum_wire::placement::{Placement, Topology};
 use stratum_wire::{Message, ObjectId, ObjectKind};
@@ -323,7 +325,7 @@ fn remove_node_3_with_hints_pending(cluster: &mut Cluster) {
     let specs: Vec<(u32, String, u16)> = (1..=2)
         .map(|id| (id, cluster.node(id).address(), 1))
         .collect();
-    std::fs::write(&cluster.topology, topology_text(2, 2, 2, &specs)).unwrap();
+    replace_file(&cluster.topology, &topology_text(2, 2, 2, &specs));
     cluster.node(1).sighup();
     cluster.node(2).sighup();
 }
@@ -615,7 +617,7 @@ fn sighup_rolls_out_a_new_topology_and_refuses_an_invalid_one() {
     let epoch_of = |node: &TestNode| node.client(0).ack.topology_epoch;
 
     // Epoch 2 with a write quorum of 3, on every node.
-    std::fs::write(&cluster.topology, topology_text(2, 3, 3, &specs)).unwrap();
+    replace_file(&cluster.topology, &topology_text(2, 3, 3, &specs));
     for node in &cluster.nodes {
         node.sighup();
     }
@@ -643,7 +645,7 @@ fn sighup_rolls_out_a_new_topology_and_refuses_an_invalid_one() {
     // A file that changes node 1's shard count is refused; epoch 2 stays.
     let mut bad = specs.clone();
     bad[0].2 = 4;
-    std::fs::write(&cluster.topology, topology_text(3, 3, 2, &bad)).unwrap();
+    replace_file(&cluster.topology, &topology_text(3, 3, 2, &bad));
     cluster.node(1).sighup();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cluster.node(1).log().contains("topology reload refused") {

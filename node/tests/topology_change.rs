@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stratum_testkit::{object, one_cluster_at_a_time, topology_text, TestClient, TestNode};
+use stratum_testkit::{
+    object, one_cluster_at_a_time, replace_file, topology_text, TestClient, TestNode,
+};
 use stratum_wire::message::*;
 use stratum_wire::placement::{Placement, Topology};
 use stratum_wire::{Message, ObjectId, ObjectKind};
@@ -72,7 +74,7 @@ impl Cluster {
             .iter()
             .map(|id| (*id, self.nodes[id].address(), 1))
             .collect();
-        std::fs::write(&self.topology, topology_text(self.epoch, 3, 2, &specs)).unwrap();
+        replace_file(&self.topology, &topology_text(self.epoch, 3, 2, &specs));
     }
 
     /// Grows by `new` nodes and rolls out the topology naming `members`.

@@ -84,6 +84,16 @@ pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Replaces `path` with `text` the way an operator should roll out a
+/// topology: written beside it, then renamed over it, so a reader (a node
+/// on SIGHUP, a client refreshing) sees the old file or the new one, never
+/// a half-written one.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).expect("write staged file");
+    std::fs::rename(&staged, path).expect("rename staged file");
+}
+
 /// A topology file's text: `nodes` as (id, `host:port` of shard 0,
 /// shards), replication factor `rf`, write quorum `w`.
 pub fn topology_text(epoch: u64, rf: u8, w: u8, nodes: &[(u32, String, u16)]) -> String {
