@@ -14,6 +14,7 @@
 //!
 //! Beside them:
 //! - [`cli`]: the `stratum-node` program (signals, startup, shutdown).
+//! - [`clock`]: time as the node sees it (real, or the simulator's).
 //! - [`config`]: settings (defaults, TOML file, flags) and their validation.
 //! - [`logging`]: `tracing` output.
 //! - [`io_properties`]: the disk measurements `stratum-tune iotune` leaves
@@ -22,6 +23,7 @@
 //!   the tombstone grace period does not rejoin with its data.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod io_properties;
 pub mod liveness;

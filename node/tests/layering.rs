@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 
 /// Each layer, and the modules of the crate it may use besides itself.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("store", &[]),
-    ("net", &[]),
-    ("shard", &["store", "logging"]),
+    ("store", &["clock"]),
+    ("net", &["clock"]),
+    ("shard", &["store", "clock", "logging"]),
     (
         "replication",
-        &["store", "net", "shard", "config", "logging"],
+        &["store", "net", "shard", "clock", "config", "logging"],
     ),
     (
         "server",
@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "net",
             "shard",
             "replication",
+            "clock",
             "config",
             "logging",
             "io_properties",
@@ -40,6 +41,7 @@ const MODULES: &[&str] = &[
     "replication",
     "server",
     "cli",
+    "clock",
     "config",
     "logging",
     "io_properties",

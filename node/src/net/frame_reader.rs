@@ -172,7 +172,7 @@ impl FrameReader {
                     return Err(ReadError::SlowFrame(self.frame_timeout));
                 }
             }
-            glommio::timer::sleep(BUDGET_POLL).await;
+            crate::clock::sleep(BUDGET_POLL).await;
         }
         Ok(())
     }
@@ -202,7 +202,7 @@ impl FrameReader {
                 continue;
             }
             let timeout = if self.decoder.buffered_bytes() > 0 {
-                let started = *self.frame_started.get_or_insert_with(Instant::now);
+                let started = *self.frame_started.get_or_insert_with(crate::clock::now);
                 let left = self.frame_timeout.saturating_sub(started.elapsed());
                 if left.is_zero() {
                     return Err(ReadError::SlowFrame(self.frame_timeout));

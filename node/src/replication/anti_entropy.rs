@@ -174,7 +174,7 @@ pub async fn run<S: Shard>(core: Rc<S>) {
         // The first pass too waits an interval: peers usually start together.
         let timer = async {
             match interval {
-                Some(interval) => glommio::timer::sleep(interval).await,
+                Some(interval) => crate::clock::sleep(interval).await,
                 None => std::future::pending().await,
             }
         };
@@ -340,7 +340,7 @@ async fn with_peer<S: Shard>(
         next_id: 0,
         out: Vec::new(),
         paced: 0,
-        started: Instant::now(),
+        started: crate::clock::now(),
         wire_bytes: 0,
     };
     fetch_dictionaries(core, &mut session, &greeting.dictionaries).await?;
@@ -596,7 +596,7 @@ async fn fetch<S: Shard>(
     let due = Duration::from_secs_f64(session.paced as f64 / rate as f64);
     let elapsed = session.started.elapsed();
     if due > elapsed + Duration::from_millis(1) {
-        glommio::timer::sleep(due - elapsed).await;
+        crate::clock::sleep(due - elapsed).await;
     }
     Ok(())
 }

@@ -220,7 +220,7 @@ pub async fn write_loop<S: Shard>(core: Rc<S>) {
 pub async fn replay_loop<S: Shard>(core: Rc<S>) {
     let mut pacer = Pacer::new(core.config().replication.hint_replay_per_sec);
     loop {
-        glommio::timer::sleep(REPLAY_TICK).await;
+        crate::clock::sleep(REPLAY_TICK).await;
         let nodes: Vec<u32> = core
             .replication()
             .handoff
@@ -302,7 +302,7 @@ async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
     let epoch = placement.topology().epoch();
     drop(placement);
     let me = core.config().node_id;
-    let mut saved_at = Instant::now();
+    let mut saved_at = crate::clock::now();
     loop {
         let Some(state) = handoff.files.borrow().get(&node).copied() else {
             return;
@@ -366,7 +366,7 @@ async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
             core.replication().stats.borrow_mut().hints_replayed += 1;
             if put.is_none() || saved_at.elapsed() >= PROGRESS_EVERY {
                 handoff.save_progress(node).await;
-                saved_at = Instant::now();
+                saved_at = crate::clock::now();
             }
             pacer.pace().await;
         }
@@ -413,7 +413,7 @@ impl Pacer {
     fn new(per_sec: u64) -> Self {
         Self {
             per_window: (per_sec / 10).max(1),
-            window_start: Instant::now(),
+            window_start: crate::clock::now(),
             in_window: 0,
         }
     }
@@ -425,9 +425,9 @@ impl Pacer {
         }
         let elapsed = self.window_start.elapsed();
         if elapsed < Self::WINDOW {
-            glommio::timer::sleep(Self::WINDOW - elapsed).await;
+            crate::clock::sleep(Self::WINDOW - elapsed).await;
         }
-        self.window_start = Instant::now();
+        self.window_start = crate::clock::now();
         self.in_window = 0;
     }
 }

@@ -35,9 +35,7 @@ pub use shard::Shard;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
 
 use glommio::sync::Gate;
 use stratum_wire::placement::Placement;
@@ -48,14 +46,7 @@ use dial::LinkSettings;
 use handoff::Handoff;
 use peer_link::{PeerLink, PeerSnapshot};
 
-/// `fut`'s output, or `None` if `limit` passes first.
-pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
-}
+pub use crate::clock::within;
 
 /// What replication counts on one core.
 #[derive(Debug, Clone, Default)]

@@ -213,7 +213,7 @@ impl PeerLink {
                     last,
                     backoff: _,
                 } => {
-                    let now = Instant::now();
+                    let now = crate::clock::now();
                     if now < *retry_at {
                         return Err(LinkError::BackingOff {
                             wait: *retry_at - now,
@@ -260,7 +260,7 @@ impl PeerLink {
                 };
                 tracing::debug!(peer = self.node_id, shard = self.shard, address = %self.address, error = %err, ?backoff, "cannot reach peer");
                 *self.state.borrow_mut() = State::Down {
-                    retry_at: Instant::now() + backoff,
+                    retry_at: crate::clock::now() + backoff,
                     backoff,
                     last: err.to_string(),
                 };
@@ -272,7 +272,7 @@ impl PeerLink {
             Err(err) => {
                 let err = DialError::Io(err.to_string());
                 *self.state.borrow_mut() = State::Down {
-                    retry_at: Instant::now() + MIN_BACKOFF,
+                    retry_at: crate::clock::now() + MIN_BACKOFF,
                     backoff: MIN_BACKOFF,
                     last: err.to_string(),
                 };
@@ -346,7 +346,7 @@ impl PeerLink {
         (codec, payload, dictionaries): (Codec, &[u8], &Dictionaries),
         timeout: Duration,
     ) -> Result<Frame, LinkError> {
-        let started = Instant::now();
+        let started = crate::clock::now();
         let session = self.session().await?;
         let request_id = session.next_id.get();
         session.next_id.set(request_id + 1);
@@ -409,7 +409,7 @@ impl PeerLink {
             if Rc::ptr_eq(current, session) {
                 tracing::warn!(peer = self.node_id, shard = self.shard, address = %self.address, reason, "peer link down");
                 *state = State::Down {
-                    retry_at: Instant::now() + MIN_BACKOFF,
+                    retry_at: crate::clock::now() + MIN_BACKOFF,
                     backoff: MIN_BACKOFF,
                     last: reason.to_owned(),
                 };
@@ -468,7 +468,7 @@ async fn keepalive(link: Weak<PeerLink>, session: Weak<Session>) {
         let Some(interval) = link.upgrade().map(|link| link.settings.ping_interval) else {
             return;
         };
-        glommio::timer::sleep(interval).await;
+        crate::clock::sleep(interval).await;
         let (Some(link), Some(session)) = (link.upgrade(), session.upgrade()) else {
             return;
         };

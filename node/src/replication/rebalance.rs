@@ -76,7 +76,7 @@ pub async fn pass<S: Shard>(core: &Rc<S>) -> HandoffReport {
         ..HandoffReport::default()
     };
     core.replication().stats.borrow_mut().rebalance_backlog = report.backlog;
-    let started = Instant::now();
+    let started = crate::clock::now();
     let mut after: Option<ObjectId> = None;
     while report.backlog > 0 {
         let placement = core.replication().placement();
@@ -287,6 +287,6 @@ async fn pace<S: Shard>(core: &S, bytes: u64, started: Instant) {
     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
     let elapsed = started.elapsed();
     if due > elapsed + Duration::from_millis(1) {
-        glommio::timer::sleep(due - elapsed).await;
+        crate::clock::sleep(due - elapsed).await;
     }
 }

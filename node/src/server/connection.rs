@@ -141,7 +141,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
     let mut encoder = FrameEncoder::new(frame_limits);
     let handshake = handshake::run(&core, &mut stream, &mut reader, &mut encoder);
     let deadline = async {
-        glommio::timer::sleep(limits.handshake_timeout).await;
+        crate::clock::sleep(limits.handshake_timeout).await;
         Err(HandshakeError::Deadline(limits.handshake_timeout))
     };
     let peer = match futures_lite::future::or(handshake, deadline).await {

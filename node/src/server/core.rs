@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use glommio::net::TcpListener;
 use glommio::sync::{Gate, Semaphore};
@@ -214,7 +214,7 @@ pub async fn run(
         )));
         return;
     }
-    let started = Instant::now();
+    let started = crate::clock::now();
     let registered = usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX);
     let fs = match UringFs::for_dir(&dir, registered) {
         Ok(fs) => fs.with_sync_method(config.sync_method),
@@ -327,7 +327,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener, hint_replay: glommi
             Some(Err(err)) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(shard = core.shard_id, error = %err, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                crate::clock::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -419,7 +419,7 @@ async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
                     // Connections finish their in-flight requests, then
                     // close; the accept loop's gate waits for all of them.
                     while !core.drained.get() {
-                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                        crate::clock::sleep(Duration::from_millis(5)).await;
                     }
                     let _ = drained.send(core.shard_id);
                 })

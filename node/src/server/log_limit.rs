@@ -28,7 +28,7 @@ impl LogLimiter {
     /// `Some(n)`: write this line of `kind`, and say `n` like it were held
     /// back since the last one written. `None`: hold it back.
     pub fn admit(&self, kind: &'static str) -> Option<u64> {
-        self.admit_at(kind, Instant::now())
+        self.admit_at(kind, crate::clock::now())
     }
 
     fn admit_at(&self, kind: &'static str, now: Instant) -> Option<u64> {
@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn the_first_line_then_one_per_window_with_the_count_held_back() {
         let limiter = LogLimiter::default();
-        let start = Instant::now();
+        let start = crate::clock::now();
         assert_eq!(limiter.admit_at("full", start), Some(0));
         for n in 1..1000u64 {
             assert_eq!(

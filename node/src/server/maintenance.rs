@@ -7,7 +7,7 @@
 //! operations make each step safe against crashes and concurrent requests.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::core::{chain, Core};
 use crate::store::WriteMode;
@@ -18,14 +18,14 @@ const TICK: Duration = Duration::from_secs(1);
 pub async fn run(core: Rc<Core>) {
     let shard = core.shard_id;
     let plan = core.config.maintenance.clone();
-    let mut last_checkpoint = Instant::now();
-    let mut last_compaction = Instant::now();
-    let mut last_scrub = Instant::now();
+    let mut last_checkpoint = crate::clock::now();
+    let mut last_compaction = crate::clock::now();
+    let mut last_scrub = crate::clock::now();
     let writes_of =
         |stats: &crate::store::StoreStats| stats.puts_stored + stats.deletes + stats.dropped;
     let mut objects_at_checkpoint = writes_of(&core.store.stats());
     loop {
-        glommio::timer::sleep(TICK).await;
+        crate::clock::sleep(TICK).await;
         // Out of space: writes resume by themselves once there is room.
         if matches!(core.store.write_mode(), WriteMode::ReadOnly(_)) {
             core.store.try_resume().await;
@@ -45,7 +45,7 @@ pub async fn run(core: Rc<Core>) {
         }
 
         if writable && last_checkpoint.elapsed() >= plan.checkpoint_interval {
-            last_checkpoint = Instant::now();
+            last_checkpoint = crate::clock::now();
             let writes = writes_of(&core.store.stats());
             // Nothing written since the last one: the checkpoint on disk is
             // still current.
@@ -65,7 +65,7 @@ pub async fn run(core: Rc<Core>) {
         // Compaction runs out of space too: it is how deleted space comes back.
         let compactable = !matches!(mode, WriteMode::Failed(_));
         if compactable && last_compaction.elapsed() >= plan.compaction_interval {
-            last_compaction = Instant::now();
+            last_compaction = crate::clock::now();
             match core.store.compact(plan.compaction_dead_fraction).await {
                 Ok(report) if report.segments_removed > 0 => tracing::info!(
                     shard,
@@ -106,7 +106,7 @@ pub async fn run(core: Rc<Core>) {
                 }
                 // The interval counts from the end of a pass: a slow scrub
                 // never runs back to back.
-                last_scrub = Instant::now();
+                last_scrub = crate::clock::now();
             }
         }
     }

@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
-use std::time::Instant;
 
 use stratum_wire::message::{
     BatchEnd, BatchItem, BatchStatus, CorruptReported, DeleteAck, DictionaryBytes,
@@ -175,7 +174,7 @@ fn outcome_of(err: &OpError) -> Outcome {
 /// owns and has cached (the common case for hot objects). Returns `false`
 /// to take the general path.
 pub fn answer_inline(conn: &Conn, frame: &Frame) -> bool {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let core = &conn.core;
     let (kind, answered) = match frame.message() {
         MessageRef::Get(get) => {
@@ -219,7 +218,7 @@ pub fn answer_inline(conn: &Conn, frame: &Frame) -> bool {
 /// limits as the request arrived: data requests are then answered `Busy` at
 /// once; pings and stats are still answered (they are how operators look).
 pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admission>) {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let request_id = frame.request_id();
     let request = Request::parse(&frame);
     let core = Rc::clone(&conn.core);

@@ -274,7 +274,7 @@ impl<F: StoreFs> Writer<F> {
         // The queue is closed (the store is closing): every acknowledgement
         // goes out before the writer is done.
         while self.acks_pending.get() > 0 {
-            glommio::timer::sleep(ACK_TURN).await;
+            crate::clock::sleep(ACK_TURN).await;
         }
     }
 
@@ -285,7 +285,7 @@ impl<F: StoreFs> Writer<F> {
         let pending = Rc::clone(&self.acks_pending);
         pending.set(pending.get() + 1);
         glommio::spawn_local(async move {
-            glommio::timer::sleep(ACK_TURN).await;
+            crate::clock::sleep(ACK_TURN).await;
             for (done, reply) in replies {
                 let _ = done.send(reply);
             }
@@ -1053,7 +1053,7 @@ async fn land<F: StoreFs>(laid: Laid<F>) -> Result<Landed, (Stage, io::Error)> {
         prepared,
         chunks,
     } = laid;
-    let write_started = std::time::Instant::now();
+    let write_started = crate::clock::now();
     let writes = chunks
         .into_iter()
         .map(|(chunk_offset, buffer)| (buffer, start + chunk_offset))
@@ -1061,7 +1061,7 @@ async fn land<F: StoreFs>(laid: Laid<F>) -> Result<Landed, (Stage, io::Error)> {
     file.write_all_at(writes)
         .await
         .map_err(|err| (Stage::Write, err))?;
-    let sync_started = std::time::Instant::now();
+    let sync_started = crate::clock::now();
     if !file.writes_are_durable() {
         file.fdatasync().await.map_err(|err| (Stage::Sync, err))?;
     }

@@ -21,7 +21,7 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::checkpoint;
 use super::error::{Corruption, Result, StoreError};
@@ -73,7 +73,7 @@ const SCAN_CHUNK: usize = 1 << 20;
 const QUARANTINE_COPY_LIMIT: u64 = 1 << 20;
 
 pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryReport, Tail)> {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let mut report = RecoveryReport::default();
     let slots = identify(shared).await?;
     let found = open_segments(shared, slots, &mut report).await?;

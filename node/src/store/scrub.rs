@@ -8,7 +8,7 @@
 //! and not on the re-read, or re-read as different bytes (a transient
 //! misdirected or short read), is only reported.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stratum_wire::ObjectId;
 
@@ -130,7 +130,7 @@ pub(crate) async fn scrub<F: StoreFs>(
     shared: &Shared<F>,
     bytes_per_second: u64,
 ) -> Result<ScrubReport> {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let entries: Vec<(u64, Location)> = shared.index.borrow().iter().collect();
     let mut report = ScrubReport::default();
     for (key, location) in entries {
@@ -177,7 +177,7 @@ pub(crate) async fn scrub<F: StoreFs>(
                 Duration::from_secs_f64(report.bytes_checked as f64 / bytes_per_second as f64);
             let elapsed = started.elapsed();
             if due > elapsed {
-                glommio::timer::sleep(due - elapsed).await;
+                crate::clock::sleep(due - elapsed).await;
             }
         }
     }

@@ -113,7 +113,7 @@ impl Verified {
             // (the sockets of the core's other requests) only once the run
             // queue drains or a timer fires, and a task that only yields
             // keeps the queue from draining.
-            glommio::timer::sleep(std::time::Duration::from_micros(1)).await;
+            crate::clock::sleep(std::time::Duration::from_micros(1)).await;
         };
         drop(hashing);
         Self::proven(id, found, kind, codec, payload, content_len)
