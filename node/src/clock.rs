@@ -81,3 +81,8 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<
     })
     .await
 }
+
+/// Time passed on this thread's clock since `earlier` (one of its `now()`s).
+pub fn since(earlier: Instant) -> Duration {
+    now().saturating_duration_since(earlier)
+}

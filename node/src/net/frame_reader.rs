@@ -15,7 +15,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
-use glommio::net::TcpStream;
+
+use super::stream::Stream;
 use stratum_wire::{Frame, FrameDecoder, FrameError, FrameLimits};
 
 /// Socket read size: large enough for many small frames per read.
@@ -168,7 +169,7 @@ impl FrameReader {
     async fn wait_for_budget(&mut self) -> Result<(), ReadError> {
         while !self.budget.room_for(self.charged, READ_CHUNK as u64) {
             if let Some(started) = self.frame_started {
-                if started.elapsed() >= self.frame_timeout {
+                if crate::clock::since(started) >= self.frame_timeout {
                     return Err(ReadError::SlowFrame(self.frame_timeout));
                 }
             }
@@ -181,7 +182,7 @@ impl FrameReader {
     /// `stop` resolves first (shutdown) while no frame is in progress.
     pub async fn next_frame(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut (impl Stream + ?Sized),
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Option<Frame>, ReadError> {
         let mut stop = std::pin::pin!(stop);
@@ -203,7 +204,9 @@ impl FrameReader {
             }
             let timeout = if self.decoder.buffered_bytes() > 0 {
                 let started = *self.frame_started.get_or_insert_with(crate::clock::now);
-                let left = self.frame_timeout.saturating_sub(started.elapsed());
+                let left = self
+                    .frame_timeout
+                    .saturating_sub(crate::clock::since(started));
                 if left.is_zero() {
                     return Err(ReadError::SlowFrame(self.frame_timeout));
                 }
@@ -212,9 +215,7 @@ impl FrameReader {
                 self.idle_timeout
             };
             self.wait_for_budget().await?;
-            stream
-                .set_read_timeout(Some(timeout))
-                .map_err(|err| ReadError::Io(io::Error::other(err.to_string())))?;
+            stream.set_read_timeout(timeout).map_err(ReadError::Io)?;
             let read =
                 futures_lite::future::or(async { Some(stream.read(&mut self.buf).await) }, async {
                     stop.as_mut().await;

@@ -7,3 +7,4 @@ pub mod frame_reader;
 pub mod latency;
 pub mod outbox;
 pub mod socket;
+pub mod stream;

@@ -28,7 +28,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use stratum_wire::message::{
     ArchivedBatchStatus, BatchGet, ErrorCode, GetDictionary, RingSpan, SpanDigest, SyncDigests,
     SyncDigestsReply, SyncList, SyncListReply, TimedId,
@@ -40,6 +39,7 @@ use super::dial::{dial, DialError};
 use super::shard::Shard;
 use super::transfer::{MAX_LIST, OBJECT_COST};
 use crate::net::frame_reader::{FrameReader, ReadError};
+use crate::net::stream::BoxStream;
 use crate::shard::ops::OpError;
 use crate::store::holdings::{Digest, Holdings, RingRange};
 
@@ -267,7 +267,7 @@ struct Peer {
 
 /// A request-reply connection to one peer shard, for one pass.
 struct Session {
-    stream: TcpStream,
+    stream: BoxStream,
     reader: FrameReader,
     encoder: FrameEncoder,
     next_id: u64,
@@ -302,7 +302,7 @@ impl Session {
     async fn recv(&mut self) -> Result<Frame, RepairError> {
         let frame = self
             .reader
-            .next_frame(&mut self.stream, std::future::pending())
+            .next_frame(&mut *self.stream, std::future::pending())
             .await?
             .ok_or(RepairError::Closed)?;
         self.wire_bytes += frame.header().frame_len();
@@ -594,7 +594,7 @@ async fn fetch<S: Shard>(
     }
     let rate = core.config().replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(session.paced as f64 / rate as f64);
-    let elapsed = session.started.elapsed();
+    let elapsed = crate::clock::since(session.started);
     if due > elapsed + Duration::from_millis(1) {
         crate::clock::sleep(due - elapsed).await;
     }

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use stratum_wire::auth::{random_nonce, ClusterSecret};
 use stratum_wire::handshake::{self, Connector, Greeting, Next};
 use stratum_wire::message::PeerRole;
 use stratum_wire::{FrameEncoder, FrameLimits, Message};
 
 use crate::net::frame_reader::{ByteBudget, FrameReader};
+use crate::net::stream::{BoxStream, Network, Stream};
 
 /// What every link of a core shares.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub struct LinkSettings {
     pub epoch: std::cell::Cell<u64>,
     /// Handshakes that found the peer on another epoch.
     pub epoch_mismatches: std::cell::Cell<u64>,
+    /// How connections to peers are made (TCP on a node).
+    pub network: std::rc::Rc<dyn Network>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,14 +62,16 @@ pub async fn dial(
     node: u32,
     shard: u16,
     settings: &LinkSettings,
-) -> Result<(TcpStream, FrameReader, Greeting), DialError> {
-    let addr: std::net::SocketAddr = address.parse().map_err(|_| DialError::Address {
-        address: address.to_owned(),
+) -> Result<(BoxStream, FrameReader, Greeting), DialError> {
+    let mut stream = settings.network.connect(address).await.map_err(|err| {
+        if err.kind() == std::io::ErrorKind::InvalidInput {
+            DialError::Address {
+                address: address.to_owned(),
+            }
+        } else {
+            DialError::Connect(err.to_string())
+        }
     })?;
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|err| DialError::Connect(err.to_string()))?;
-    let _ = stream.set_nodelay(true);
     // Idle: pings keep a healthy link busier than this.
     let idle = settings.ping_interval * 4;
     // Replies on a link answer this core's own requests (bounded by the
@@ -90,9 +94,9 @@ pub async fn dial(
     );
     let (mut connector, mut outgoing) = Connector::start(hello, settings.secret.clone());
     let greeting = loop {
-        send(&mut stream, &mut encoder, &outgoing).await?;
+        send(&mut *stream, &mut encoder, &outgoing).await?;
         let frame = reader
-            .next_frame(&mut stream, std::future::pending())
+            .next_frame(&mut *stream, std::future::pending())
             .await
             .map_err(|err| DialError::Handshake(err.to_string()))?
             .ok_or_else(|| DialError::Handshake("peer closed the connection".into()))?;
@@ -130,7 +134,7 @@ pub async fn dial(
 }
 
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut dyn Stream,
     encoder: &mut FrameEncoder,
     message: &Message,
 ) -> Result<(), DialError> {

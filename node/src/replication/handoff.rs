@@ -364,7 +364,7 @@ async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
                 file.replayed_records += 1;
             }
             core.replication().stats.borrow_mut().hints_replayed += 1;
-            if put.is_none() || saved_at.elapsed() >= PROGRESS_EVERY {
+            if put.is_none() || crate::clock::since(saved_at) >= PROGRESS_EVERY {
                 handoff.save_progress(node).await;
                 saved_at = crate::clock::now();
             }
@@ -423,7 +423,7 @@ impl Pacer {
         if self.in_window < self.per_window {
             return;
         }
-        let elapsed = self.window_start.elapsed();
+        let elapsed = crate::clock::since(self.window_start);
         if elapsed < Self::WINDOW {
             crate::clock::sleep(Self::WINDOW - elapsed).await;
         }

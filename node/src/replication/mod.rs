@@ -42,6 +42,7 @@ use stratum_wire::placement::Placement;
 use stratum_wire::ObjectId;
 
 use crate::config::NodeConfig;
+use crate::net::stream::Network;
 use dial::LinkSettings;
 use handoff::Handoff;
 use peer_link::{PeerLink, PeerSnapshot};
@@ -121,7 +122,7 @@ pub struct Replicator {
 pub const PREVIOUS_PLACEMENTS: usize = 4;
 
 impl Replicator {
-    pub fn new(config: &NodeConfig, handoff: Handoff) -> Self {
+    pub fn new(config: &NodeConfig, handoff: Handoff, network: Rc<dyn Network>) -> Self {
         let settings = LinkSettings {
             node_id: config.node_id,
             secret: config.secret.clone(),
@@ -131,6 +132,7 @@ impl Replicator {
             ping_interval: config.replication.ping_interval,
             epoch: Cell::new(config.topology.epoch()),
             epoch_mismatches: Cell::new(0),
+            network,
         };
         Self {
             settings: Rc::new(settings),

@@ -14,12 +14,9 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use stratum_wire::codec::Dictionaries;
 use stratum_wire::handshake::accepts_payload;
@@ -31,6 +28,7 @@ use super::within;
 use crate::net::frame_reader::FrameReader;
 use crate::net::latency::LatencyHistogram;
 use crate::net::outbox::Outbox;
+use crate::net::stream::{BoxStream, Closer};
 use crate::store::record::MAX_CONTENT_LEN;
 
 /// First pause after a failed connect; doubles up to [`MAX_BACKOFF`].
@@ -126,9 +124,9 @@ struct Session {
     next_id: Cell<u64>,
     /// Set once the session ended; why, for the requests that were waiting.
     ended: RefCell<Option<String>>,
-    /// The socket, to shut down when the session is killed from outside
+    /// Shuts the connection down when the session is killed from outside
     /// the reader (missed pings).
-    fd: RawFd,
+    closer: Closer,
 }
 
 impl Session {
@@ -140,12 +138,8 @@ impl Session {
         // Dropping the senders wakes every waiting request with "lost".
         self.pending.borrow_mut().clear();
         self.outbox.abort();
-        // SAFETY: `fd` belongs to the reader's stream, which outlives the
-        // session's use; shutdown only changes the socket's state, and makes
-        // the reader's pending read return.
-        unsafe {
-            libc::shutdown(self.fd, libc::SHUT_RDWR);
-        }
+        // The reader's pending read returns.
+        self.closer.close();
     }
 
     fn is_ended(&self) -> bool {
@@ -267,7 +261,7 @@ impl PeerLink {
                 return Err(LinkError::Dial(err));
             }
         };
-        let writer = match crate::net::socket::duplicate(&stream) {
+        let writer = match stream.try_clone() {
             Ok(writer) => writer,
             Err(err) => {
                 let err = DialError::Io(err.to_string());
@@ -287,7 +281,7 @@ impl PeerLink {
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
             ended: RefCell::new(None),
-            fd: stream.as_raw_fd(),
+            closer: stream.closer(),
         });
         self.stats.borrow_mut().connects += 1;
         tracing::info!(peer = self.node_id, shard = self.shard, address = %self.address, "peer link up");
@@ -389,7 +383,10 @@ impl PeerLink {
             }
             Some(Some(frame)) => frame,
         };
-        self.stats.borrow_mut().latency.record(started.elapsed());
+        self.stats
+            .borrow_mut()
+            .latency
+            .record(crate::clock::since(started));
         if let MessageRef::Error(_) = frame.message() {
             return Err(match frame.to_message() {
                 Ok(Message::Error(err)) => LinkError::Node {
@@ -418,9 +415,9 @@ impl PeerLink {
     }
 }
 
-async fn write_loop(session: Rc<Session>, mut stream: TcpStream, timeout: Duration) {
+async fn write_loop(session: Rc<Session>, mut stream: BoxStream, timeout: Duration) {
     use futures_lite::AsyncWriteExt;
-    let _ = stream.set_write_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(timeout);
     let mut batch = Vec::new();
     while let Some(units) = session.outbox.take(&mut batch).await {
         let written = stream.write_all(&batch).await;
@@ -431,17 +428,20 @@ async fn write_loop(session: Rc<Session>, mut stream: TcpStream, timeout: Durati
             break;
         }
     }
-    let _ = stream.shutdown(Shutdown::Both).await;
+    stream.shut_down();
 }
 
 async fn read_loop(
     link: Weak<PeerLink>,
     session: Rc<Session>,
-    mut stream: TcpStream,
+    mut stream: BoxStream,
     mut reader: FrameReader,
 ) {
     let reason = loop {
-        match reader.next_frame(&mut stream, std::future::pending()).await {
+        match reader
+            .next_frame(&mut *stream, std::future::pending())
+            .await
+        {
             Ok(Some(frame)) => {
                 let waiting = session.pending.borrow_mut().remove(&frame.request_id());
                 // A reply nobody waits for any more (it timed out) is dropped.
@@ -457,7 +457,7 @@ async fn read_loop(
     if let Some(link) = link.upgrade() {
         link.session_ended(&session, &reason);
     }
-    let _ = stream.shutdown(Shutdown::Both).await;
+    stream.shut_down();
 }
 
 /// Pings the session while it lives; ends it when a ping goes unanswered

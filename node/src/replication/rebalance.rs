@@ -285,7 +285,7 @@ async fn send<S: Shard>(core: &S, link: &PeerLink, id: ObjectId) -> Option<u64> 
 async fn pace<S: Shard>(core: &S, bytes: u64, started: Instant) {
     let rate = core.config().replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
-    let elapsed = started.elapsed();
+    let elapsed = crate::clock::since(started);
     if due > elapsed + Duration::from_millis(1) {
         crate::clock::sleep(due - elapsed).await;
     }

@@ -12,11 +12,9 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::net::Shutdown;
 use std::rc::Rc;
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use stratum_wire::message::{ErrorCode, ErrorReply};
 use stratum_wire::{Codec, CodecError, FrameEncoder, FrameError, FrameLimits, Message};
@@ -27,20 +25,22 @@ use super::metrics::{ConnEvent, OpKind, Outcome};
 use super::request;
 use crate::net::frame_reader::{FrameReader, ReadError};
 use crate::net::outbox::{Closed, Outbox};
-use crate::net::socket::duplicate;
+use crate::net::stream::BoxStream;
 use crate::shard::ops::OpError;
+use crate::store::fs::uring::UringFs;
+use crate::store::fs::StoreFs;
 use crate::store::StoredObject;
 
 /// What request tasks share: where replies go and how they are framed.
-pub struct Conn {
-    pub core: Rc<Core>,
+pub struct Conn<F: StoreFs + 'static = UringFs> {
+    pub core: Rc<Core<F>>,
     pub peer: Peer,
     pub peer_addr: String,
     outbox: Outbox,
     encoder: RefCell<FrameEncoder>,
 }
 
-impl Conn {
+impl<F: StoreFs + 'static> Conn<F> {
     /// Queues a reply frame (waits while the outbox is over budget).
     pub async fn reply(
         &self,
@@ -118,10 +118,13 @@ impl Conn {
 
 /// Serves a connection until the peer closes it, it misbehaves, or the node
 /// drains. In-flight requests always finish (and are answered) first.
-pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
+pub async fn serve<F: StoreFs + 'static>(
+    core: Rc<Core<F>>,
+    mut stream: BoxStream,
+    peer_addr: String,
+) {
     let shard = core.shard_id;
-    let _ = stream.set_nodelay(true);
-    let writer_stream = match duplicate(&stream) {
+    let writer_stream = match stream.try_clone() {
         Ok(writer) => writer,
         Err(err) => {
             tracing::warn!(shard, peer = %peer_addr, error = %err, "cannot split connection; closing");
@@ -139,7 +142,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
         limits.frame_timeout,
     );
     let mut encoder = FrameEncoder::new(frame_limits);
-    let handshake = handshake::run(&core, &mut stream, &mut reader, &mut encoder);
+    let handshake = handshake::run(&core, &mut *stream, &mut reader, &mut encoder);
     let deadline = async {
         crate::clock::sleep(limits.handshake_timeout).await;
         Err(HandshakeError::Deadline(limits.handshake_timeout))
@@ -161,7 +164,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
             if let Some(held_back) = core.log_limit.admit("handshake failed") {
                 tracing::warn!(shard, peer = %peer_addr, error = %err, held_back, "handshake failed; closing");
             }
-            let _ = stream.shutdown(Shutdown::Both).await;
+            stream.shut_down();
             return;
         }
     };
@@ -179,7 +182,7 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
     let permits = Rc::new(Semaphore::new(max_in_flight));
 
     let ended = loop {
-        let frame = match reader.next_frame(&mut stream, core.wait_shutdown()).await {
+        let frame = match reader.next_frame(&mut *stream, core.wait_shutdown()).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break None,
             Err(ReadError::Frame(FrameError::PayloadSkipped {
@@ -247,13 +250,13 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, peer_addr: String) {
     let _ = permits.acquire(max_in_flight).await;
     conn.outbox.close();
     writer.await;
-    let _ = stream.shutdown(Shutdown::Both).await;
+    stream.shut_down();
 }
 
 /// Sends queued replies; many frames go out in one write when they pile up.
-async fn write_loop(conn: Rc<Conn>, mut stream: TcpStream) {
+async fn write_loop<F: StoreFs + 'static>(conn: Rc<Conn<F>>, mut stream: BoxStream) {
     let timeout = conn.core.config.limits.write_timeout;
-    let _ = stream.set_write_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(timeout);
     let mut batch = Vec::new();
     while let Some(units) = conn.outbox.take(&mut batch).await {
         let written = stream.write_all(&batch).await;
@@ -272,14 +275,14 @@ async fn write_loop(conn: Rc<Conn>, mut stream: TcpStream) {
             // Wake request tasks waiting for outbox room, and make the
             // reader's next read fail so the connection winds down.
             conn.outbox.abort();
-            let _ = stream.shutdown(Shutdown::Both).await;
+            stream.shut_down();
             return;
         }
     }
 }
 
 /// Tells a connection over the limit why, then closes it.
-pub async fn refuse(core: Rc<Core>, mut stream: TcpStream) {
+pub async fn refuse<F: StoreFs + 'static>(core: Rc<Core<F>>, mut stream: BoxStream) {
     let reply = Message::Error(ErrorReply::new(
         ErrorCode::Busy,
         format!(
@@ -293,8 +296,8 @@ pub async fn refuse(core: Rc<Core>, mut stream: TcpStream) {
         .encode(&mut out, 0, &reply, &[])
         .is_ok()
     {
-        let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+        let _ = stream.set_write_timeout(std::time::Duration::from_secs(1));
         let _ = stream.write_all(&out).await;
     }
-    let _ = stream.shutdown(Shutdown::Both).await;
+    stream.shut_down();
 }

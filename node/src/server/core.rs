@@ -9,7 +9,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
 use glommio::sync::{Gate, Semaphore};
 use stratum_wire::message::ErrorCode;
 use stratum_wire::placement::shard_of;
@@ -21,20 +20,22 @@ use super::metrics::{ConnEvent, MetricsSnapshot, ShardMetrics};
 use super::{connection, maintenance};
 use crate::config::NodeConfig;
 use crate::net::frame_reader::ByteBudget;
+use crate::net::stream::{Listener, Network, TcpListener, TcpNetwork};
 use crate::replication::anti_entropy;
 use crate::replication::handoff::{self, Handoff};
 use crate::replication::Replicator;
 use crate::shard::ops::{self, Done, Op, OpError};
 use crate::store::fs::uring::UringFs;
+use crate::store::fs::StoreFs;
 use crate::store::{ShardStore, StoreError};
 
 /// What a core reports once it is serving (or why it could not start).
 pub type Startup = Result<u16, String>;
 
-pub struct Core {
+pub struct Core<F: StoreFs + 'static = UringFs> {
     pub shard_id: u16,
     pub config: Arc<NodeConfig>,
-    pub store: ShardStore<UringFs>,
+    pub store: ShardStore<F>,
     pub mesh: Mesh,
     pub metrics: RefCell<ShardMetrics>,
     /// Peer links, quorum counts, hints, the placement this core routes by.
@@ -55,8 +56,8 @@ pub struct Core {
     drained: Cell<bool>,
 }
 
-impl crate::replication::shard::Shard for Core {
-    type Fs = UringFs;
+impl<F: StoreFs + 'static> crate::replication::shard::Shard for Core<F> {
+    type Fs = F;
 
     fn shard_id(&self) -> u16 {
         self.shard_id
@@ -64,7 +65,7 @@ impl crate::replication::shard::Shard for Core {
     fn config(&self) -> &NodeConfig {
         &self.config
     }
-    fn store(&self) -> &ShardStore<UringFs> {
+    fn store(&self) -> &ShardStore<F> {
         &self.store
     }
     fn replication(&self) -> &Replicator {
@@ -80,26 +81,26 @@ impl crate::replication::shard::Shard for Core {
 }
 
 /// A request admitted past the shard's limits; releases its share on drop.
-pub struct Admission {
-    core: Rc<Core>,
+pub struct Admission<F: StoreFs + 'static = UringFs> {
+    core: Rc<Core<F>>,
     bytes: u64,
 }
 
-impl Drop for Admission {
+impl<F: StoreFs + 'static> Drop for Admission<F> {
     fn drop(&mut self) {
         self.core.in_flight.set(self.core.in_flight.get() - 1);
         self.core.buffered.give_back(self.bytes);
     }
 }
 
-impl Core {
+impl<F: StoreFs + 'static> Core<F> {
     pub fn topology_epoch(&self) -> u64 {
         self.replication.settings.epoch.get()
     }
 
     /// Admits a request carrying `body_bytes` if the shard is under both its
     /// in-flight and its buffered-bytes limits; `None` means answer `Busy`.
-    pub fn admit(self: &Rc<Self>, body_bytes: u64) -> Option<Admission> {
+    pub fn admit(self: &Rc<Self>, body_bytes: u64) -> Option<Admission<F>> {
         let limits = &self.config.limits;
         if self.in_flight.get() >= limits.max_in_flight_per_shard
             || !self.buffered.try_take(body_bytes)
@@ -180,15 +181,16 @@ impl Core {
 /// Binds shard `shard_id`'s port without SO_REUSEPORT (which glommio's own
 /// `bind` sets): a second process on the same port must fail to start, not
 /// silently share our connections.
-fn bind_exclusive(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_exclusive(addr: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)?;
     // SAFETY: the fd is a bound, listening TCP socket we own; ownership
     // moves into glommio's listener.
-    Ok(unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) })
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) })
 }
 
-/// The whole life of one core. Reports on `ready` once it serves (or why it
-/// cannot), then serves until told to drain and close.
+/// The whole life of one core on TCP and its own segment ring. Reports on
+/// `ready` once it serves (or why it cannot), then serves until told to
+/// drain and close.
 pub async fn run(
     shard_id: u16,
     config: Arc<NodeConfig>,
@@ -198,7 +200,7 @@ pub async fn run(
 ) {
     let addr = SocketAddr::new(config.listen.ip(), config.listen.port() + shard_id);
     let listener = match bind_exclusive(addr) {
-        Ok(listener) => listener,
+        Ok(listener) => TcpListener(listener),
         Err(err) => {
             let _ = ready.send(Err(format!(
                 "shard {shard_id}: cannot listen on {addr}: {err}"
@@ -214,7 +216,6 @@ pub async fn run(
         )));
         return;
     }
-    let started = crate::clock::now();
     let registered = usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX);
     let fs = match UringFs::for_dir(&dir, registered) {
         Ok(fs) => fs.with_sync_method(config.sync_method),
@@ -225,6 +226,41 @@ pub async fn run(
             return;
         }
     };
+    let seams = Seams {
+        fs,
+        listener: Box::new(listener),
+        network: Rc::new(TcpNetwork),
+    };
+    serve_shard(shard_id, config, mesh, inbox, ready, seams).await;
+}
+
+/// What a core runs over: its store's file system, where its connections
+/// come from, and how it reaches other nodes. A node runs on the shard's
+/// segment ring and TCP; the cluster simulator passes its own.
+pub struct Seams<F> {
+    pub fs: F,
+    pub listener: Box<dyn Listener>,
+    pub network: Rc<dyn Network>,
+}
+
+/// One core's life over `seams`: opens its store and hints, serves until
+/// told to drain, then closes (see [`run`]).
+pub async fn serve_shard<F: StoreFs + 'static>(
+    shard_id: u16,
+    config: Arc<NodeConfig>,
+    mesh: Mesh,
+    inbox: flume::Receiver<CoreMsg>,
+    ready: flume::Sender<Startup>,
+    seams: Seams<F>,
+) {
+    let Seams {
+        fs,
+        listener,
+        network,
+    } = seams;
+    let dir = config.shard_dir(shard_id);
+    let addr = SocketAddr::new(config.listen.ip(), config.listen.port() + shard_id);
+    let started = crate::clock::now();
     let (store, report) = match ShardStore::open(fs, &dir, config.store_config(shard_id)).await {
         Ok(opened) => opened,
         Err(err) => {
@@ -251,7 +287,7 @@ pub async fn run(
         shard = shard_id,
         %addr,
         objects = store.stats().objects,
-        recovery_ms = started.elapsed().as_millis() as u64,
+        recovery_ms = crate::clock::since(started).as_millis() as u64,
         checkpoint_entries = report.checkpoint_entries,
         replayed_records = report.records,
         torn_tail_bytes = report.torn_tail_bytes,
@@ -265,7 +301,7 @@ pub async fn run(
         store,
         mesh,
         metrics: RefCell::new(ShardMetrics::default()),
-        replication: Replicator::new(&config, handoff),
+        replication: Replicator::new(&config, handoff, network),
         in_flight: Cell::new(0),
         buffered: ByteBudget::new(config.limits.max_buffered_bytes_per_shard),
         log_limit: LogLimiter::default(),
@@ -314,16 +350,20 @@ pub async fn run(
     }
 }
 
-async fn accept_loop(core: &Rc<Core>, listener: TcpListener, hint_replay: glommio::Task<()>) {
+async fn accept_loop<F: StoreFs + 'static>(
+    core: &Rc<Core<F>>,
+    listener: Box<dyn Listener>,
+    hint_replay: glommio::Task<()>,
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             core.wait_shutdown().await;
             None
         })
         .await;
-        let stream = match accepted {
+        let (stream, peer) = match accepted {
             None => break,
-            Some(Ok(stream)) => stream,
+            Some(Ok(accepted)) => accepted,
             Some(Err(err)) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(shard = core.shard_id, error = %err, "accept failed");
@@ -331,10 +371,6 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener, hint_replay: glommi
                 continue;
             }
         };
-        let peer = stream
-            .peer_addr()
-            .map(|addr| addr.to_string())
-            .unwrap_or_else(|_| "?".into());
         if core.open_connections.get() >= core.config.limits.max_connections {
             core.metrics.borrow_mut().connection(ConnEvent::Refused);
             tracing::warn!(shard = core.shard_id, %peer, limit = core.config.limits.max_connections, "connection refused: at the connection limit");
@@ -373,7 +409,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener, hint_replay: glommi
 }
 
 /// Serves messages from other cores until `Close`.
-async fn serve_inbox(core: Rc<Core>, inbox: flume::Receiver<CoreMsg>) {
+async fn serve_inbox<F: StoreFs + 'static>(core: Rc<Core<F>>, inbox: flume::Receiver<CoreMsg>) {
     while let Ok(msg) = inbox.recv_async().await {
         match msg {
             CoreMsg::Forward { op, reply } => {

@@ -3,7 +3,6 @@
 //! Nothing else is served before the handshake completes.
 
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use stratum_wire::auth::random_nonce;
 use stratum_wire::frame::PROTOCOL_VERSION;
 use stratum_wire::message::{
@@ -13,6 +12,8 @@ use stratum_wire::{handshake, Codec, Frame, FrameEncoder, Message, MessageRef};
 
 use super::core::Core;
 use crate::net::frame_reader::{FrameReader, ReadError};
+use crate::net::stream::Stream;
+use crate::store::fs::StoreFs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
@@ -61,9 +62,9 @@ impl Peer {
 /// Codecs this build accepts and sends, one bit per codec number.
 pub const CODECS: u8 = (1 << Codec::Raw as u8) | (1 << Codec::Zstd as u8);
 
-pub async fn run(
-    core: &Core,
-    stream: &mut TcpStream,
+pub async fn run<F: StoreFs + 'static>(
+    core: &Core<F>,
+    stream: &mut dyn Stream,
     reader: &mut FrameReader,
     encoder: &mut FrameEncoder,
 ) -> Result<Peer, HandshakeError> {
@@ -224,9 +225,9 @@ pub async fn run(
 /// The next handshake frame. A frame the handshake limits refuse (anything
 /// with a payload or a large message: not a handshake frame) is answered
 /// with `code` and `expected` before the connection closes.
-async fn next_frame(
-    core: &Core,
-    stream: &mut TcpStream,
+async fn next_frame<F: StoreFs + 'static>(
+    core: &Core<F>,
+    stream: &mut dyn Stream,
     reader: &mut FrameReader,
     encoder: &mut FrameEncoder,
     code: ErrorCode,
@@ -245,7 +246,7 @@ async fn next_frame(
 }
 
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut dyn Stream,
     encoder: &mut FrameEncoder,
     request_id: u64,
     message: &Message,
@@ -258,11 +259,11 @@ async fn send(
 }
 
 /// Best effort: tell the peer why before closing.
-async fn refuse(
-    stream: &mut TcpStream,
+async fn refuse<F: StoreFs + 'static>(
+    stream: &mut dyn Stream,
     encoder: &mut FrameEncoder,
     request_id: u64,
-    core: &Core,
+    core: &Core<F>,
     code: ErrorCode,
     detail: &str,
 ) {

@@ -10,12 +10,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::core::{chain, Core};
+use crate::store::fs::StoreFs;
 use crate::store::WriteMode;
 
 /// How often the loop wakes to see what is due.
 const TICK: Duration = Duration::from_secs(1);
 
-pub async fn run(core: Rc<Core>) {
+pub async fn run<F: StoreFs + 'static>(core: Rc<Core<F>>) {
     let shard = core.shard_id;
     let plan = core.config.maintenance.clone();
     let mut last_checkpoint = crate::clock::now();
@@ -33,7 +34,7 @@ pub async fn run(core: Rc<Core>) {
         let mode = core.store.write_mode();
         let writable = mode == WriteMode::Writable;
 
-        if last_checkpoint.elapsed() >= plan.checkpoint_interval {
+        if crate::clock::since(last_checkpoint) >= plan.checkpoint_interval {
             // Deletes older than the grace period are forgotten: every
             // replica has had that long to learn them.
             let purged = core
@@ -44,7 +45,7 @@ pub async fn run(core: Rc<Core>) {
             }
         }
 
-        if writable && last_checkpoint.elapsed() >= plan.checkpoint_interval {
+        if writable && crate::clock::since(last_checkpoint) >= plan.checkpoint_interval {
             last_checkpoint = crate::clock::now();
             let writes = writes_of(&core.store.stats());
             // Nothing written since the last one: the checkpoint on disk is
@@ -64,7 +65,7 @@ pub async fn run(core: Rc<Core>) {
 
         // Compaction runs out of space too: it is how deleted space comes back.
         let compactable = !matches!(mode, WriteMode::Failed(_));
-        if compactable && last_compaction.elapsed() >= plan.compaction_interval {
+        if compactable && crate::clock::since(last_compaction) >= plan.compaction_interval {
             last_compaction = crate::clock::now();
             match core.store.compact(plan.compaction_dead_fraction).await {
                 Ok(report) if report.segments_removed > 0 => tracing::info!(
@@ -80,7 +81,7 @@ pub async fn run(core: Rc<Core>) {
         }
 
         if let Some(interval) = plan.scrub_interval {
-            if last_scrub.elapsed() >= interval {
+            if crate::clock::since(last_scrub) >= interval {
                 match core.store.scrub(plan.scrub_bytes_per_sec).await {
                     Ok(report) => {
                         let level_findings = report.findings.len();

@@ -21,6 +21,7 @@ use crate::replication::anti_entropy;
 use crate::replication::quorum::{self, Write};
 use crate::replication::read_repair;
 use crate::shard::ops::{Done, Op, OpError};
+use crate::store::fs::StoreFs;
 
 /// A request's fields, copied out of the archive so the frame's payload can
 /// be moved into the store without copying.
@@ -173,7 +174,7 @@ fn outcome_of(err: &OpError) -> Outcome {
 /// needs no I/O and no waiting: a ping, or a get of an object this core
 /// owns and has cached (the common case for hot objects). Returns `false`
 /// to take the general path.
-pub fn answer_inline(conn: &Conn, frame: &Frame) -> bool {
+pub fn answer_inline<F: StoreFs + 'static>(conn: &Conn<F>, frame: &Frame) -> bool {
     let started = crate::clock::now();
     let core = &conn.core;
     let (kind, answered) = match frame.message() {
@@ -209,7 +210,7 @@ pub fn answer_inline(conn: &Conn, frame: &Frame) -> bool {
     if answered {
         core.metrics
             .borrow_mut()
-            .request(kind, Outcome::Ok, started.elapsed());
+            .request(kind, Outcome::Ok, crate::clock::since(started));
     }
     answered
 }
@@ -217,7 +218,11 @@ pub fn answer_inline(conn: &Conn, frame: &Frame) -> bool {
 /// Serves one request. `admission` is `None` when the shard was over its
 /// limits as the request arrived: data requests are then answered `Busy` at
 /// once; pings and stats are still answered (they are how operators look).
-pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admission>) {
+pub async fn handle<F: StoreFs + 'static>(
+    conn: Rc<Conn<F>>,
+    mut frame: Frame,
+    admission: Option<Admission<F>>,
+) {
     let started = crate::clock::now();
     let request_id = frame.request_id();
     let request = Request::parse(&frame);
@@ -254,7 +259,7 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
         let _ = conn.error(request_id, &err).await;
         core.metrics
             .borrow_mut()
-            .request(kind, Outcome::Busy, started.elapsed());
+            .request(kind, Outcome::Busy, crate::clock::since(started));
         return;
     }
 
@@ -514,14 +519,14 @@ pub async fn handle(conn: Rc<Conn>, mut frame: Frame, admission: Option<Admissio
     drop(admission);
     core.metrics
         .borrow_mut()
-        .request(kind, outcome, started.elapsed());
+        .request(kind, outcome, crate::clock::since(started));
 }
 
 /// Stores a dictionary durably on every shard of the node (this core's and,
 /// by message, every other's); the number of shards that hold it, or why
 /// one does not.
-async fn install_dictionary(
-    core: &Core,
+async fn install_dictionary<F: StoreFs + 'static>(
+    core: &Core<F>,
     id: u32,
     bytes: Vec<u8>,
     make_current: bool,
@@ -600,7 +605,10 @@ fn undecodable(id: ObjectId, err: &CodecError) -> OpError {
 
 /// A write from a client is coordinated across the replica set; from a
 /// node (a coordinator elsewhere), it is applied here only.
-async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError> {
+async fn coordinated<F: StoreFs + 'static>(
+    conn: &Conn<F>,
+    write: Write,
+) -> Result<quorum::Acked, OpError> {
     let core = &conn.core;
     if conn.peer.role == PeerRole::Client {
         return quorum::coordinate(core, write).await;
@@ -615,7 +623,7 @@ async fn coordinated(conn: &Conn, write: Write) -> Result<quorum::Acked, OpError
 /// A client's read found this node's copy damaged (it was refused, never
 /// served): a good copy is fetched from another replica and stored over it
 /// (a put replaces a damaged record), now rather than at the next scrub.
-fn heal_if_corrupt(conn: &Conn, id: ObjectId, err: &OpError) {
+fn heal_if_corrupt<F: StoreFs + 'static>(conn: &Conn<F>, id: ObjectId, err: &OpError) {
     if err.code == ErrorCode::Corrupt && conn.peer.role == PeerRole::Client {
         read_repair::maybe_repair(&conn.core, id);
     }
@@ -624,7 +632,7 @@ fn heal_if_corrupt(conn: &Conn, id: ObjectId, err: &OpError) {
 /// A get, run on the owning core; a client's get that misses here is
 /// tried once more at the object's replicas under earlier topologies (a
 /// move may not have reached this node yet).
-async fn get_or_moved(conn: &Conn, id: ObjectId) -> Result<Done, OpError> {
+async fn get_or_moved<F: StoreFs + 'static>(conn: &Conn<F>, id: ObjectId) -> Result<Done, OpError> {
     let found = conn.core.run_op(&id, Op::Get { id }).await?;
     if !matches!(found, Done::Get(None)) || conn.peer.role != PeerRole::Client {
         return Ok(found);
@@ -632,7 +640,7 @@ async fn get_or_moved(conn: &Conn, id: ObjectId) -> Result<Done, OpError> {
     Ok(Done::Get(read_repair::fetch_moved(&conn.core, id).await))
 }
 
-async fn fail(conn: &Conn, request_id: u64, err: OpError) -> Outcome {
+async fn fail<F: StoreFs + 'static>(conn: &Conn<F>, request_id: u64, err: OpError) -> Outcome {
     let outcome = outcome_of(&err);
     if outcome == Outcome::Error {
         if let Some(held_back) = conn.core.log_limit.admit(failure_kind(err.code)) {
@@ -658,7 +666,7 @@ fn failure_kind(code: ErrorCode) -> &'static str {
 
 /// A store op answered with the wrong kind of result: a bug, reported as
 /// one rather than a panic.
-async fn unexpected(conn: &Conn, request_id: u64) -> Outcome {
+async fn unexpected<F: StoreFs + 'static>(conn: &Conn<F>, request_id: u64) -> Outcome {
     let err = OpError::new(
         ErrorCode::Internal,
         "internal error: mismatched operation result",
@@ -670,7 +678,11 @@ async fn unexpected(conn: &Conn, request_id: u64) -> Outcome {
 
 /// Streams one `BatchItem` per id as each read completes (up to
 /// `read_parallelism` reads at once), then a `BatchEnd` with the counts.
-async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outcome {
+async fn batch_get<F: StoreFs + 'static>(
+    conn: &Rc<Conn<F>>,
+    request_id: u64,
+    ids: Vec<ObjectId>,
+) -> Outcome {
     if ids.is_empty() {
         let err = OpError::new(ErrorCode::BadRequest, "batch_get with no ids");
         return fail(conn, request_id, err).await;
@@ -750,7 +762,7 @@ async fn batch_get(conn: &Rc<Conn>, request_id: u64, ids: Vec<ObjectId>) -> Outc
 /// the default frame message limit.
 const MAX_LIST_PAGE: usize = 16 << 10;
 
-fn topology_reply(core: &super::core::Core) -> TopologyReply {
+fn topology_reply<F: StoreFs + 'static>(core: &Core<F>) -> TopologyReply {
     let placement = core.replication.placement();
     let topology = placement.topology();
     TopologyReply {
@@ -769,7 +781,7 @@ fn topology_reply(core: &super::core::Core) -> TopologyReply {
     }
 }
 
-async fn stats(conn: &Rc<Conn>, request_id: u64, all_shards: bool) {
+async fn stats<F: StoreFs + 'static>(conn: &Rc<Conn<F>>, request_id: u64, all_shards: bool) {
     let core = &conn.core;
     let mut snapshots = vec![core.snapshot()];
     if all_shards {

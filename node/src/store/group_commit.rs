@@ -1071,7 +1071,7 @@ async fn land<F: StoreFs>(laid: Laid<F>) -> Result<Landed, (Stage, io::Error)> {
         padded,
         prepared,
         write_micros: (sync_started - write_started).as_micros() as u64,
-        sync_micros: sync_started.elapsed().as_micros() as u64,
+        sync_micros: crate::clock::since(sync_started).as_micros() as u64,
     })
 }
 

@@ -87,7 +87,7 @@ pub(crate) async fn recover<F: StoreFs>(shared: &Shared<F>) -> Result<(RecoveryR
     tail.next_sequence = next_sequence;
     report.segments = plan.len();
     report.objects = shared.index.borrow().len() as u64;
-    report.elapsed = started.elapsed();
+    report.elapsed = crate::clock::since(started);
     tracing::info!(
         shard = shared.config.shard_id,
         segments = report.segments,

@@ -175,13 +175,13 @@ pub(crate) async fn scrub<F: StoreFs>(
         if bytes_per_second > 0 {
             let due =
                 Duration::from_secs_f64(report.bytes_checked as f64 / bytes_per_second as f64);
-            let elapsed = started.elapsed();
+            let elapsed = crate::clock::since(started);
             if due > elapsed {
                 crate::clock::sleep(due - elapsed).await;
             }
         }
     }
-    report.elapsed = started.elapsed();
+    report.elapsed = crate::clock::since(started);
     let mut stats = shared.stats.borrow_mut();
     stats.scrubs += 1;
     stats.scrub_findings += report.findings.len() as u64;

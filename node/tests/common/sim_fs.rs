@@ -116,6 +116,9 @@ struct Disk {
     chaos: Option<(Chaos, Rng)>,
     /// The simulated machine is down: every call fails until `crash`.
     down: bool,
+    /// Bumped by [`SimFs::fence`]: handles and files of an older
+    /// generation (a crashed node's leftover tasks) fail every call.
+    generation: u64,
     injected: Injected,
 }
 
@@ -143,6 +146,7 @@ impl Disk {
 #[derive(Clone, Default)]
 pub struct SimFs {
     disk: Rc<RefCell<Disk>>,
+    generation: u64,
 }
 
 impl SimFs {
@@ -169,6 +173,22 @@ impl SimFs {
 
     pub fn injected(&self) -> Injected {
         self.disk.borrow().injected.clone()
+    }
+
+    /// Cuts off every handle and file opened so far: from now on they fail
+    /// every call with EIO. A crashed node's tasks may outlive it in the
+    /// cluster simulator; this keeps them off the disk its restart uses
+    /// (through [`SimFs::handle`]).
+    pub fn fence(&self) {
+        self.disk.borrow_mut().generation += 1;
+    }
+
+    /// A handle of the current generation (see [`SimFs::fence`]).
+    pub fn handle(&self) -> Self {
+        Self {
+            disk: Rc::clone(&self.disk),
+            generation: self.disk.borrow().generation,
+        }
     }
 
     /// The machine went down during a write (see [`Chaos::crash`]).
@@ -287,6 +307,7 @@ impl SimFs {
 pub struct SimFile {
     disk: Rc<RefCell<Disk>>,
     path: PathBuf,
+    generation: u64,
 }
 
 pub struct SimBuf(Vec<u8>);
@@ -323,7 +344,7 @@ impl StoreFile for SimFile {
         if offset % BLOCK as u64 != 0 || buf.0.len() % BLOCK != 0 {
             return Err(errno(22)); // EINVAL, as O_DIRECT would
         }
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         if disk.strikes(|chaos| chaos.crash) {
@@ -387,7 +408,7 @@ impl StoreFile for SimFile {
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {
         let mut disk = self.disk.borrow_mut();
-        if disk.faults.read_eio || disk.down {
+        if disk.faults.read_eio || disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         if disk.strikes(|chaos| chaos.read_eio) {
@@ -416,7 +437,7 @@ impl StoreFile for SimFile {
     async fn fdatasync(&self) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
         disk.fdatasyncs += 1;
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         if disk.strikes(|chaos| chaos.crash) {
@@ -449,7 +470,7 @@ impl StoreFile for SimFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         let file = disk.files.get_mut(&self.path).ok_or_else(|| errno(2))?;
@@ -472,7 +493,7 @@ impl StoreFs for SimFs {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
         let mut disk = self.disk.borrow_mut();
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         if !disk.files.contains_key(path) {
@@ -487,12 +508,13 @@ impl StoreFs for SimFs {
         Ok(SimFile {
             disk: Rc::clone(&self.disk),
             path: path.to_owned(),
+            generation: self.generation,
         })
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
-        if disk.faults.remove_eio || disk.down {
+        if disk.faults.remove_eio || disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         disk.files.remove(path).map(|_| ()).ok_or_else(|| errno(2))
@@ -500,7 +522,7 @@ impl StoreFs for SimFs {
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         let file = disk.files.remove(from).ok_or_else(|| errno(2))?;
@@ -510,7 +532,7 @@ impl StoreFs for SimFs {
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         for (path, file) in disk.files.iter_mut() {
@@ -538,7 +560,7 @@ impl StoreFs for SimFs {
 
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
-        if disk.down {
+        if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
         if disk.faults.no_space {
