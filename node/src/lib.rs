@@ -15,6 +15,8 @@
 //! Beside them:
 //! - [`cli`]: the `stratum-node` program (signals, startup, shutdown).
 //! - [`clock`]: time as the node sees it (real, or the simulator's).
+//! - [`offload`]: blocking work off the core (glommio's pool, or the
+//!   simulator's in-place runner).
 //! - [`config`]: settings (defaults, TOML file, flags) and their validation.
 //! - [`logging`]: `tracing` output.
 //! - [`io_properties`]: the disk measurements `stratum-tune iotune` leaves
@@ -29,6 +31,7 @@ pub mod io_properties;
 pub mod liveness;
 pub mod logging;
 pub mod net;
+pub mod offload;
 pub mod replication;
 pub mod server;
 pub mod shard;

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 
 /// Each layer, and the modules of the crate it may use besides itself.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("store", &["clock"]),
+    ("store", &["clock", "offload"]),
     ("net", &["clock"]),
     ("shard", &["store", "clock", "logging"]),
     (
         "replication",
-        &["store", "net", "shard", "clock", "config", "logging"],
+        &[
+            "store", "net", "shard", "clock", "offload", "config", "logging",
+        ],
     ),
     (
         "server",
@@ -25,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "shard",
             "replication",
             "clock",
+            "offload",
             "config",
             "logging",
             "io_properties",
@@ -42,6 +45,7 @@ const MODULES: &[&str] = &[
     "server",
     "cli",
     "clock",
+    "offload",
     "config",
     "logging",
     "io_properties",

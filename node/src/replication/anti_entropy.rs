@@ -441,6 +441,7 @@ async fn reconcile<S: Shard>(
     }
     let (deletes, wanted) = decide(&core.store().holdings(), &listing);
     for deleted in deletes {
+        tracing::debug!(shard = core.shard_id(), id = %deleted.id, at = deleted.at, "anti-entropy: applying a peer's delete");
         core.store()
             .delete_at(deleted.id, deleted.at)
             .await

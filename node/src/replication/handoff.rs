@@ -68,9 +68,7 @@ impl Handoff {
     /// `hint_log::open`).
     pub async fn open(dir: PathBuf, max_queued: u64) -> io::Result<Self> {
         let scan_dir = dir.clone();
-        let found = glommio::executor()
-            .spawn_blocking(move || hint_log::open(&scan_dir))
-            .await?;
+        let found = crate::offload::run(move || hint_log::open(&scan_dir)).await?;
         let mut files = BTreeMap::new();
         for file in found {
             if file.cut_bytes > 0 {
@@ -152,9 +150,8 @@ impl Handoff {
         for (node, records) in by_node {
             let count = records.len() as u64;
             let dir = self.dir.clone();
-            let appended = glommio::executor()
-                .spawn_blocking(move || hint_log::append(&dir, node, &records))
-                .await;
+            let appended =
+                crate::offload::run(move || hint_log::append(&dir, node, &records)).await;
             match appended {
                 Ok(len) => {
                     let mut files = self.files.borrow_mut();
@@ -182,9 +179,7 @@ impl Handoff {
             return;
         };
         let dir = self.dir.clone();
-        let saved = glommio::executor()
-            .spawn_blocking(move || hint_log::save_progress(&dir, node, offset))
-            .await;
+        let saved = crate::offload::run(move || hint_log::save_progress(&dir, node, offset)).await;
         if let Err(err) = saved {
             tracing::warn!(node, offset, dir = %self.dir.display(), error = %err, "cannot save hint replay progress; a restart will replay more");
         }
@@ -243,9 +238,7 @@ async fn retire<S: Shard>(core: &S, node: u32) {
         return;
     };
     let dir = handoff.dir.clone();
-    let removed = glommio::executor()
-        .spawn_blocking(move || hint_log::remove(&dir, node))
-        .await;
+    let removed = crate::offload::run(move || hint_log::remove(&dir, node)).await;
     match removed {
         Ok(()) => {
             let dropped = handoff
@@ -311,11 +304,10 @@ async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
             break;
         }
         let read_path = path.clone();
-        let page = glommio::executor()
-            .spawn_blocking(move || {
-                hint_log::read_from(&read_path, state.replayed, REPLAY_PAGE_BYTES)
-            })
-            .await;
+        let page = crate::offload::run(move || {
+            hint_log::read_from(&read_path, state.replayed, REPLAY_PAGE_BYTES)
+        })
+        .await;
         let page = match page {
             Ok(page) if !page.is_empty() => page,
             Ok(_) => {
@@ -385,9 +377,7 @@ async fn replay_node<S: Shard>(core: &Rc<S>, node: u32, pacer: &mut Pacer) {
         return;
     }
     let dir = handoff.dir.clone();
-    let truncated = glommio::executor()
-        .spawn_blocking(move || hint_log::truncate(&dir, node))
-        .await;
+    let truncated = crate::offload::run(move || hint_log::truncate(&dir, node)).await;
     match truncated {
         Ok(()) => {
             handoff

@@ -77,7 +77,7 @@ pub async fn fetch_moved<S: Shard>(core: &Rc<S>, id: ObjectId) -> Option<StoredO
                 payload: object.payload_bytes(),
             };
             if current.is_replica(me, &id) {
-                if let Err(err) = core.run_op(&id, Op::Put(object)).await {
+                if let Err(err) = core.run_op(&id, Op::PutUnlessDeleted(object)).await {
                     tracing::warn!(%id, code = ?err.code, detail = %err.detail, "moved object served but not stored here");
                 }
             }
@@ -137,7 +137,7 @@ async fn repair<S: Shard>(core: &Rc<S>, id: ObjectId) {
             tracing::warn!(%id, node, "read repair: the replica's copy does not match its id");
             continue;
         };
-        let stored = core.run_op(&id, Op::Put(object)).await;
+        let stored = core.run_op(&id, Op::PutUnlessDeleted(object)).await;
         let mut stats = core.replication().stats.borrow_mut();
         match stored {
             Ok(_) => {

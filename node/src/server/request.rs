@@ -34,6 +34,8 @@ enum Request {
         id: ObjectId,
         kind: ObjectKind,
         epoch: u64,
+        /// A replayed hint (see `Op::PutUnlessDeleted`).
+        hinted: bool,
     },
     Get {
         id: ObjectId,
@@ -95,6 +97,7 @@ impl Request {
                 id: replicate.id.get(),
                 kind: replicate.kind.into(),
                 epoch: replicate.topology_epoch.to_native(),
+                hinted: replicate.hinted,
             },
             MessageRef::Get(get) => Self::Get { id: get.id.get() },
             MessageRef::Has(has) => Self::Has { id: has.id.get() },
@@ -303,6 +306,7 @@ pub async fn handle<F: StoreFs + 'static>(
             id,
             kind: object_kind,
             epoch,
+            hinted,
         } => {
             if epoch != core.topology_epoch() {
                 // Stored anyway (an extra copy never hurts), but counted and
@@ -326,6 +330,7 @@ pub async fn handle<F: StoreFs + 'static>(
                     .verify_payload(id, object_kind, frame.codec(), frame.take_payload())
                     .await
                 {
+                    Ok(object) if hinted => core.run_op(&id, Op::PutUnlessDeleted(object)).await,
                     Ok(object) => core.run_op(&id, Op::Put(object)).await,
                     Err(err) => Err(err.into()),
                 };

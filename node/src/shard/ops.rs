@@ -16,6 +16,14 @@ use crate::store::{PutOutcome, ShardStore, StoreError, StoredObject, Verified};
 pub enum Op {
     /// Content already checked against its id where it entered the node.
     Put(Verified),
+    /// A copy that is not a client's write (a replayed hint, a read
+    /// repair's copy from another replica): stored unless this shard holds
+    /// a tombstone for the id. The copy may be older than a delete that
+    /// reached this replica first, and must not bring the object back; if
+    /// it is a re-put after that delete instead, the replicas that took the
+    /// re-put directly hold it as revived over the tombstone, and
+    /// anti-entropy brings it here.
+    PutUnlessDeleted(Verified),
     Get {
         id: ObjectId,
     },
@@ -93,6 +101,13 @@ impl From<StoreError> for OpError {
 pub async fn execute<F: StoreFs + 'static>(store: &ShardStore<F>, op: Op) -> Result<Done, OpError> {
     Ok(match op {
         Op::Put(object) => Done::Put(match store.put_verified(object).await? {
+            PutOutcome::Stored => WirePutOutcome::Stored,
+            PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
+        }),
+        Op::PutUnlessDeleted(object) if store.holdings().is_deleted(&object.id()) => {
+            Done::Put(WirePutOutcome::AlreadyPresent)
+        }
+        Op::PutUnlessDeleted(object) => Done::Put(match store.put_verified(object).await? {
             PutOutcome::Stored => WirePutOutcome::Stored,
             PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
         }),

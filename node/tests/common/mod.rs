@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod sim_fs;
+pub mod sim_net;
+pub mod virtual_clock;
 
 pub use stratum_testkit::object;
 

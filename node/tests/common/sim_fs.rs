@@ -116,6 +116,8 @@ struct Disk {
     chaos: Option<(Chaos, Rng)>,
     /// The simulated machine is down: every call fails until `crash`.
     down: bool,
+    /// Calls made (the cluster simulator's sign of progress).
+    ops: u64,
     /// Bumped by [`SimFs::fence`]: handles and files of an older
     /// generation (a crashed node's leftover tasks) fail every call.
     generation: u64,
@@ -247,6 +249,11 @@ impl SimFs {
         Some(path)
     }
 
+    /// Calls made on this disk so far.
+    pub fn ops(&self) -> u64 {
+        self.disk.borrow().ops
+    }
+
     pub fn fdatasyncs(&self) -> u64 {
         self.disk.borrow().fdatasyncs
     }
@@ -341,6 +348,7 @@ impl StoreFile for SimFile {
 
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if offset % BLOCK as u64 != 0 || buf.0.len() % BLOCK != 0 {
             return Err(errno(22)); // EINVAL, as O_DIRECT would
         }
@@ -408,6 +416,7 @@ impl StoreFile for SimFile {
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.faults.read_eio || disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
@@ -436,6 +445,7 @@ impl StoreFile for SimFile {
 
     async fn fdatasync(&self) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         disk.fdatasyncs += 1;
         if disk.down || disk.generation != self.generation {
             return Err(errno(5));
@@ -470,6 +480,7 @@ impl StoreFile for SimFile {
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
@@ -493,6 +504,7 @@ impl StoreFs for SimFs {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
@@ -514,6 +526,7 @@ impl StoreFs for SimFs {
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.faults.remove_eio || disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
@@ -522,6 +535,7 @@ impl StoreFs for SimFs {
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
@@ -532,6 +546,7 @@ impl StoreFs for SimFs {
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }
@@ -560,6 +575,7 @@ impl StoreFs for SimFs {
 
     async fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
         let mut disk = self.disk.borrow_mut();
+        disk.ops += 1;
         if disk.down || disk.generation != self.generation {
             return Err(errno(5));
         }

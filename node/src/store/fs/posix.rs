@@ -39,9 +39,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// tens of megabytes).
 pub async fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let (path, contents) = (path.to_owned(), contents.to_vec());
-    glommio::executor()
-        .spawn_blocking(move || write_atomic_blocking(&path, &contents))
-        .await
+    crate::offload::run(move || write_atomic_blocking(&path, &contents)).await
 }
 
 pub fn free_bytes(dir: &Path) -> io::Result<u64> {
