@@ -469,8 +469,67 @@ enum Action {
 
 /// What one operation found.
 enum Outcome {
-    Write { acked: bool },
+    /// `durable`: for an acknowledged write, how many of the object's
+    /// replicas held it (or its delete) durably when the answer arrived.
+    Write {
+        acked: bool,
+        durable: usize,
+    },
     Read(Result<(), String>),
+}
+
+/// A replica's disk as it was at one instant, and where its shard lives.
+struct DurableImage {
+    node: u32,
+    fs: SimFs,
+    config: Arc<NodeConfig>,
+}
+
+/// The durable images of `replicas`' disks, taken now: what each would
+/// open with after a power loss at this instant.
+fn durable_images(nodes: &[(u32, SimFs, Arc<NodeConfig>)], replicas: &[u32]) -> Vec<DurableImage> {
+    nodes
+        .iter()
+        .filter(|(node, _, _)| replicas.contains(node))
+        .map(|(node, fs, config)| DurableImage {
+            node: *node,
+            fs: fs.durable_copy(),
+            config: Arc::clone(config),
+        })
+        .collect()
+}
+
+/// How many images, opened as after a power loss, hold the write: the
+/// object's bytes for a put, a tombstone and no copy for a delete. An image
+/// that does not open is an error: a power loss at any instant must leave
+/// a store that opens.
+async fn count_durable(
+    images: Vec<DurableImage>,
+    action: Action,
+    id: ObjectId,
+    content: &[u8],
+) -> Result<usize, String> {
+    let mut holding = 0;
+    for image in images {
+        let dir = image.config.shard_dir(0);
+        let (store, _) = ShardStore::open(image.fs, &dir, image.config.store_config(0))
+            .await
+            .map_err(|err| {
+                format!(
+                    "node {}: a power loss now leaves a store that does not open: {err}",
+                    image.node
+                )
+            })?;
+        let holds = match (action, store.get(&id).await) {
+            (Action::Put, Ok(Some(object))) => object
+                .content(&store.dictionary_set())
+                .is_ok_and(|bytes| bytes.as_ref() == content),
+            (Action::Delete, Ok(None)) => store.holdings().is_deleted(&id),
+            _ => false,
+        };
+        holding += usize::from(holds);
+    }
+    Ok(holding)
 }
 
 /// A get as a client does it: each replica in turn until one has it.
@@ -511,21 +570,33 @@ async fn get(
     Ok(())
 }
 
+/// A put or delete through `node`; for an acknowledged one, how many
+/// replicas held it durably the moment the acknowledgement arrived.
 async fn write(
     network: Rc<dyn Network>,
     node: u32,
     action: Action,
     object: (ObjectId, ObjectKind, Vec<u8>),
-) -> bool {
+    disks: Vec<(u32, SimFs, Arc<NodeConfig>)>,
+    replicas: Vec<u32>,
+) -> Result<Outcome, String> {
     let (id, kind, content) = object;
     let (message, payload) = match action {
-        Action::Put => (Message::Put(Put { id, kind }), content),
+        Action::Put => (Message::Put(Put { id, kind }), content.clone()),
         _ => (Message::Delete(Delete { id }), Vec::new()),
     };
-    matches!(
+    let acked = matches!(
         call(network, node, message, payload).await,
         Ok((Message::PutAck(_) | Message::DeleteAck(_), _))
-    )
+    );
+    if !acked {
+        return Ok(Outcome::Write { acked, durable: 0 });
+    }
+    // No await between the answer and the images: they are the disks as
+    // they were when the client learned of the acknowledgement.
+    let images = durable_images(&disks, &replicas);
+    let durable = count_durable(images, action, id, &content).await?;
+    Ok(Outcome::Write { acked, durable })
 }
 
 impl World {
@@ -555,11 +626,17 @@ impl World {
             let network = Rc::clone(&self.client);
             let coordinator = 1 + self.rng.below(u64::from(NODES)) as u32;
             let replicas = self.placement.replica_node_ids(&object.0).to_vec();
+            let disks: Vec<(u32, SimFs, Arc<NodeConfig>)> = self
+                .nodes
+                .iter()
+                .map(|node| (node.id, node.fs.clone(), Arc::clone(&node.config)))
+                .collect();
             let task = glommio::spawn_local(async move {
                 match action {
                     Action::Get => Outcome::Read(get(network, replicas, object, state).await),
-                    _ => Outcome::Write {
-                        acked: write(network, coordinator, action, object).await,
+                    _ => match write(network, coordinator, action, object, disks, replicas).await {
+                        Ok(outcome) => outcome,
+                        Err(why) => Outcome::Read(Err(why)),
                     },
                 }
             });
@@ -590,8 +667,14 @@ impl World {
                     checked.map_err(|why| format!("round {round}: {why}"))?;
                     self.trace.push(format!("get {index}"));
                 }
-                Outcome::Write { acked } => {
+                Outcome::Write { acked, durable } => {
                     self.trace.push(format!("{action:?} {index} {acked}"));
+                    if acked && durable < usize::from(W) {
+                        return Err(format!(
+                            "round {round}: false acknowledgement: {action:?} of object {index} ({}) acknowledged when {durable} of its replicas held it durably (write quorum {W})",
+                            self.objects[index].0
+                        ));
+                    }
                     if matches!(action, Action::Put) && !acked {
                         self.indeterminate[index] = true;
                     }

@@ -270,6 +270,28 @@ impl SimFs {
         disk.down = false;
     }
 
+    /// A new disk holding what this one would after a power loss now: only
+    /// durable files, each at its durable image. This disk is untouched.
+    pub fn durable_copy(&self) -> SimFs {
+        let disk = self.disk.borrow();
+        let copy = SimFs::new();
+        {
+            let mut copied = copy.disk.borrow_mut();
+            copied.write_through = disk.write_through;
+            for (path, file) in disk.files.iter().filter(|(_, file)| file.entry_durable) {
+                copied.files.insert(
+                    path.clone(),
+                    FileData {
+                        volatile: file.durable.clone(),
+                        durable: file.durable.clone(),
+                        entry_durable: true,
+                    },
+                );
+            }
+        }
+        copy
+    }
+
     /// Flips one bit of a file, in both images (media corruption).
     pub fn flip_bit(&self, path: &Path, offset: usize, bit: u8) {
         let mut disk = self.disk.borrow_mut();
