@@ -106,6 +106,9 @@ enum State {
 struct SimNode {
     id: u32,
     fs: SimFs,
+    /// Its disk's faults and their seed (a wiped node's new disk has the
+    /// same odds).
+    chaos: (Chaos, u64),
     config: Arc<NodeConfig>,
     /// Its mesh (to drain it) and its core's task while it runs.
     running: Option<(Mesh, glommio::Task<()>)>,
@@ -124,6 +127,35 @@ struct Figures {
     virtual_time: Duration,
     disk: Injected,
     net: NetInjected,
+    wipes: u64,
+}
+
+/// A seed's media damage: in about half the seeds, one node (the same all
+/// seed long) has its disk wiped or rotting, and every disk misdirects an
+/// occasional read. One node only: with W = 2 of 3, an acknowledged object
+/// has a second durable copy elsewhere, and repair must bring the damaged
+/// node back. Drawn from its own generator, so seeds without damage run
+/// exactly as they did before it existed.
+struct Damage {
+    node: u32,
+    rng: Rng,
+    /// The node has lost copies (a wipe, or rot) since the seed began.
+    struck: bool,
+}
+
+impl Damage {
+    fn draw(seed: u64) -> Option<Self> {
+        let mut rng = Rng(seed ^ 0xDA3A_6E00_5EED_0001);
+        if rng.below(2) == 0 {
+            return None;
+        }
+        let node = 1 + rng.below(u64::from(NODES)) as u32;
+        Some(Self {
+            node,
+            rng,
+            struck: false,
+        })
+    }
 }
 
 struct World {
@@ -143,6 +175,7 @@ struct World {
     /// Every outcome in order: two runs of a seed must match.
     trace: Vec<String>,
     figures: Figures,
+    damage: Option<Damage>,
     wall_start: Instant,
     _temp: tempfile::TempDir,
 }
@@ -152,7 +185,7 @@ fn topology_text() -> String {
     stratum_testkit::topology_text(1, RF, W, &specs)
 }
 
-fn node_config(root: &std::path::Path, id: u32) -> Arc<NodeConfig> {
+fn node_config(root: &std::path::Path, id: u32, scrub: bool) -> Arc<NodeConfig> {
     let topology = root.join("topology.toml");
     let data = root.join(format!("node-{id}"));
     std::fs::create_dir_all(&data).expect("node dir");
@@ -181,15 +214,21 @@ fn node_config(root: &std::path::Path, id: u32) -> Arc<NodeConfig> {
     config.replication.connect_timeout = Duration::from_millis(800);
     config.replication.ping_interval = Duration::from_millis(700);
     config.replication.repair_interval = Some(Duration::from_secs(4));
+    if scrub {
+        // Rot is found by reads and by scrub; repair then refetches.
+        config.maintenance.scrub_interval = Some(Duration::from_secs(8));
+    }
     Arc::new(config)
 }
 
 /// The disk faults of a seed: some run clean, some crash, most draw all.
-fn disk_chaos(rng: &mut Rng) -> Chaos {
+fn disk_chaos(rng: &mut Rng, damage: bool) -> Chaos {
+    let misdirect = if damage { 0.002 } else { 0.0 };
     match rng.below(3) {
         0 => Chaos::default(),
         1 => Chaos {
             crash: 0.002,
+            misdirect,
             ..Chaos::default()
         },
         _ => Chaos {
@@ -197,7 +236,7 @@ fn disk_chaos(rng: &mut Rng) -> Chaos {
             write_eio: 0.002,
             sync_eio: 0.002,
             read_eio: 0.005,
-            misdirect: 0.0,
+            misdirect,
         },
     }
 }
@@ -213,15 +252,18 @@ impl World {
             reset: [0.0, 0.0005, 0.002][rng.below(3) as usize],
         };
         let net = Net::new(Rc::clone(&clock), rng.next_u64(), net_chaos);
-        let chaos = disk_chaos(&mut rng);
+        let damage = Damage::draw(seed);
+        let chaos = disk_chaos(&mut rng, damage.is_some());
         let nodes = (1..=NODES)
             .map(|id| {
                 let fs = SimFs::new();
-                fs.set_chaos(chaos.clone(), rng.next_u64());
+                let disk_seed = rng.next_u64();
+                fs.set_chaos(chaos.clone(), disk_seed);
                 SimNode {
                     id,
                     fs,
-                    config: node_config(temp.path(), id),
+                    chaos: (chaos.clone(), disk_seed),
+                    config: node_config(temp.path(), id, damage.is_some()),
                     running: None,
                 }
             })
@@ -243,6 +285,7 @@ impl World {
             indeterminate: vec![false; OBJECTS as usize],
             trace: Vec::new(),
             figures: Figures::default(),
+            damage,
             wall_start: Instant::now(),
             _temp: temp,
         }
@@ -397,6 +440,71 @@ impl World {
     fn is_running(&self, index: usize) -> bool {
         self.nodes[index].running.is_some()
     }
+
+    /// How many of `replicas` may deny an acknowledged put: the `N − W`
+    /// the quorum did not wait for, and a damaged node that lost its copy
+    /// and has not been repaired yet.
+    fn may_lack(&self, replicas: &[u32]) -> usize {
+        usize::from(RF - W) + usize::from(self.damaged_among(replicas))
+    }
+
+    /// Whether one of `replicas` is the damaged node, struck already.
+    fn damaged_among(&self, replicas: &[u32]) -> bool {
+        self.damage
+            .as_ref()
+            .is_some_and(|damage| damage.struck && replicas.contains(&damage.node))
+    }
+
+    /// Media damage on the seed's damaged node: mostly a few flipped bits
+    /// in its segments or index checkpoint, sometimes the whole disk wiped
+    /// (a replaced drive).
+    async fn strike(&mut self) -> Result<(), String> {
+        let Some(damage) = self.damage.as_mut() else {
+            return Ok(());
+        };
+        damage.struck = true;
+        let node = damage.node;
+        let index = (node - 1) as usize;
+        if damage.rng.below(4) == 0 {
+            return self.wipe(index).await;
+        }
+        let flips = 1 + damage.rng.below(3);
+        for _ in 0..flips {
+            let rotted = self.nodes[index].fs.rot(&mut damage.rng, |path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with("seg-") || name == "index.ckpt")
+            });
+            if let Some(path) = rotted {
+                self.trace.push(format!("rot {node} {}", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `index` loses its disk: it goes down, comes back on an empty
+    /// one (its hint files gone too), and repair must refill it.
+    async fn wipe(&mut self, index: usize) -> Result<(), String> {
+        let was_running = self.is_running(index);
+        if was_running {
+            self.crash(index).await;
+        }
+        let node = &mut self.nodes[index];
+        add(&mut self.figures.disk, &node.fs.injected());
+        node.fs = SimFs::new();
+        node.fs.set_chaos(node.chaos.0.clone(), node.chaos.1);
+        let real = node.config.shard_dir(0);
+        if real.exists() {
+            std::fs::remove_dir_all(&real)
+                .map_err(|err| format!("wiping {}: {err}", real.display()))?;
+        }
+        self.figures.wipes += 1;
+        self.trace.push(format!("wipe {}", node.id));
+        if was_running {
+            self.start(index).await?;
+        }
+        Ok(())
+    }
 }
 
 /// One request from the client, on a fresh connection.
@@ -469,11 +577,11 @@ enum Action {
 
 /// What one operation found.
 enum Outcome {
-    /// `durable`: for an acknowledged write, how many of the object's
+    /// `durable`: for an acknowledged write, which of the object's
     /// replicas held it (or its delete) durably when the answer arrived.
     Write {
         acked: bool,
-        durable: usize,
+        durable: Vec<u32>,
     },
     Read(Result<(), String>),
 }
@@ -508,8 +616,8 @@ async fn count_durable(
     action: Action,
     id: ObjectId,
     content: &[u8],
-) -> Result<usize, String> {
-    let mut holding = 0;
+) -> Result<Vec<u32>, String> {
+    let mut holding = Vec::new();
     for image in images {
         let dir = image.config.shard_dir(0);
         let (store, _) = ShardStore::open(image.fs, &dir, image.config.store_config(0))
@@ -527,18 +635,23 @@ async fn count_durable(
             (Action::Delete, Ok(None)) => store.holdings().is_deleted(&id),
             _ => false,
         };
-        holding += usize::from(holds);
+        if holds {
+            holding.push(image.node);
+        }
     }
     Ok(holding)
 }
 
 /// A get as a client does it: each replica in turn until one has it.
 /// Returns an error only for a broken promise.
+/// `may_lack`: how many replicas may answer "not found" for an
+/// acknowledged put.
 async fn get(
     network: Rc<dyn Network>,
     replicas: Vec<u32>,
     object: (ObjectId, ObjectKind, Vec<u8>),
     state: State,
+    may_lack: usize,
 ) -> Result<(), String> {
     let (id, _, content) = object;
     let mut denied = Vec::new();
@@ -561,10 +674,9 @@ async fn get(
             _ => {}
         }
     }
-    let allowed = usize::from(RF - W);
-    if state == State::Present && denied.len() > allowed {
+    if state == State::Present && denied.len() > may_lack {
         return Err(format!(
-            "acknowledged put of {id} denied by nodes {denied:?} (at most {allowed} may lack it)"
+            "acknowledged put of {id} denied by nodes {denied:?} (at most {may_lack} may lack it)"
         ));
     }
     Ok(())
@@ -590,7 +702,10 @@ async fn write(
         Ok((Message::PutAck(_) | Message::DeleteAck(_), _))
     );
     if !acked {
-        return Ok(Outcome::Write { acked, durable: 0 });
+        return Ok(Outcome::Write {
+            acked,
+            durable: Vec::new(),
+        });
     }
     // No await between the answer and the images: they are the disks as
     // they were when the client learned of the acknowledgement.
@@ -626,6 +741,7 @@ impl World {
             let network = Rc::clone(&self.client);
             let coordinator = 1 + self.rng.below(u64::from(NODES)) as u32;
             let replicas = self.placement.replica_node_ids(&object.0).to_vec();
+            let may_lack = self.may_lack(&replicas);
             let disks: Vec<(u32, SimFs, Arc<NodeConfig>)> = self
                 .nodes
                 .iter()
@@ -633,7 +749,9 @@ impl World {
                 .collect();
             let task = glommio::spawn_local(async move {
                 match action {
-                    Action::Get => Outcome::Read(get(network, replicas, object, state).await),
+                    Action::Get => {
+                        Outcome::Read(get(network, replicas, object, state, may_lack).await)
+                    }
                     _ => match write(network, coordinator, action, object, disks, replicas).await {
                         Ok(outcome) => outcome,
                         Err(why) => Outcome::Read(Err(why)),
@@ -669,10 +787,15 @@ impl World {
                 }
                 Outcome::Write { acked, durable } => {
                     self.trace.push(format!("{action:?} {index} {acked}"));
-                    if acked && durable < usize::from(W) {
+                    // The damaged node's disk may lose what it acknowledged
+                    // (a flipped bit in a segment header sets the whole
+                    // segment aside); the others must hold the rest of W.
+                    let id = self.objects[index].0;
+                    let replicas = self.placement.replica_node_ids(&id);
+                    let needed = usize::from(W) - usize::from(self.damaged_among(replicas));
+                    if acked && durable.len() < needed {
                         return Err(format!(
-                            "round {round}: false acknowledgement: {action:?} of object {index} ({}) acknowledged when {durable} of its replicas held it durably (write quorum {W})",
-                            self.objects[index].0
+                            "round {round}: false acknowledgement: {action:?} of object {index} ({id}) acknowledged when only {durable:?} of its replicas {replicas:?} held it durably (write quorum {W}, {needed} needed here)"
                         ));
                     }
                     if matches!(action, Action::Put) && !acked {
@@ -737,6 +860,7 @@ impl World {
                     self.trace.push(format!("restart {}", index + 1));
                 }
             }
+            6 if self.damage.is_some() => self.strike().await?,
             3 if down.is_empty() => {
                 let node = 1 + self.rng.below(u64::from(NODES)) as u32;
                 self.net.isolate(node);
@@ -911,6 +1035,7 @@ fn the_cluster_keeps_every_promise_under_random_faults() {
                 totals.gets += figures.gets;
                 totals.crashes += figures.crashes;
                 totals.restarts += figures.restarts;
+                totals.wipes += figures.wipes;
                 totals.virtual_time += figures.virtual_time;
                 add(&mut totals.disk, &figures.disk);
                 let (net, more) = (&mut totals.net, &figures.net);
@@ -926,7 +1051,7 @@ fn the_cluster_keeps_every_promise_under_random_faults() {
     }
     let (d, n) = (&totals.disk, &totals.net);
     println!(
-        "simulated {ran} cluster seeds, {:.1} virtual hours: {} client ops ({} acked puts, {} acked deletes, {} failed writes, {} gets); injected {} node crashes ({} restarts), {} disk crashes ({} torn blocks), {} write EIO, {} sync EIO, {} read EIO; {} connection resets, {} refused connects, {} partitions ({} held connects)",
+        "simulated {ran} cluster seeds, {:.1} virtual hours: {} client ops ({} acked puts, {} acked deletes, {} failed writes, {} gets); injected {} node crashes ({} restarts), {} disk wipes, {} disk crashes ({} torn blocks), {} write EIO, {} sync EIO, {} read EIO, {} misdirected reads, {} bit flips; {} connection resets, {} refused connects, {} partitions ({} held connects)",
         totals.virtual_time.as_secs_f64() / 3600.0,
         totals.ops,
         totals.acked_puts,
@@ -935,11 +1060,14 @@ fn the_cluster_keeps_every_promise_under_random_faults() {
         totals.gets,
         totals.crashes,
         totals.restarts,
+        totals.wipes,
         d.crashes,
         d.torn_blocks,
         d.write_eio,
         d.sync_eio,
         d.read_eio,
+        d.misdirected,
+        d.bit_rot,
         n.resets,
         n.refused,
         n.partitions,

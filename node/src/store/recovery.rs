@@ -727,11 +727,22 @@ async fn apply<F: StoreFs>(
     match header.record_type {
         RecordType::Object => {
             shared.holdings.borrow_mut().record_put(header.id);
-            if existing.is_none() {
-                shared.index.borrow_mut().insert(key, location);
-                if let Some(segment) = segments.get_mut(&location.segment) {
-                    segment.live_bytes += u64::from(location.len);
+            if existing == Some(location) {
+                return Ok(());
+            }
+            // A later record of an id is its live copy, as it was when it
+            // was written: a put writes one only to replace a copy it found
+            // damaged (or could not read back), compaction to relocate one.
+            // Keeping the earlier one would serve the damaged copy again.
+            if let Some(old) = existing {
+                shared.index.borrow_mut().remove(key, old);
+                if let Some(segment) = segments.get_mut(&old.segment) {
+                    segment.live_bytes = segment.live_bytes.saturating_sub(u64::from(old.len));
                 }
+            }
+            shared.index.borrow_mut().insert(key, location);
+            if let Some(segment) = segments.get_mut(&location.segment) {
+                segment.live_bytes += u64::from(location.len);
             }
         }
         RecordType::Tombstone | RecordType::Dropped => {
