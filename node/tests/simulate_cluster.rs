@@ -54,7 +54,7 @@ use stratum_node::server::mesh::{CoreMsg, Mesh};
 use stratum_node::store::ShardStore;
 use stratum_wire::handshake::{self, Connector, Next};
 use stratum_wire::message::{Delete, ErrorCode, Get, PeerRole, Put};
-use stratum_wire::placement::{Placement, Topology};
+use stratum_wire::placement::{shard_of, Placement, Topology};
 use stratum_wire::{FrameEncoder, FrameLimits, Message, ObjectId, ObjectKind};
 
 const NODES: u32 = 4;
@@ -87,8 +87,61 @@ fn seeds() -> Vec<u64> {
     (first..first + count).collect()
 }
 
+/// Node `node`'s base address: its shard `i` listens on the port `i` above.
 fn address(node: u32) -> String {
-    format!("127.0.0.1:{}", 41000 + node)
+    format!("127.0.0.1:{}", 41000 + 10 * node)
+}
+
+/// The address of `node`'s shard `shard`.
+fn shard_address(node: u32, shard: u16) -> String {
+    format!("127.0.0.1:{}", 41000 + 10 * node + u32::from(shard))
+}
+
+/// How many shards each node runs: in half the seeds one each (as in a
+/// one-core deployment), in the other half one or two each, drawn per
+/// node (unequal counts exercise cross-core forwarding and anti-entropy
+/// between shards that split ids differently). Drawn from a generator of
+/// its own, so one-shard seeds run exactly as before this existed.
+struct Layout {
+    shards: Vec<u16>,
+    /// Draws where a multi-shard seed's client sends a request: mostly to
+    /// the owning shard, as the client library does, sometimes to shard 0,
+    /// which forwards it.
+    rng: Option<Rng>,
+}
+
+impl Layout {
+    fn draw(seed: u64) -> Self {
+        let mut rng = Rng(seed ^ 0x5A4D_0005_EED0_0002);
+        if rng.below(2) == 0 {
+            return Self {
+                shards: vec![1; NODES as usize],
+                rng: None,
+            };
+        }
+        let shards = (0..NODES).map(|_| 1 + rng.below(2) as u16).collect();
+        Self {
+            shards,
+            rng: Some(rng),
+        }
+    }
+
+    fn shards(&self, node: u32) -> u16 {
+        self.shards[(node - 1) as usize]
+    }
+
+    /// The shard of `node` that owns `id`.
+    fn owner(&self, node: u32, id: &ObjectId) -> u16 {
+        shard_of(id, self.shards(node))
+    }
+
+    /// Where a request about `id` to `node` goes.
+    fn route(&mut self, node: u32, id: &ObjectId) -> String {
+        let owner = self.owner(node, id);
+        let forwarded = self.rng.as_mut().is_some_and(|rng| rng.below(4) == 0);
+        let shard = if forwarded { 0 } else { owner };
+        shard_address(node, shard)
+    }
 }
 
 /// What the model allows a read of one object to find.
@@ -111,7 +164,7 @@ struct SimNode {
     chaos: (Chaos, u64),
     config: Arc<NodeConfig>,
     /// Its mesh (to drain it) and its core's task while it runs.
-    running: Option<(Mesh, glommio::Task<()>)>,
+    running: Option<(Mesh, Vec<glommio::Task<()>>)>,
 }
 
 /// Figures of one seed.
@@ -128,6 +181,9 @@ struct Figures {
     disk: Injected,
     net: NetInjected,
     wipes: u64,
+    /// Seeds with nodes of two shards; seeds with media damage.
+    multi_shard: u64,
+    damaged: u64,
 }
 
 /// A seed's media damage: in about half the seeds, one node (the same all
@@ -176,16 +232,19 @@ struct World {
     trace: Vec<String>,
     figures: Figures,
     damage: Option<Damage>,
+    layout: Layout,
     wall_start: Instant,
     _temp: tempfile::TempDir,
 }
 
-fn topology_text() -> String {
-    let specs: Vec<(u32, String, u16)> = (1..=NODES).map(|id| (id, address(id), 1)).collect();
+fn topology_text(layout: &Layout) -> String {
+    let specs: Vec<(u32, String, u16)> = (1..=NODES)
+        .map(|id| (id, address(id), layout.shards(id)))
+        .collect();
     stratum_testkit::topology_text(1, RF, W, &specs)
 }
 
-fn node_config(root: &std::path::Path, id: u32, scrub: bool) -> Arc<NodeConfig> {
+fn node_config(root: &std::path::Path, id: u32, shards: u16, scrub: bool) -> Arc<NodeConfig> {
     let topology = root.join("topology.toml");
     let data = root.join(format!("node-{id}"));
     std::fs::create_dir_all(&data).expect("node dir");
@@ -201,7 +260,7 @@ fn node_config(root: &std::path::Path, id: u32, scrub: bool) -> Arc<NodeConfig> 
         "--listen",
         &port,
         "--shards",
-        "1",
+        &shards.to_string(),
         "--admin",
         "off",
     ]);
@@ -245,7 +304,9 @@ impl World {
     fn new(seed: u64) -> Self {
         let mut rng = Rng(seed);
         let temp = tempfile::tempdir().expect("tempdir");
-        std::fs::write(temp.path().join("topology.toml"), topology_text()).expect("topology");
+        let layout = Layout::draw(seed);
+        std::fs::write(temp.path().join("topology.toml"), topology_text(&layout))
+            .expect("topology");
         let clock = VirtualClock::new();
         let net_chaos = NetChaos {
             max_delay: Duration::from_micros(rng.below(3000)),
@@ -263,12 +324,12 @@ impl World {
                     id,
                     fs,
                     chaos: (chaos.clone(), disk_seed),
-                    config: node_config(temp.path(), id, damage.is_some()),
+                    config: node_config(temp.path(), id, layout.shards(id), damage.is_some()),
                     running: None,
                 }
             })
             .collect();
-        let topology = Topology::from_toml_str(&topology_text()).expect("topology parses");
+        let topology = Topology::from_toml_str(&topology_text(&layout)).expect("topology parses");
         let objects = (0..OBJECTS)
             .map(|n| common::object(seed * 1000 + n, 64 + (n as usize * 97) % 3000))
             .collect();
@@ -286,6 +347,7 @@ impl World {
             trace: Vec::new(),
             figures: Figures::default(),
             damage,
+            layout,
             wall_start: Instant::now(),
             _temp: temp,
         }
@@ -364,35 +426,55 @@ impl World {
 
     async fn start_once(&mut self, index: usize) -> Result<(), String> {
         let node = &mut self.nodes[index];
-        let (mesh, mut inboxes) = Mesh::new(1);
-        let (ready_tx, ready_rx) = flume::bounded(1);
-        let seams = Seams {
-            fs: node.fs.handle(),
-            listener: self.net.listen(node.id, &address(node.id)),
-            network: self.net.endpoint(node.id),
-        };
-        let task = glommio::spawn_local(serve_shard(
-            0,
-            Arc::clone(&node.config),
-            mesh.clone(),
-            inboxes.remove(0),
-            ready_tx,
-            seams,
-        ));
-        node.running = Some((mesh, task));
+        let shards = self.layout.shards(node.id);
+        let (mesh, inboxes) = Mesh::new(shards);
+        let (ready_tx, ready_rx) = flume::bounded(usize::from(shards));
+        let mut tasks = Vec::new();
+        for (shard, inbox) in (0..shards).zip(inboxes) {
+            let seams = Seams {
+                fs: node.fs.handle(),
+                listener: self.net.listen(node.id, &shard_address(node.id, shard)),
+                network: self.net.endpoint(node.id),
+            };
+            tasks.push(glommio::spawn_local(serve_shard(
+                shard,
+                Arc::clone(&node.config),
+                mesh.clone(),
+                inbox,
+                ready_tx.clone(),
+                seams,
+            )));
+        }
+        node.running = Some((mesh, tasks));
         let id = node.id;
-        self.drive(|| !ready_rx.is_empty(), Duration::from_secs(30))
-            .await?;
-        match ready_rx.try_recv() {
-            Ok(Ok(_)) => {
+        let all = usize::from(shards);
+        self.drive(
+            || ready_rx.len() == all || ready_rx.is_disconnected(),
+            Duration::from_secs(30),
+        )
+        .await?;
+        let mut why = None;
+        for _ in 0..all {
+            match ready_rx.try_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => why = Some(format!("node {id} did not start: {err}")),
+                Err(_) => why = Some(format!("node {id} stopped before it was ready")),
+            }
+        }
+        match why {
+            None => {
                 self.figures.restarts += 1;
                 Ok(())
             }
-            Ok(Err(why)) => {
+            Some(why) => {
+                // The shards that did start go down with the rest, as in a
+                // process that fails to start; their tasks lose the disk
+                // and the network.
+                self.net.crash(id);
+                self.nodes[index].fs.fence();
                 self.nodes[index].running = None;
-                Err(format!("node {id} did not start: {why}"))
+                Err(why)
             }
-            Err(_) => Err(format!("node {id} stopped before it was ready")),
         }
     }
 
@@ -402,8 +484,8 @@ impl World {
         let id = self.nodes[index].id;
         self.net.crash(id);
         self.nodes[index].fs.fence();
-        if let Some((_, task)) = self.nodes[index].running.take() {
-            drop(task);
+        if let Some((_, tasks)) = self.nodes[index].running.take() {
+            drop(tasks);
         }
         self.pass(Duration::from_millis(1)).await;
         let node = &self.nodes[index];
@@ -414,27 +496,35 @@ impl World {
 
     /// Drains and closes node `index` (the end of a run).
     async fn stop(&mut self, index: usize) -> Result<(), String> {
-        let Some((mesh, task)) = self.nodes[index].running.take() else {
+        let Some((mesh, tasks)) = self.nodes[index].running.take() else {
             return Ok(());
         };
-        let (drained_tx, drained_rx) = flume::bounded(1);
-        let _ = mesh.try_send(
-            0,
-            CoreMsg::Drain {
-                drained: drained_tx,
-            },
-        );
-        self.drive(|| !drained_rx.is_empty(), Duration::from_secs(60))
+        let shards = tasks.len();
+        let (drained_tx, drained_rx) = flume::bounded(shards);
+        for shard in 0..shards as u16 {
+            let _ = mesh.try_send(
+                shard,
+                CoreMsg::Drain {
+                    drained: drained_tx.clone(),
+                },
+            );
+        }
+        self.drive(|| drained_rx.len() == shards, Duration::from_secs(60))
             .await?;
-        let _ = mesh.try_send(0, CoreMsg::Close);
-        let done = Rc::new(RefCell::new(false));
-        let flag = Rc::clone(&done);
-        glommio::spawn_local(async move {
-            task.await;
-            *flag.borrow_mut() = true;
-        })
-        .detach();
-        self.drive(|| *done.borrow(), Duration::from_secs(60)).await
+        for shard in 0..shards as u16 {
+            let _ = mesh.try_send(shard, CoreMsg::Close);
+        }
+        let done = Rc::new(RefCell::new(0));
+        for task in tasks {
+            let count = Rc::clone(&done);
+            glommio::spawn_local(async move {
+                task.await;
+                *count.borrow_mut() += 1;
+            })
+            .detach();
+        }
+        self.drive(|| *done.borrow() == shards, Duration::from_secs(60))
+            .await
     }
 
     fn is_running(&self, index: usize) -> bool {
@@ -493,10 +583,12 @@ impl World {
         add(&mut self.figures.disk, &node.fs.injected());
         node.fs = SimFs::new();
         node.fs.set_chaos(node.chaos.0.clone(), node.chaos.1);
-        let real = node.config.shard_dir(0);
-        if real.exists() {
-            std::fs::remove_dir_all(&real)
-                .map_err(|err| format!("wiping {}: {err}", real.display()))?;
+        for shard in 0..self.layout.shards(node.id) {
+            let real = node.config.shard_dir(shard);
+            if real.exists() {
+                std::fs::remove_dir_all(&real)
+                    .map_err(|err| format!("wiping {}: {err}", real.display()))?;
+            }
         }
         self.figures.wipes += 1;
         self.trace.push(format!("wipe {}", node.id));
@@ -510,13 +602,13 @@ impl World {
 /// One request from the client, on a fresh connection.
 async fn call(
     network: Rc<dyn Network>,
-    node: u32,
+    address: &str,
     message: Message,
     payload: Vec<u8>,
 ) -> Result<(Message, Vec<u8>), String> {
     let exchange = async move {
         let mut stream: BoxStream = network
-            .connect(&address(node))
+            .connect(address)
             .await
             .map_err(|err| format!("connect: {err}"))?;
         let limits = FrameLimits::default();
@@ -586,23 +678,23 @@ enum Outcome {
     Read(Result<(), String>),
 }
 
-/// A replica's disk as it was at one instant, and where its shard lives.
-struct DurableImage {
+/// A replica's disk, and which of its shards owns the object at hand.
+#[derive(Clone)]
+struct ReplicaDisk {
     node: u32,
     fs: SimFs,
     config: Arc<NodeConfig>,
+    shard: u16,
 }
 
-/// The durable images of `replicas`' disks, taken now: what each would
+/// The durable images of the replicas' disks, taken now: what each would
 /// open with after a power loss at this instant.
-fn durable_images(nodes: &[(u32, SimFs, Arc<NodeConfig>)], replicas: &[u32]) -> Vec<DurableImage> {
-    nodes
+fn durable_images(disks: &[ReplicaDisk]) -> Vec<ReplicaDisk> {
+    disks
         .iter()
-        .filter(|(node, _, _)| replicas.contains(node))
-        .map(|(node, fs, config)| DurableImage {
-            node: *node,
-            fs: fs.durable_copy(),
-            config: Arc::clone(config),
+        .map(|disk| ReplicaDisk {
+            fs: disk.fs.durable_copy(),
+            ..disk.clone()
         })
         .collect()
 }
@@ -612,15 +704,15 @@ fn durable_images(nodes: &[(u32, SimFs, Arc<NodeConfig>)], replicas: &[u32]) -> 
 /// that does not open is an error: a power loss at any instant must leave
 /// a store that opens.
 async fn count_durable(
-    images: Vec<DurableImage>,
+    images: Vec<ReplicaDisk>,
     action: Action,
     id: ObjectId,
     content: &[u8],
 ) -> Result<Vec<u32>, String> {
     let mut holding = Vec::new();
     for image in images {
-        let dir = image.config.shard_dir(0);
-        let (store, _) = ShardStore::open(image.fs, &dir, image.config.store_config(0))
+        let dir = image.config.shard_dir(image.shard);
+        let (store, _) = ShardStore::open(image.fs, &dir, image.config.store_config(image.shard))
             .await
             .map_err(|err| {
                 format!(
@@ -648,17 +740,17 @@ async fn count_durable(
 /// acknowledged put.
 async fn get(
     network: Rc<dyn Network>,
-    replicas: Vec<u32>,
+    replicas: Vec<(u32, String)>,
     object: (ObjectId, ObjectKind, Vec<u8>),
     state: State,
     may_lack: usize,
 ) -> Result<(), String> {
     let (id, _, content) = object;
     let mut denied = Vec::new();
-    for node in replicas {
+    for (node, address) in replicas {
         match call(
             Rc::clone(&network),
-            node,
+            &address,
             Message::Get(Get { id }),
             Vec::new(),
         )
@@ -682,15 +774,15 @@ async fn get(
     Ok(())
 }
 
-/// A put or delete through `node`; for an acknowledged one, how many
-/// replicas held it durably the moment the acknowledgement arrived.
+/// A put or delete through the node at `address`; for an acknowledged one,
+/// which replicas (their disks: `disks`) held it durably the moment the
+/// acknowledgement arrived.
 async fn write(
     network: Rc<dyn Network>,
-    node: u32,
+    address: String,
     action: Action,
     object: (ObjectId, ObjectKind, Vec<u8>),
-    disks: Vec<(u32, SimFs, Arc<NodeConfig>)>,
-    replicas: Vec<u32>,
+    disks: Vec<ReplicaDisk>,
 ) -> Result<Outcome, String> {
     let (id, kind, content) = object;
     let (message, payload) = match action {
@@ -698,7 +790,7 @@ async fn write(
         _ => (Message::Delete(Delete { id }), Vec::new()),
     };
     let acked = matches!(
-        call(network, node, message, payload).await,
+        call(network, &address, message, payload).await,
         Ok((Message::PutAck(_) | Message::DeleteAck(_), _))
     );
     if !acked {
@@ -709,7 +801,7 @@ async fn write(
     }
     // No await between the answer and the images: they are the disks as
     // they were when the client learned of the acknowledgement.
-    let images = durable_images(&disks, &replicas);
+    let images = durable_images(&disks);
     let durable = count_durable(images, action, id, &content).await?;
     Ok(Outcome::Write { acked, durable })
 }
@@ -740,19 +832,32 @@ impl World {
             let object = self.objects[index].clone();
             let network = Rc::clone(&self.client);
             let coordinator = 1 + self.rng.below(u64::from(NODES)) as u32;
-            let replicas = self.placement.replica_node_ids(&object.0).to_vec();
+            let id = object.0;
+            let replicas = self.placement.replica_node_ids(&id).to_vec();
             let may_lack = self.may_lack(&replicas);
-            let disks: Vec<(u32, SimFs, Arc<NodeConfig>)> = self
-                .nodes
+            let disks: Vec<ReplicaDisk> = replicas
                 .iter()
-                .map(|node| (node.id, node.fs.clone(), Arc::clone(&node.config)))
+                .map(|&node| {
+                    let at = &self.nodes[(node - 1) as usize];
+                    ReplicaDisk {
+                        node,
+                        fs: at.fs.clone(),
+                        config: Arc::clone(&at.config),
+                        shard: self.layout.owner(node, &id),
+                    }
+                })
                 .collect();
+            let routes: Vec<(u32, String)> = replicas
+                .iter()
+                .map(|&node| (node, self.layout.route(node, &id)))
+                .collect();
+            let coordinator = self.layout.route(coordinator, &id);
             let task = glommio::spawn_local(async move {
                 match action {
                     Action::Get => {
-                        Outcome::Read(get(network, replicas, object, state, may_lack).await)
+                        Outcome::Read(get(network, routes, object, state, may_lack).await)
                     }
-                    _ => match write(network, coordinator, action, object, disks, replicas).await {
+                    _ => match write(network, coordinator, action, object, disks).await {
                         Ok(outcome) => outcome,
                         Err(why) => Outcome::Read(Err(why)),
                     },
@@ -898,19 +1003,32 @@ impl World {
         for index in 0..self.nodes.len() {
             self.stop(index).await?;
         }
-        let mut held: BTreeMap<u32, ShardStore<SimFs>> = BTreeMap::new();
+        // Every shard of every node, by (node, shard).
+        let mut shards: BTreeMap<(u32, u16), ShardStore<SimFs>> = BTreeMap::new();
         for node in &self.nodes {
-            let store_config = node.config.store_config(0);
-            let dir = node.config.shard_dir(0);
-            let (store, _) = ShardStore::open(node.fs.handle(), &dir, store_config)
-                .await
-                .map_err(|err| format!("node {}: store does not reopen: {err}", node.id))?;
-            held.insert(node.id, store);
+            for shard in 0..self.layout.shards(node.id) {
+                let store_config = node.config.store_config(shard);
+                let dir = node.config.shard_dir(shard);
+                let (store, _) = ShardStore::open(node.fs.handle(), &dir, store_config)
+                    .await
+                    .map_err(|err| {
+                        format!(
+                            "node {} shard {shard}: store does not reopen: {err}",
+                            node.id
+                        )
+                    })?;
+                shards.insert((node.id, shard), store);
+            }
         }
+        // Each object is judged on the shard of each replica that owns it.
+        let counts = self.layout.shards.clone();
+        let held = |node: &u32, id: &ObjectId| {
+            &shards[&(*node, shard_of(id, counts[(*node - 1) as usize]))]
+        };
         for (index, (id, _, content)) in self.objects.iter().enumerate() {
             let mut holders = Vec::new();
             for node in self.placement.replica_node_ids(id) {
-                let store = &held[node];
+                let store = held(node, id);
                 match store.get(id).await {
                     Ok(Some(object)) => {
                         let bytes = object
@@ -939,24 +1057,33 @@ impl World {
                     .replica_node_ids(id)
                     .iter()
                     .copied()
-                    .filter(|node| held[node].holdings().is_deleted(id))
+                    .filter(|node| held(node, id).holdings().is_deleted(id))
                     .collect();
                 let revived: Vec<u32> = self
                     .placement
                     .replica_node_ids(id)
                     .iter()
                     .copied()
-                    .filter(|node| held[node].holdings().is_revived(id))
+                    .filter(|node| held(node, id).holdings().is_revived(id))
+                    .collect();
+                // Holdings are what anti-entropy compares: a replica that
+                // lists an id it cannot serve is never repaired.
+                let listed: Vec<u32> = self
+                    .placement
+                    .replica_node_ids(id)
+                    .iter()
+                    .copied()
+                    .filter(|node| held(node, id).holdings().is_live(id))
                     .collect();
                 return Err(format!(
-                    "after repair: object {index} ({id}) is {state:?} in the model but held by {holders:?} of its replicas {:?} (tombstones on {tombstones:?}, revived over a delete on {revived:?})",
+                    "after repair: object {index} ({id}) is {state:?} in the model but held by {holders:?} of its replicas {:?} (listed live by {listed:?}, tombstones on {tombstones:?}, revived over a delete on {revived:?})",
                     self.placement.replica_node_ids(id)
                 ));
             }
             self.trace.push(format!("held {index} {}", holders.len()));
         }
         // Dropped, not closed: only read, and closing waits on the clock.
-        drop(held);
+        drop(shards);
         Ok(())
     }
 }
@@ -988,6 +1115,8 @@ fn run_seed(seed: u64) -> Result<(Figures, Vec<String>), String> {
         stratum_node::clock::uninstall();
         stratum_node::offload::uninstall();
         world.figures.virtual_time = world.clock.elapsed();
+        world.figures.multi_shard = u64::from(world.layout.rng.is_some());
+        world.figures.damaged = u64::from(world.damage.is_some());
         for node in &world.nodes {
             add(&mut world.figures.disk, &node.fs.injected());
         }
@@ -1036,6 +1165,8 @@ fn the_cluster_keeps_every_promise_under_random_faults() {
                 totals.crashes += figures.crashes;
                 totals.restarts += figures.restarts;
                 totals.wipes += figures.wipes;
+                totals.multi_shard += figures.multi_shard;
+                totals.damaged += figures.damaged;
                 totals.virtual_time += figures.virtual_time;
                 add(&mut totals.disk, &figures.disk);
                 let (net, more) = (&mut totals.net, &figures.net);
@@ -1051,7 +1182,9 @@ fn the_cluster_keeps_every_promise_under_random_faults() {
     }
     let (d, n) = (&totals.disk, &totals.net);
     println!(
-        "simulated {ran} cluster seeds, {:.1} virtual hours: {} client ops ({} acked puts, {} acked deletes, {} failed writes, {} gets); injected {} node crashes ({} restarts), {} disk wipes, {} disk crashes ({} torn blocks), {} write EIO, {} sync EIO, {} read EIO, {} misdirected reads, {} bit flips; {} connection resets, {} refused connects, {} partitions ({} held connects)",
+        "simulated {ran} cluster seeds ({} with nodes of two shards, {} with media damage), {:.1} virtual hours: {} client ops ({} acked puts, {} acked deletes, {} failed writes, {} gets); injected {} node crashes ({} restarts), {} disk wipes, {} disk crashes ({} torn blocks), {} write EIO, {} sync EIO, {} read EIO, {} misdirected reads, {} bit flips; {} connection resets, {} refused connects, {} partitions ({} held connects)",
+        totals.multi_shard,
+        totals.damaged,
         totals.virtual_time.as_secs_f64() / 3600.0,
         totals.ops,
         totals.acked_puts,

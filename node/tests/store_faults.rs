@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::sim_fs::{Faults, SimFs};
 use common::{assert_present, object, on_executor, put_all, Obj};
-use stratum_node::store::{ShardStore, StoreConfig, StoreError, WriteMode};
+use stratum_node::store::{PutOutcome, ShardStore, StoreConfig, StoreError, Verified, WriteMode};
 
 fn config() -> StoreConfig {
     let mut config = StoreConfig::new(0, 1);
@@ -541,6 +541,43 @@ fn a_damaged_length_field_is_unindexed_by_scrub_not_taken_for_a_short_read() {
     });
 }
 
+/// Found by the cluster simulator (seed 80): a flipped bit in a record's
+/// id made scrub forget the id the header now claims, not the object the
+/// index entry was for. The shard kept listing the object as held, so
+/// anti-entropy never fetched it again, and the replica stayed without it.
+#[test]
+fn a_damaged_id_in_a_header_is_forgotten_by_its_index_key() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let store = open(&fs).await;
+        let all = objects(0..5, 3000);
+        put_all(&store, &all).await;
+        let segment = segment_paths(&fs).remove(0);
+        // The first record's full id is header bytes 16..48.
+        fs.flip_bit(&segment, 4096 + 20, 2);
+        let report = store.scrub(0).await.expect("scrub");
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].unindexed);
+        let damaged: Vec<_> = all
+            .iter()
+            .map(|(id, _, _)| *id)
+            .filter(|id| !store.holdings().is_live(id))
+            .collect();
+        assert_eq!(
+            damaged.len(),
+            1,
+            "exactly the damaged object is no longer held"
+        );
+        assert_ne!(
+            report.findings[0].id,
+            Some(damaged[0]),
+            "the header's id was damaged"
+        );
+        assert!(store.get(&damaged[0]).await.expect("get").is_none());
+        store.close().await.expect("close");
+    });
+}
+
 #[test]
 fn scrub_honours_its_rate_limit() {
     on_executor(|| async {
@@ -705,6 +742,44 @@ fn a_re_put_replaces_a_damaged_copy() {
             .expect("reopen");
         assert_eq!(report.quarantined.len(), 1, "{:?}", report.quarantined);
         assert_present(&store, &all).await;
+        store.close().await.expect("close");
+    });
+}
+
+/// A copy that is not a client's write is refused over a tombstone, and the
+/// writer decides it in order with deletes: a delete queued just before the
+/// copy (same batch) refuses it too. The cluster simulator (seed 111) found
+/// the race when the check was made before the write was queued: a delete
+/// landed in between and a replayed hint's copy undid it.
+#[test]
+fn a_copy_never_lands_over_a_delete_queued_before_it() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let store = open(&fs).await;
+        let all = objects(0..3, 500);
+        put_all(&store, &all[1..]).await;
+        // A delete of an object this shard never held (it leaves a
+        // tombstone) and a copy of it arriving at once.
+        let (id, kind, content) = all[0].clone();
+        let copy = Verified::check(id, kind, content.clone()).expect("verified");
+        let (deleted, copied) =
+            futures_lite::future::zip(store.delete(id), store.put_unless_deleted(copy)).await;
+        assert!(!deleted.expect("delete"), "nothing was held");
+        assert_eq!(copied.expect("copy"), PutOutcome::Deleted);
+        assert!(store.get(&id).await.expect("get").is_none());
+        assert!(store.holdings().is_deleted(&id));
+
+        // Later, still refused; a client's put revives it.
+        let copy = Verified::check(id, kind, content.clone()).expect("verified");
+        assert_eq!(
+            store.put_unless_deleted(copy).await.expect("copy"),
+            PutOutcome::Deleted
+        );
+        assert_eq!(
+            store.put(id, kind, content).await.expect("re-put"),
+            PutOutcome::Stored
+        );
+        assert!(store.holdings().is_revived(&id));
         store.close().await.expect("close");
     });
 }

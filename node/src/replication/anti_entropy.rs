@@ -42,6 +42,7 @@ use crate::net::frame_reader::{FrameReader, ReadError};
 use crate::net::stream::BoxStream;
 use crate::shard::ops::OpError;
 use crate::store::holdings::{Digest, Holdings, RingRange};
+use crate::store::PutOutcome;
 
 /// A range with at most this many members on either side is listed
 /// instead of split further.
@@ -440,6 +441,17 @@ async fn reconcile<S: Shard>(
         return Ok(false);
     }
     let (deletes, wanted) = decide(&core.store().holdings(), &listing);
+    // Ids wanted over a tombstone here: re-puts this shard missed, stored
+    // over it. Every other fetched copy is stored only if no delete has
+    // reached this shard since the decision.
+    let revivals: Vec<ObjectId> = {
+        let holdings = core.store().holdings();
+        wanted
+            .iter()
+            .filter(|id| holdings.is_deleted(id))
+            .copied()
+            .collect()
+    };
     for deleted in deletes {
         tracing::debug!(shard = core.shard_id(), id = %deleted.id, at = deleted.at, "anti-entropy: applying a peer's delete");
         core.store()
@@ -449,7 +461,7 @@ async fn reconcile<S: Shard>(
         report.tombstones += 1;
     }
     for chunk in wanted.chunks(FETCH_BATCH) {
-        fetch(core, session, chunk, report).await?;
+        fetch(core, session, chunk, &revivals, report).await?;
     }
     Ok(true)
 }
@@ -551,6 +563,7 @@ async fn fetch<S: Shard>(
     core: &S,
     session: &mut Session,
     ids: &[ObjectId],
+    revivals: &[ObjectId],
     report: &mut PassReport,
 ) -> Result<(), RepairError> {
     session
@@ -583,15 +596,21 @@ async fn fetch<S: Shard>(
         // is not an unbounded stream of requests.
         session.paced += bytes.max(OBJECT_COST);
     }
-    let stored = futures_util::future::join_all(
-        objects
-            .into_iter()
-            .map(|object| core.store().put_verified(object)),
-    )
+    let stored = futures_util::future::join_all(objects.into_iter().map(|object| {
+        let store = core.store();
+        async move {
+            if revivals.contains(&object.id()) {
+                store.put_verified(object).await
+            } else {
+                store.put_unless_deleted(object).await
+            }
+        }
+    }))
     .await;
     for result in stored {
-        result.map_err(RepairError::Store)?;
-        report.fetched += 1;
+        if result.map_err(RepairError::Store)? != PutOutcome::Deleted {
+            report.fetched += 1;
+        }
     }
     let rate = core.config().replication.repair_bytes_per_sec.max(1);
     let due = Duration::from_secs_f64(session.paced as f64 / rate as f64);

@@ -97,20 +97,22 @@ impl From<StoreError> for OpError {
     }
 }
 
+/// A copy refused over a tombstone is answered as present: its sender (a
+/// hint's replay) is done with it, and the object is deleted here.
+fn wire_outcome(outcome: PutOutcome) -> WirePutOutcome {
+    match outcome {
+        PutOutcome::Stored => WirePutOutcome::Stored,
+        PutOutcome::AlreadyPresent | PutOutcome::Deleted => WirePutOutcome::AlreadyPresent,
+    }
+}
+
 /// Runs `op` against the store of the current core.
 pub async fn execute<F: StoreFs + 'static>(store: &ShardStore<F>, op: Op) -> Result<Done, OpError> {
     Ok(match op {
-        Op::Put(object) => Done::Put(match store.put_verified(object).await? {
-            PutOutcome::Stored => WirePutOutcome::Stored,
-            PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
-        }),
-        Op::PutUnlessDeleted(object) if store.holdings().is_deleted(&object.id()) => {
-            Done::Put(WirePutOutcome::AlreadyPresent)
+        Op::Put(object) => Done::Put(wire_outcome(store.put_verified(object).await?)),
+        Op::PutUnlessDeleted(object) => {
+            Done::Put(wire_outcome(store.put_unless_deleted(object).await?))
         }
-        Op::PutUnlessDeleted(object) => Done::Put(match store.put_verified(object).await? {
-            PutOutcome::Stored => WirePutOutcome::Stored,
-            PutOutcome::AlreadyPresent => WirePutOutcome::AlreadyPresent,
-        }),
         Op::Get { id } => Done::Get(store.get(&id).await?),
         Op::Has { id } => Done::Has(store.has(&id).await?),
         Op::Delete { id } => Done::Delete(store.delete(id).await?),

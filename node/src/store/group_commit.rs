@@ -66,6 +66,8 @@ pub(crate) enum Op {
         content: Bytes,
         /// The content's inflated length (for the stored/logical counters).
         content_len: u64,
+        /// Refused if the id is deleted here (a copy, not a client's put).
+        unless_deleted: bool,
     },
     Delete {
         id: ObjectId,
@@ -342,7 +344,18 @@ impl<F: StoreFs> Writer<F> {
                     codec,
                     content,
                     content_len,
+                    unless_deleted,
                 } => {
+                    // Checked here, in order with this and earlier batches'
+                    // deletes (published before this batch is planned).
+                    let deleted = match touched.get(&id) {
+                        Some(planned) => planned.is_none(),
+                        None => self.shared.holdings.borrow().is_deleted(&id),
+                    };
+                    if unless_deleted && deleted {
+                        replies.push((done, Ok(Reply::Put(PutOutcome::Deleted))));
+                        continue;
+                    }
                     let effect = match touched.get(&id) {
                         Some(Some(_)) => None,
                         Some(None) => Some(Effect::Insert),

@@ -151,6 +151,9 @@ pub enum WriteMode {
 pub enum PutOutcome {
     Stored,
     AlreadyPresent,
+    /// Refused by [`ShardStore::put_unless_deleted`]: the shard holds a
+    /// tombstone for the id.
+    Deleted,
 }
 
 /// An object read back from the store; its record passed its checks.
@@ -402,7 +405,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     ) -> Result<PutOutcome> {
         // Refused before any hashing is spent on it.
         self.check_put(content.len() as u64)?;
-        self.store_checked(Verified::check(id, kind, content)?)
+        self.store_checked(Verified::check(id, kind, content)?, false)
             .await
     }
 
@@ -426,11 +429,22 @@ impl<F: StoreFs + 'static> ShardStore<F> {
     /// again.
     pub async fn put_verified(&self, object: Verified) -> Result<PutOutcome> {
         self.check_put(object.content_len())?;
-        self.store_checked(object).await
+        self.store_checked(object, false).await
+    }
+
+    /// Stores a copy that is not a client's write (a replayed hint, read
+    /// repair, a repair fetch) unless the shard holds a tombstone for its
+    /// id: then [`PutOutcome::Deleted`]. The copy may be older than a
+    /// delete that reached this shard first. Decided by the writer, in
+    /// order with deletes, so a delete that lands while the copy waits is
+    /// seen too.
+    pub async fn put_unless_deleted(&self, object: Verified) -> Result<PutOutcome> {
+        self.check_put(object.content_len())?;
+        self.store_checked(object, true).await
     }
 
     /// The put itself, once the shard may take it and its hash is checked.
-    async fn store_checked(&self, object: Verified) -> Result<PutOutcome> {
+    async fn store_checked(&self, object: Verified, unless_deleted: bool) -> Result<PutOutcome> {
         // S11: never a record this shard could not read back.
         if let Some(dictionary) = stratum_wire::codec::frame_dictionary(object.payload())
             .filter(|_| object.codec() == Codec::Zstd)
@@ -463,6 +477,7 @@ impl<F: StoreFs + 'static> ShardStore<F> {
                 codec,
                 content,
                 content_len,
+                unless_deleted,
             })
             .await?;
         match reply {

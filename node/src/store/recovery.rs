@@ -29,6 +29,7 @@ use super::fs::{StoreFile, StoreFs};
 use super::group_commit::{self, Tail};
 use super::index::{key_of, Index, Location, MAX_SEGMENT_SLOTS};
 use super::record::{self, RecordHeader, RecordType, HEADER_LEN};
+use super::scrub;
 use super::segment::{self, SegmentHeader};
 use super::superblock::{self, SUPERBLOCK_FILE};
 use super::{Segment, Shared};
@@ -718,6 +719,7 @@ async fn apply<F: StoreFs>(
                     segment.live_bytes =
                         segment.live_bytes.saturating_sub(u64::from(candidate.len));
                 }
+                scrub::forget_unvouched(shared, key).await;
                 report.damaged_unindexed += 1;
             }
             Err(other) => return Err(other),

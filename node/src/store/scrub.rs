@@ -112,9 +112,11 @@ pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
     }
     if let Some(id) = id {
         shared.cache.borrow_mut().remove(&id);
-        // No longer held: anti-entropy fetches a good copy from a replica.
-        shared.holdings.borrow_mut().forget(&id);
     }
+    // No longer held: anti-entropy fetches a good copy from a replica. By
+    // the index key, not the id the damaged header claims: that id may
+    // itself be damaged.
+    forget_unvouched(shared, key).await;
     tracing::error!(
         segment = location.segment,
         offset = location.offset,
@@ -122,6 +124,40 @@ pub(crate) async fn unindex_if_confirmed<F: StoreFs>(
         "damaged record unindexed; a re-put of the object stores a good copy"
     );
     true
+}
+
+/// After a record too damaged to name its object was unindexed: every id
+/// held live under its index key that no remaining index entry vouches
+/// for is forgotten. Else the holdings would list an object the shard can
+/// no longer serve, and anti-entropy, which compares holdings, would never
+/// fetch it again.
+pub(crate) async fn forget_unvouched<F: StoreFs>(shared: &Shared<F>, key: u64) {
+    let ids: Vec<ObjectId> = shared
+        .holdings
+        .borrow()
+        .live()
+        .filter(|id| key_of(id) == key)
+        .copied()
+        .collect();
+    let remaining: Vec<Location> = shared.index.borrow().candidates(key).collect();
+    for id in ids {
+        let mut vouched = false;
+        for location in &remaining {
+            match shared.read_header(*location).await {
+                Ok(header) if header.id != id => {}
+                // Its record, or one that cannot be read now: kept (a
+                // read error is not proof of loss).
+                _ => {
+                    vouched = true;
+                    break;
+                }
+            }
+        }
+        if !vouched {
+            shared.holdings.borrow_mut().forget(&id);
+            tracing::warn!(%id, "a damaged record's object is no longer held; repair will fetch it");
+        }
+    }
 }
 
 /// Scrubs every record live when the scrub starts, reading at most
