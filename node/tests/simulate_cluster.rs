@@ -53,7 +53,7 @@ use stratum_node::server::core::{serve_shard, Seams};
 use stratum_node::server::mesh::{CoreMsg, Mesh};
 use stratum_node::store::ShardStore;
 use stratum_wire::handshake::{self, Connector, Next};
-use stratum_wire::message::{Delete, ErrorCode, Get, PeerRole, Put};
+use stratum_wire::message::{Delete, ErrorCode, Get, Has, PeerRole, Put};
 use stratum_wire::placement::{shard_of, Placement, Topology};
 use stratum_wire::{FrameEncoder, FrameLimits, Message, ObjectId, ObjectKind};
 
@@ -566,7 +566,13 @@ impl World {
                     .is_some_and(|name| name.starts_with("seg-") || name == "index.ckpt")
             });
             if let Some(path) = rotted {
-                self.trace.push(format!("rot {node} {}", path.display()));
+                // The file's name only: the temporary directory differs
+                // between runs, and traces are compared.
+                let name = path
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned());
+                self.trace
+                    .push(format!("rot {node} {}", name.unwrap_or_default()));
             }
         }
         Ok(())
@@ -720,10 +726,21 @@ async fn count_durable(
                     image.node
                 )
             })?;
-        let holds = match (action, store.get(&id).await) {
-            (Action::Put, Ok(Some(object))) => object
+        let found = store.get(&id).await;
+        // Whatever the store serves must be the object's bytes.
+        if let Ok(Some(object)) = &found {
+            let intact = object
                 .content(&store.dictionary_set())
-                .is_ok_and(|bytes| bytes.as_ref() == content),
+                .is_ok_and(|bytes| bytes.as_ref() == content);
+            if !intact {
+                return Err(format!(
+                    "node {}: a power loss now leaves a store that serves wrong bytes for {id}",
+                    image.node
+                ));
+            }
+        }
+        let holds = match (action, found) {
+            (Action::Put, Ok(Some(_))) => true,
             (Action::Delete, Ok(None)) => store.holdings().is_deleted(&id),
             _ => false,
         };
@@ -1088,6 +1105,261 @@ impl World {
     }
 }
 
+/// Scripted scenarios: the simulator's world without random faults, driven
+/// step by step. They replace real-process tests that slept for timers:
+/// here the same timers run on virtual time.
+impl World {
+    /// No faults but those the script makes, one shard per node, and
+    /// `tweak` applied to every node's configuration.
+    fn scripted(seed: u64, tweak: impl Fn(&mut NodeConfig)) -> Self {
+        let mut world = Self::new(seed);
+        world.damage = None;
+        world.layout = Layout {
+            shards: vec![1; NODES as usize],
+            rng: None,
+        };
+        let root = world._temp.path().to_path_buf();
+        let text = topology_text(&world.layout);
+        std::fs::write(root.join("topology.toml"), &text).expect("topology");
+        world.placement = Placement::new(Topology::from_toml_str(&text).expect("topology parses"));
+        world.net.set_chaos(NetChaos {
+            max_delay: Duration::from_micros(200),
+            reset: 0.0,
+        });
+        for node in &mut world.nodes {
+            node.fs.set_chaos(Chaos::default(), 0);
+            node.chaos = (Chaos::default(), 0);
+            let mut config = (*node_config(&root, node.id, 1, false)).clone();
+            tweak(&mut config);
+            node.config = Arc::new(config);
+        }
+        world
+    }
+
+    /// A client's put or delete of object `index` through node `via`:
+    /// whether it was acknowledged (an acknowledgement is checked against
+    /// the replicas' durable images, as in the random runs).
+    async fn client_write(
+        &mut self,
+        action: Action,
+        index: usize,
+        via: u32,
+    ) -> Result<bool, String> {
+        let object = self.objects[index].clone();
+        let id = object.0;
+        let disks = self
+            .placement
+            .replica_node_ids(&id)
+            .iter()
+            .map(|&node| {
+                let at = &self.nodes[(node - 1) as usize];
+                ReplicaDisk {
+                    node,
+                    fs: at.fs.clone(),
+                    config: Arc::clone(&at.config),
+                    shard: 0,
+                }
+            })
+            .collect();
+        let network = Rc::clone(&self.client);
+        let done: Rc<RefCell<Option<Result<Outcome, String>>>> = Rc::default();
+        let slot = Rc::clone(&done);
+        glommio::spawn_local(async move {
+            let outcome = write(network, shard_address(via, 0), action, object, disks).await;
+            *slot.borrow_mut() = Some(outcome);
+        })
+        .detach();
+        self.drive(|| done.borrow().is_some(), ROUND_LIMIT).await?;
+        let outcome = done.borrow_mut().take().expect("driven until done");
+        match outcome? {
+            Outcome::Write { acked, durable } => {
+                if acked && durable.len() < usize::from(W) {
+                    return Err(format!(
+                        "false acknowledgement of {id}: durable on {durable:?}"
+                    ));
+                }
+                Ok(acked)
+            }
+            Outcome::Read(result) => result.map(|()| false),
+        }
+    }
+
+    /// Which running nodes say they hold object `index` (`has`, which
+    /// never repairs).
+    async fn holders(&mut self, index: usize) -> Result<Vec<u32>, String> {
+        let id = self.objects[index].0;
+        let found: Rc<RefCell<Option<Vec<u32>>>> = Rc::default();
+        let slot = Rc::clone(&found);
+        let network = Rc::clone(&self.client);
+        let running: Vec<u32> = (0..self.nodes.len())
+            .filter(|index| self.is_running(*index))
+            .map(|index| self.nodes[index].id)
+            .collect();
+        glommio::spawn_local(async move {
+            let mut holders = Vec::new();
+            for node in running {
+                let reply = call(
+                    Rc::clone(&network),
+                    &shard_address(node, 0),
+                    Message::Has(Has { id }),
+                    Vec::new(),
+                )
+                .await;
+                if let Ok((Message::HasResult(result), _)) = reply {
+                    if result.present {
+                        holders.push(node);
+                    }
+                }
+            }
+            *slot.borrow_mut() = Some(holders);
+        })
+        .detach();
+        self.drive(|| found.borrow().is_some(), ROUND_LIMIT).await?;
+        let holders = found.borrow_mut().take().expect("driven until done");
+        Ok(holders)
+    }
+}
+
+/// Runs a scripted scenario on a fresh executor, on virtual time.
+fn scenario(
+    tweak: impl Fn(&mut NodeConfig) + Send + 'static,
+    script: impl for<'w> FnOnce(
+            &'w mut World,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), String>> + 'w>,
+        > + Send
+        + 'static,
+) {
+    let result = common::on_executor(move || async move {
+        let mut world = World::scripted(1, tweak);
+        stratum_node::clock::install(Rc::new(Installed(Rc::clone(&world.clock))));
+        stratum_node::offload::install(Rc::new(InPlace));
+        let mut result = Ok(());
+        for index in 0..world.nodes.len() {
+            if let Err(why) = world.start(index).await {
+                result = Err(why);
+            }
+        }
+        if result.is_ok() {
+            result = script(&mut world).await;
+        }
+        for index in 0..world.nodes.len() {
+            world.nodes[index].running.take();
+        }
+        world.pass(Duration::from_millis(1)).await;
+        stratum_node::clock::uninstall();
+        stratum_node::offload::uninstall();
+        result
+    });
+    if let Err(why) = result {
+        panic!("{why}");
+    }
+}
+
+/// Repair every second; hints that cannot be queued (one byte of room), so
+/// only anti-entropy can heal a missed write.
+fn repairing(config: &mut NodeConfig) {
+    config.replication.repair_interval = Some(Duration::from_secs(1));
+    config.replication.request_timeout = Duration::from_secs(1);
+    config.replication.max_queued_hint_bytes = 1;
+}
+
+/// A replica that was down for a delete (its hint dropped) keeps its copy;
+/// repair must carry the delete to it, never the copy back to the others.
+/// (Was a real-process test that waited up to 20 s, then slept 3 s.)
+#[test]
+fn a_delete_missed_by_a_down_replica_is_not_resurrected_by_repair() {
+    scenario(repairing, |world| {
+        Box::pin(async move {
+            let (kept, gone) = (0, 1);
+            let replicas_of = |world: &World, index: usize| {
+                world
+                    .placement
+                    .replica_node_ids(&world.objects[index].0)
+                    .to_vec()
+            };
+            // Two objects on the same three replicas; the fourth node
+            // coordinates, so every replica is written over the network.
+            let gone = (1..OBJECTS as usize)
+                .find(|&index| replicas_of(world, index) == replicas_of(world, kept))
+                .unwrap_or(gone);
+            let replicas = replicas_of(world, kept);
+            let via = (1..=NODES)
+                .find(|node| !replicas.contains(node))
+                .expect("a fourth node");
+            for index in [kept, gone] {
+                if !world.client_write(Action::Put, index, via).await? {
+                    return Err(format!("put of object {index} not acknowledged"));
+                }
+            }
+            world.pass(Duration::from_secs(2)).await;
+            let down = replicas[2];
+            world.crash((down - 1) as usize).await;
+            if !world.client_write(Action::Delete, gone, via).await? {
+                return Err("delete not acknowledged".into());
+            }
+            world.start((down - 1) as usize).await?;
+            // The premise: the delete's hint was dropped, the copy is back.
+            if !world.holders(gone).await?.contains(&down) {
+                return Err(format!("node {down} lost its copy without repair"));
+            }
+            world.pass(Duration::from_secs(10)).await;
+            let (held_gone, mut held_kept) =
+                (world.holders(gone).await?, world.holders(kept).await?);
+            held_kept.sort_unstable();
+            let mut replicas = replicas;
+            replicas.sort_unstable();
+            if !held_gone.is_empty() || held_kept != replicas {
+                return Err(format!(
+                    "after repair the deleted object is on {held_gone:?} and the kept one on {held_kept:?} (replicas {replicas:?})"
+                ));
+            }
+            Ok(())
+        })
+    });
+}
+
+/// A write made while a replica was down, whose hint could not be queued,
+/// reaches that replica by anti-entropy once it is back. (Was a
+/// real-process test that polled for up to 20 s.)
+#[test]
+fn anti_entropy_heals_a_write_whose_hint_was_dropped() {
+    scenario(repairing, |world| {
+        Box::pin(async move {
+            let down = 3;
+            let objects: Vec<usize> = (0..OBJECTS as usize)
+                .filter(|&index| {
+                    world
+                        .placement
+                        .replica_node_ids(&world.objects[index].0)
+                        .contains(&down)
+                })
+                .take(10)
+                .collect();
+            world.crash((down - 1) as usize).await;
+            let via = (1..=NODES)
+                .find(|node| *node != down)
+                .expect("another node");
+            for &index in &objects {
+                if !world.client_write(Action::Put, index, via).await? {
+                    return Err(format!("put of object {index} not acknowledged"));
+                }
+            }
+            world.start((down - 1) as usize).await?;
+            world.pass(Duration::from_secs(10)).await;
+            for &index in &objects {
+                let holders = world.holders(index).await?;
+                if !holders.contains(&down) {
+                    return Err(format!(
+                        "node {down} never got object {index}: held by {holders:?}"
+                    ));
+                }
+            }
+            Ok(())
+        })
+    });
+}
+
 /// Blocking work (the hint files) runs in place, in task order.
 struct InPlace;
 
@@ -1224,7 +1496,7 @@ fn a_seed_replays_exactly() {
 /// no longer revive a tombstone (`Op::PutUnlessDeleted`).
 #[test]
 fn regression_read_repair_revived_an_acknowledged_delete() {
-    for seed in [1, 3, 4, 8] {
+    for seed in [1, 4, 8] {
         if let Err(why) = run_seed(seed) {
             panic!("seed {seed}: {why}");
         }
@@ -1234,10 +1506,33 @@ fn regression_read_repair_revived_an_acknowledged_delete() {
 /// Two objects whose states were swapped between two replicas (one live
 /// here and deleted there, the other the other way round) gave equal range
 /// digests, so anti-entropy never compared the range and a delete stayed
-/// on one replica only.
+/// on one replica only. (Found by seed 30; since the simulator grew shards
+/// and media damage, seeds 11 and 114 are the ones that meet it.)
 #[test]
 fn regression_swapped_states_cancelled_in_a_range_digest() {
-    if let Err(why) = run_seed(30) {
-        panic!("seed 30: {why}");
+    for seed in [11, 114] {
+        if let Err(why) = run_seed(seed) {
+            panic!("seed {seed}: {why}");
+        }
+    }
+}
+
+/// Read repair and hint replay checked for a tombstone before queueing
+/// their copy; a delete landed in between and the copy undid it. The
+/// writer now decides, in order with deletes (`put_unless_deleted`).
+#[test]
+fn regression_a_copy_raced_a_delete() {
+    if let Err(why) = run_seed(111) {
+        panic!("seed 111: {why}");
+    }
+}
+
+/// A flipped bit in a record header's id: scrub forgot the id the header
+/// claimed, not the object the index entry was for, so the shard kept
+/// listing an object it could not serve and repair never refetched it.
+#[test]
+fn regression_a_damaged_header_hid_a_lost_copy_from_repair() {
+    if let Err(why) = run_seed(80) {
+        panic!("seed 80: {why}");
     }
 }
