@@ -618,7 +618,20 @@ async fn coordinated<F: StoreFs + 'static>(
     if conn.peer.role == PeerRole::Client {
         return quorum::coordinate(core, write).await;
     }
-    let changed = quorum::local(core, write).await?;
+    let changed = match write {
+        // A node's put is a copy (a hand-off after a topology change),
+        // never a client's write: it must not bring back an object this
+        // shard deleted (R10), even if the delete landed after the sender
+        // looked.
+        Write::Put(object) => {
+            let id = object.id();
+            matches!(
+                core.run_op(&id, Op::PutUnlessDeleted(object)).await?,
+                Done::Put(PutOutcome::Stored)
+            )
+        }
+        write => quorum::local(core, write).await?,
+    };
     Ok(quorum::Acked {
         replicas: 1,
         changed,

@@ -951,7 +951,7 @@ impl<F: StoreFs> Shared<F> {
 /// of another object the index rightly lists there: its key matches `id`'s
 /// (a 64-bit key collision) and its length fits the index entry. Anything
 /// else is a wrong read (misdirected or damaged), never "another object".
-fn is_collision(header: &RecordHeader, id: &ObjectId, location: Location) -> bool {
+pub(crate) fn is_collision(header: &RecordHeader, id: &ObjectId, location: Location) -> bool {
     header.id != *id
         && key_of(&header.id) == key_of(id)
         && header.disk_len() == u64::from(location.len)

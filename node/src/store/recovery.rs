@@ -684,6 +684,55 @@ async fn scan_segment<F: StoreFs>(
     Ok(end_of_data)
 }
 
+/// What an indexed record sharing a replayed record's key turned out to be.
+enum Identity {
+    /// A record of the same object.
+    Same,
+    /// An intact record of another object whose key and length fit the
+    /// index entry: a true 64-bit key collision.
+    Collision,
+    /// Damaged, twice in a row.
+    Damaged(Corruption),
+}
+
+/// Reads the header at `candidate` to tell whether it is `id`'s. Anything
+/// but a match or a true collision is read a second time before replay
+/// acts on it (S12): a misdirected read taken for "another object" would
+/// let a tombstone miss the live record it deletes, and one taken for
+/// damage would unindex a good record.
+async fn identify_candidate<F: StoreFs>(
+    shared: &Shared<F>,
+    candidate: Location,
+    id: &stratum_wire::ObjectId,
+) -> Result<Identity> {
+    let mut first_damage = None;
+    for _ in 0..2 {
+        match shared.read_header(candidate).await {
+            Ok(found) if found.id == *id => return Ok(Identity::Same),
+            Ok(found) if super::is_collision(&found, id, candidate) => {
+                return Ok(Identity::Collision)
+            }
+            Ok(found) => {
+                tracing::warn!(segment = candidate.segment, offset = candidate.offset, expected = %id, found = %found.id, "replay read another object at an index location; reading it again");
+            }
+            Err(StoreError::Corrupt { corruption, .. }) => match first_damage {
+                Some(_) => return Ok(Identity::Damaged(corruption)),
+                None => first_damage = Some(corruption),
+            },
+            Err(other) => return Err(other),
+        }
+    }
+    // Two reads that disagree, or that both name another object where the
+    // index has this key: the device cannot be trusted now. The open
+    // fails; a restart tries again.
+    Err(StoreError::Corrupt {
+        id: *id,
+        segment: u32::from(candidate.segment),
+        offset: candidate.offset,
+        corruption: first_damage.unwrap_or(Corruption::KeyMismatch),
+    })
+}
+
 /// Applies one replayed record; `deleted_at` is a tombstone's time.
 async fn apply<F: StoreFs>(
     shared: &Shared<F>,
@@ -698,16 +747,16 @@ async fn apply<F: StoreFs>(
     let mut existing = None;
     for candidate in candidates {
         // Rare: only when another record shares the 64-bit key.
-        match shared.read_header(candidate).await {
-            Ok(found) if found.id == header.id => {
+        match identify_candidate(shared, candidate, &header.id).await? {
+            Identity::Same => {
                 existing = Some(candidate);
                 break;
             }
-            Ok(_) => {}
+            Identity::Collision => {}
             // Damaged since it was indexed (bit rot): whoever it belonged
             // to, it cannot be served. Unindexed, not fatal: one bad record
             // must not keep the whole shard from opening.
-            Err(StoreError::Corrupt { corruption, .. }) => {
+            Identity::Damaged(corruption) => {
                 tracing::warn!(
                     segment = candidate.segment,
                     offset = candidate.offset,
@@ -722,7 +771,6 @@ async fn apply<F: StoreFs>(
                 scrub::forget_unvouched(shared, key).await;
                 report.damaged_unindexed += 1;
             }
-            Err(other) => return Err(other),
         }
     }
     let mut segments = shared.segments.borrow_mut();

@@ -118,6 +118,9 @@ struct Disk {
     down: bool,
     /// Calls made (the cluster simulator's sign of progress).
     ops: u64,
+    /// Reads, writes and syncs each wait up to this long, drawn from its
+    /// own generator (see [`SimFs::set_latency`]).
+    latency: Option<(std::time::Duration, Rng)>,
     /// Bumped by [`SimFs::fence`]: handles and files of an older
     /// generation (a crashed node's leftover tasks) fail every call.
     generation: u64,
@@ -171,6 +174,19 @@ impl SimFs {
     /// `seed`.
     pub fn set_chaos(&self, chaos: Chaos, seed: u64) {
         self.disk.borrow_mut().chaos = Some((chaos, Rng(seed)));
+    }
+
+    /// Every read, write and sync first waits a time drawn up to `max`, on
+    /// the thread's clock (`stratum_node::clock`: virtual in the cluster
+    /// simulator). From a generator of its own, so the faults drawn stay
+    /// the same.
+    pub fn set_latency(&self, max: std::time::Duration, seed: u64) {
+        self.disk.borrow_mut().latency = Some((max, Rng(seed)));
+    }
+
+    /// No more latency: calls complete at once.
+    pub fn clear_latency(&self) {
+        self.disk.borrow_mut().latency = None;
     }
 
     pub fn injected(&self) -> Injected {
@@ -339,6 +355,24 @@ pub struct SimFile {
     generation: u64,
 }
 
+impl SimFile {
+    /// The device's latency, if the disk has one (see
+    /// [`SimFs::set_latency`]). Taken before the call looks at the disk:
+    /// a crash while it waits fails the call, as on a device.
+    async fn delay(&self) {
+        let wait = {
+            let mut disk = self.disk.borrow_mut();
+            disk.latency.as_mut().map(|(max, rng)| {
+                let micros = max.as_micros().max(1) as u64;
+                std::time::Duration::from_micros(rng.below(micros))
+            })
+        };
+        if let Some(wait) = wait.filter(|wait| !wait.is_zero()) {
+            stratum_node::clock::sleep(wait).await;
+        }
+    }
+}
+
 pub struct SimBuf(Vec<u8>);
 
 impl WriteBuf for SimBuf {
@@ -369,6 +403,7 @@ impl StoreFile for SimFile {
     }
 
     async fn write_at(&self, buf: Self::Buf, offset: u64) -> io::Result<usize> {
+        self.delay().await;
         let mut disk = self.disk.borrow_mut();
         disk.ops += 1;
         if offset % BLOCK as u64 != 0 || buf.0.len() % BLOCK != 0 {
@@ -437,6 +472,7 @@ impl StoreFile for SimFile {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Self::ReadBuf> {
+        self.delay().await;
         let mut disk = self.disk.borrow_mut();
         disk.ops += 1;
         if disk.faults.read_eio || disk.down || disk.generation != self.generation {
@@ -466,6 +502,7 @@ impl StoreFile for SimFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
+        self.delay().await;
         let mut disk = self.disk.borrow_mut();
         disk.ops += 1;
         disk.fdatasyncs += 1;
