@@ -51,6 +51,7 @@ use stratum_node::net::frame_reader::{ByteBudget, FrameReader};
 use stratum_node::net::stream::{BoxStream, Network};
 use stratum_node::server::core::{serve_shard, Seams};
 use stratum_node::server::mesh::{CoreMsg, Mesh};
+use stratum_node::store::holdings::Holdings;
 use stratum_node::store::ShardStore;
 use stratum_wire::handshake::{self, Connector, Next};
 use stratum_wire::message::{Delete, ErrorCode, Get, Has, PeerRole, Put};
@@ -1233,29 +1234,19 @@ impl World {
                 State::Never => !holders.is_empty(),
             };
             if wrong {
-                let tombstones: Vec<u32> = self
-                    .placement
-                    .replica_node_ids(id)
-                    .iter()
-                    .copied()
-                    .filter(|node| held(node, id).holdings().is_deleted(id))
-                    .collect();
-                let revived: Vec<u32> = self
-                    .placement
-                    .replica_node_ids(id)
-                    .iter()
-                    .copied()
-                    .filter(|node| held(node, id).holdings().is_revived(id))
-                    .collect();
                 // Holdings are what anti-entropy compares: a replica that
                 // lists an id it cannot serve is never repaired.
-                let listed: Vec<u32> = self
-                    .placement
-                    .replica_node_ids(id)
-                    .iter()
-                    .copied()
-                    .filter(|node| held(node, id).holdings().is_live(id))
-                    .collect();
+                let replicas_where = |test: &dyn Fn(&Holdings) -> bool| -> Vec<u32> {
+                    self.placement
+                        .replica_node_ids(id)
+                        .iter()
+                        .copied()
+                        .filter(|node| test(&held(node, id).holdings()))
+                        .collect()
+                };
+                let tombstones = replicas_where(&|holdings| holdings.is_deleted(id));
+                let revived = replicas_where(&|holdings| holdings.is_revived(id));
+                let listed = replicas_where(&|holdings| holdings.is_live(id));
                 return Err(format!(
                     "after repair: object {index} ({id}) is {state:?} in the model but held by {holders:?} of its replicas {:?} (listed live by {listed:?}, tombstones on {tombstones:?}, revived over a delete on {revived:?})",
                     self.placement.replica_node_ids(id)
