@@ -1643,6 +1643,15 @@ fn the_cluster_keeps_every_promise_under_random_faults() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Runs regression seeds; the first that fails fails the test.
+fn replay_seeds(seeds: &[u64]) {
+    for &seed in seeds {
+        if let Err(why) = run_seed(seed) {
+            panic!("seed {seed}: {why}");
+        }
+    }
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let seed = env_u64("STRATUM_SIM_SEED").unwrap_or(3);
@@ -1658,11 +1667,7 @@ fn a_seed_replays_exactly() {
 /// no longer revive a tombstone (`Op::PutUnlessDeleted`).
 #[test]
 fn regression_read_repair_revived_an_acknowledged_delete() {
-    for seed in [1, 4, 8] {
-        if let Err(why) = run_seed(seed) {
-            panic!("seed {seed}: {why}");
-        }
-    }
+    replay_seeds(&[1, 4, 8]);
 }
 
 /// Two objects whose states were swapped between two replicas (one live
@@ -1672,9 +1677,7 @@ fn regression_read_repair_revived_an_acknowledged_delete() {
 /// media damage, topology changes and slow disks, seed 114 meets it.)
 #[test]
 fn regression_swapped_states_cancelled_in_a_range_digest() {
-    if let Err(why) = run_seed(114) {
-        panic!("seed 114: {why}");
-    }
+    replay_seeds(&[114]);
 }
 
 /// Read repair and hint replay checked for a tombstone before queueing
@@ -1682,9 +1685,7 @@ fn regression_swapped_states_cancelled_in_a_range_digest() {
 /// writer now decides, in order with deletes (`put_unless_deleted`).
 #[test]
 fn regression_a_copy_raced_a_delete() {
-    if let Err(why) = run_seed(111) {
-        panic!("seed 111: {why}");
-    }
+    replay_seeds(&[111]);
 }
 
 /// A flipped bit in a record header's id: scrub forgot the id the header
@@ -1692,9 +1693,7 @@ fn regression_a_copy_raced_a_delete() {
 /// listing an object it could not serve and repair never refetched it.
 #[test]
 fn regression_a_damaged_header_hid_a_lost_copy_from_repair() {
-    if let Err(why) = run_seed(80) {
-        panic!("seed 80: {why}");
-    }
+    replay_seeds(&[80]);
 }
 
 /// Replay looked up the live record a tombstone deletes through a read the
@@ -1704,7 +1703,5 @@ fn regression_a_damaged_header_hid_a_lost_copy_from_repair() {
 /// fails the open rather than guess (S12).
 #[test]
 fn regression_replay_took_a_misdirected_read_for_another_object() {
-    if let Err(why) = run_seed(8) {
-        panic!("seed 8: {why}");
-    }
+    replay_seeds(&[8]);
 }

@@ -24,6 +24,7 @@
 //! Pulling only: `B`'s own pass fetches what `B` lacks. Fetches are paced to
 //! `repair_bytes_per_sec` per core, so repair never starves client traffic.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -444,7 +445,7 @@ async fn reconcile<S: Shard>(
     // Ids wanted over a tombstone here: re-puts this shard missed, stored
     // over it. Every other fetched copy is stored only if no delete has
     // reached this shard since the decision.
-    let revivals: Vec<ObjectId> = {
+    let revivals: HashSet<ObjectId> = {
         let holdings = core.store().holdings();
         wanted
             .iter()
@@ -563,7 +564,7 @@ async fn fetch<S: Shard>(
     core: &S,
     session: &mut Session,
     ids: &[ObjectId],
-    revivals: &[ObjectId],
+    revivals: &HashSet<ObjectId>,
     report: &mut PassReport,
 ) -> Result<(), RepairError> {
     session
