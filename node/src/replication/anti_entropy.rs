@@ -254,10 +254,90 @@ pub async fn pass<S: Shard>(core: &Rc<S>) {
             }
         }
     }
+    pull_from_displaced(core).await;
     let mut stats = core.replication().stats.borrow_mut();
     stats.repair_peers = peers;
     stats.repair_peers_in_sync = in_sync;
     stats.repair_passes += 1;
+}
+
+/// After a topology change, a node that was a replica of a range and no
+/// longer is still holds what it learned there until rebalancing has
+/// handed its copies on, and its tombstones until the grace period ends.
+/// A delete that only such a node holds (the new replicas missed it, or
+/// lost it with a disk) would never reach the new replica set:
+/// rebalancing hands off copies, not tombstones. So each pass also pulls,
+/// for the ranges this shard replicates, from every other node of the
+/// topology that does not replicate them; the usual rules order deletes
+/// and copies by their times. A node that holds nothing there answers
+/// with empty digests and costs one request.
+async fn pull_from_displaced<S: Shard>(core: &Rc<S>) {
+    let placement = core.replication().placement();
+    let me = core.config().node_id;
+    let (my_shards, my_shard) = (core.config().shards, core.shard_id());
+    let mine = placement.shared_ranges(me, me);
+    for node in placement.topology().nodes() {
+        if node.id == me {
+            continue;
+        }
+        let shared: Vec<RingRange> = subtract(&mine, &placement.shared_ranges(me, node.id))
+            .into_iter()
+            .map(|(start, end)| RingRange { start, end })
+            .collect();
+        if shared.is_empty() {
+            continue;
+        }
+        for shard in 0..node.shards {
+            if node.shards == my_shards && shard != my_shard {
+                continue;
+            }
+            let Some(address) = node.shard_address(shard) else {
+                continue;
+            };
+            let peer = Peer {
+                node: node.id,
+                shards: node.shards,
+                shard,
+            };
+            match with_peer(core, &address, peer, &shared).await {
+                Ok(report) if !report.in_sync() => tracing::info!(
+                    shard = my_shard,
+                    peer_node = node.id,
+                    peer_shard = shard,
+                    fetched = report.fetched,
+                    tombstones = report.tombstones,
+                    "anti-entropy repaired this shard from a node that no longer replicates its ranges"
+                ),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::debug!(shard = my_shard, peer_node = node.id, peer_shard = shard, error = %err, "anti-entropy with a displaced replica failed")
+                }
+            }
+        }
+    }
+}
+
+/// The parts of `a` not in `b` (both sorted lists of disjoint closed
+/// ranges).
+fn subtract(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(start, end) in a {
+        let mut from = Some(start);
+        for &(cut_start, cut_end) in b {
+            let Some(at) = from else { break };
+            if cut_end < at || cut_start > end {
+                continue;
+            }
+            if cut_start > at {
+                out.push((at, cut_start - 1));
+            }
+            from = cut_end.checked_add(1).filter(|next| *next <= end);
+        }
+        if let Some(at) = from {
+            out.push((at, end));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -363,7 +443,9 @@ async fn with_peer<S: Shard>(
         report.ranges_compared += batch.len() as u64;
         for (range, their) in batch.into_iter().zip(theirs) {
             let ours = core.store().holdings().digest(range, &keep);
-            if ours == their {
+            // Pulling only: a range the peer holds nothing of has nothing
+            // to give (what it lacks, its own pass fetches).
+            if ours == their || their.count == 0 {
                 continue;
             }
             let (fewer, more) = (ours.count.min(their.count), ours.count.max(their.count));
@@ -624,6 +706,16 @@ async fn fetch<S: Shard>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ranges_subtract_to_what_the_cut_leaves() {
+        let a = [(0, 10), (20, 30), (40, u64::MAX)];
+        let b = [(5, 25), (28, 45)];
+        assert_eq!(super::subtract(&a, &b), [(0, 4), (26, 27), (46, u64::MAX)]);
+        assert_eq!(super::subtract(&a, &[]), a);
+        assert!(super::subtract(&a, &[(0, u64::MAX)]).is_empty());
+        assert!(super::subtract(&[(7, 7)], &[(7, 7)]).is_empty());
+    }
+
     use super::*;
 
     fn id(byte: u8) -> ObjectId {
