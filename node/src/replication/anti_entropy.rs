@@ -33,7 +33,7 @@ use stratum_wire::message::{
     ArchivedBatchStatus, BatchGet, ErrorCode, GetDictionary, RingSpan, SpanDigest, SyncDigests,
     SyncDigestsReply, SyncList, SyncListReply, TimedId,
 };
-use stratum_wire::placement::shard_of;
+use stratum_wire::placement::{shard_of, NodeSpec};
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::dial::{dial, DialError};
@@ -215,21 +215,9 @@ pub async fn pass<S: Shard>(core: &Rc<S>) {
         if shared.is_empty() {
             continue;
         }
-        for shard in 0..node.shards {
-            // With equal shard counts the same rule sends an id to the same
-            // shard on both nodes: only shard `s` can share ids with `s`.
-            if node.shards == my_shards && shard != my_shard {
-                continue;
-            }
-            let Some(address) = node.shard_address(shard) else {
-                continue;
-            };
+        for (address, peer) in peer_shards(node, my_shards, my_shard) {
+            let shard = peer.shard;
             peers += 1;
-            let peer = Peer {
-                node: node.id,
-                shards: node.shards,
-                shard,
-            };
             match with_peer(core, &address, peer, &shared).await {
                 Ok(report) => {
                     if report.in_sync() {
@@ -287,18 +275,8 @@ async fn pull_from_displaced<S: Shard>(core: &Rc<S>) {
         if shared.is_empty() {
             continue;
         }
-        for shard in 0..node.shards {
-            if node.shards == my_shards && shard != my_shard {
-                continue;
-            }
-            let Some(address) = node.shard_address(shard) else {
-                continue;
-            };
-            let peer = Peer {
-                node: node.id,
-                shards: node.shards,
-                shard,
-            };
+        for (address, peer) in peer_shards(node, my_shards, my_shard) {
+            let shard = peer.shard;
             match with_peer(core, &address, peer, &shared).await {
                 Ok(report) if !report.in_sync() => tracing::info!(
                     shard = my_shard,
@@ -315,6 +293,27 @@ async fn pull_from_displaced<S: Shard>(core: &Rc<S>) {
             }
         }
     }
+}
+
+/// The shards of `node` that can hold ids this shard holds, with their
+/// addresses. With equal shard counts the same rule sends an id to the
+/// same shard on both nodes: only shard `s` can share ids with `s`.
+fn peer_shards(
+    node: &NodeSpec,
+    my_shards: u16,
+    my_shard: u16,
+) -> impl Iterator<Item = (String, Peer)> + '_ {
+    (0..node.shards)
+        .filter(move |shard| node.shards != my_shards || *shard == my_shard)
+        .filter_map(move |shard| {
+            let address = node.shard_address(shard)?;
+            let peer = Peer {
+                node: node.id,
+                shards: node.shards,
+                shard,
+            };
+            Some((address, peer))
+        })
 }
 
 /// The parts of `a` not in `b` (both sorted lists of disjoint closed
