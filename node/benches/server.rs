@@ -277,6 +277,9 @@ fn redis_benchmark(port: u16, test: &str, rate: f64, args: &Args) -> (f64, f64) 
 struct Phase {
     per_second: f64,
     server_us: f64,
+    /// The part of `server_us` spent in the kernel (system calls, and the
+    /// loopback delivery a send runs inline).
+    server_kernel_us: f64,
     load_us: f64,
 }
 
@@ -285,26 +288,28 @@ impl Phase {
     /// CPU to `server_pid` and to the load generator (`load_who`).
     fn measure(server_pid: u32, load_who: libc::c_int, load: impl FnOnce() -> (f64, f64)) -> Self {
         let (server_before, load_before) = (
-            stratum_testkit::process_cpu_seconds(server_pid),
+            stratum_testkit::process_cpu_times(server_pid),
             stratum_testkit::rusage(load_who).0,
         );
         let (requests, seconds) = load();
         let (server_after, load_after) = (
-            stratum_testkit::process_cpu_seconds(server_pid),
+            stratum_testkit::process_cpu_times(server_pid),
             stratum_testkit::rusage(load_who).0,
         );
+        let server = server_after - server_before;
         let per_request = |cpu: f64| cpu * 1e6 / requests.max(1.0);
         Self {
             per_second: requests / seconds,
-            server_us: per_request(server_after - server_before),
+            server_us: per_request(server.user + server.system),
+            server_kernel_us: per_request(server.system),
             load_us: per_request(load_after - load_before),
         }
     }
 
     fn show(&self) -> String {
         format!(
-            "{:.0}/s (CPU per request: server {:.1} us, load {:.1} us)",
-            self.per_second, self.server_us, self.load_us
+            "{:.0}/s (CPU per request: server {:.1} us, of it kernel {:.1} us; load {:.1} us)",
+            self.per_second, self.server_us, self.server_kernel_us, self.load_us
         )
     }
 }
@@ -608,6 +613,9 @@ fn main() {
     // Server CPU microseconds per request, per round.
     let (mut put_cpu, mut set_cpu, mut get_cpu, mut redis_get_cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The kernel's part of it.
+    let (mut put_kernel, mut set_kernel, mut get_kernel, mut redis_get_kernel) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // First guesses of Redis's rates here; each round uses the last one.
     let (mut set_rate, mut get_rate) = (60_000.0, 150_000.0);
     for round in 0..args.rounds.max(1) {
@@ -665,6 +673,8 @@ fn main() {
         gets_all.push(stratum_gets.per_second);
         put_cpu.push(stratum_puts.server_us);
         get_cpu.push(stratum_gets.server_us);
+        put_kernel.push(stratum_puts.server_kernel_us);
+        get_kernel.push(stratum_gets.server_kernel_us);
         if let (Some(sets), Some(redis_gets)) = (redis_sets, redis_gets) {
             put_ratios.push(stratum_puts.per_second / sets.per_second);
             get_ratios.push(stratum_gets.per_second / redis_gets.per_second);
@@ -672,6 +682,8 @@ fn main() {
             redis_gets_all.push(redis_gets.per_second);
             set_cpu.push(sets.server_us);
             redis_get_cpu.push(redis_gets.server_us);
+            set_kernel.push(sets.server_kernel_us);
+            redis_get_kernel.push(redis_gets.server_kernel_us);
         }
     }
     drop(node);
@@ -728,5 +740,23 @@ fn main() {
         "server CPU per request, stratum over redis: puts {:.2}, gets {:.2} (goal <= 0.75)",
         median(&put_cpu) / median(&set_cpu),
         median(&get_cpu) / median(&redis_get_cpu)
+    );
+    println!(
+        "of it in the kernel (medians): stratum put {:.1} us vs redis SET {:.1} us; stratum get {:.1} us vs redis GET {:.1} us",
+        median(&put_kernel),
+        median(&set_kernel),
+        median(&get_kernel),
+        median(&redis_get_kernel)
+    );
+    // A one-shard node does at most 1 / (CPU per request) requests per
+    // second: to reach a target it must spend no more than this per request,
+    // however the rest of the run goes.
+    let budget = |target: f64, redis_rate: f64| 1e6 / (target * redis_rate);
+    println!(
+        "CPU budget per request at the targets (one fully busy core): put {:.1} us (kernel now {:.1}), get {:.1} us (kernel now {:.1})",
+        budget(1.5, median(&sets_all)),
+        median(&put_kernel),
+        budget(1.3, median(&redis_gets_all)),
+        median(&get_kernel)
     );
 }

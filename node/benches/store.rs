@@ -2,7 +2,7 @@
 //! directory.
 //!
 //! ```text
-//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3] [--sync-method dsync|fdatasync] [--engine ring|glommio]
+//! cargo bench -p stratum-node --bench store [-- --dir DIR] [--quick] [--sizes 1k,16k,256k] [--rounds 3] [--sync-method dsync|fdatasync] [--engine ring|glommio] [--index-only]
 //! ```
 //!
 //! `--engine` picks the file system under both the store and the raw loops:
@@ -14,7 +14,10 @@
 //!   that replays the same I/O pattern (the store's average group-commit
 //!   size, split at the device limit, all pieces in flight at once) with no
 //!   store logic, made durable both ways (write + fdatasync, and O_DSYNC
-//!   writes): the faster is the baseline;
+//!   writes): the faster is the baseline; and beside the rate at which
+//!   this core hashes the same objects, since every put is checked against
+//!   its id (SHA-256) on the shard's core before it is written: the store
+//!   cannot beat min(raw, hash), and a second row gives its ratio to that;
 //! - uncached gets (cache off, 64 in flight) beside raw DMA reads of the same
 //!   sizes at random record offsets at the same depth;
 //! - cached gets (one task, everything cached).
@@ -28,7 +31,8 @@
 //! Also reported: the resident index's bytes per object at 10 million
 //! objects, and the time to reopen a shard of 1 million objects
 //! (`--quick`: 100,000) with and without a fresh index checkpoint.
-//! `--sizes` measures only the sizes listed and skips these two.
+//! `--sizes` measures only the sizes listed and skips these two;
+//! `--index-only` measures only the index (with its longest single insert).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -67,6 +71,8 @@ struct Args {
     sync_method: SyncMethod,
     /// The file system under store and raw loops (`--engine`).
     engine: Engine,
+    /// Only the index's memory and insert times (`--index-only`).
+    index_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,12 +92,14 @@ fn parse_args() -> Args {
         sizes: None,
         sync_method: SyncMethod::default(),
         engine: Engine::Ring,
+        index_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--dir" => args.dir = it.next().map(PathBuf::from),
             "--quick" => args.quick = true,
+            "--index-only" => args.index_only = true,
             "--rounds" => match it.next().and_then(|n| n.parse().ok()) {
                 Some(rounds) if rounds > 0 => args.rounds = rounds,
                 _ => {
@@ -307,6 +315,21 @@ async fn store_puts<F: StoreFs + 'static>(fs: F, dir: &Path, objects: ObjectPool
     }
 }
 
+/// Record bytes/s this core can admit if hashing were all it did: every
+/// put is checked against its id on the shard's core (SHA-256 at ingress),
+/// so a store cannot write faster than this, whatever the device does.
+fn hash_rate(objects: &[Object], size: usize) -> f64 {
+    let started = Instant::now();
+    for (id, kind, content) in objects {
+        assert_eq!(
+            std::hint::black_box(ObjectId::compute(*kind, content)),
+            *id,
+            "object id"
+        );
+    }
+    objects.len() as f64 * record::disk_len(size) as f64 / started.elapsed().as_secs_f64()
+}
+
 /// The same write pattern with no store: `batch` bytes per commit, split
 /// at the device I/O limit with every piece in flight at once, made durable
 /// by `fs`'s sync method (a following fdatasync unless the file is
@@ -463,19 +486,37 @@ fn index_memory() {
     let mut index = Index::new();
     let mut rng = Rng(0x0123_4567_89AB_CDEF);
     let count = 10_000_000u64;
+    // The longest single insert: what a put (and every request queued on
+    // the core behind it) can wait for the index to grow.
+    let (mut worst, mut worst_at, mut over_1ms) = (0f64, 0u64, 0u32);
+    let started = Instant::now();
     for n in 0..count {
         let location = Location {
             segment: (n % 1000) as u16,
             offset: (n * 64) % (256 << 20),
             len: 1072,
         };
+        let insert_started = Instant::now();
         index.insert(rng.next() | 1, location);
+        let took = insert_started.elapsed().as_secs_f64();
+        if took > 1e-3 {
+            over_1ms += 1;
+        }
+        if took > worst {
+            (worst, worst_at) = (took, n);
+        }
     }
+    let elapsed = started.elapsed().as_secs_f64();
     println!(
         "index: {} objects, {} bytes resident, {:.1} bytes per object (budget 48)",
         index.len(),
         index.memory_bytes(),
         index.memory_bytes() as f64 / index.len() as f64
+    );
+    println!(
+        "index inserts: {:.0} ns each on average, the longest {:.2} ms (at object {worst_at}), {over_1ms} over 1 ms",
+        elapsed * 1e9 / count as f64,
+        worst * 1e3
     );
 }
 
@@ -603,13 +644,21 @@ async fn measure<F: StoreFs + 'static>(
             16384 => "16 KiB",
             _ => "256 KiB",
         };
-        let mut puts = Row::new(format!("durable puts {label}"), "MB/s", Some(0.70));
-        let mut uncached = Row::new(format!("uncached gets {label}"), "ops/s", Some(0.80));
+        // Issue 22's targets: 0.70 of raw at 1 KiB, 0.90 at 16 and 256 KiB.
+        let put_target = if size <= 1024 { 0.70 } else { 0.90 };
+        let mut puts = Row::new(format!("durable puts {label}"), "MB/s", Some(put_target));
+        let mut bounded = Row::new(
+            format!("durable puts {label} / min(raw, hash)"),
+            "MB/s",
+            None,
+        );
+        let mut uncached = Row::new(format!("uncached gets {label}"), "ops/s", Some(0.85));
         let mut cached = Row::new(format!("cached gets {label}"), "ops/s", None);
         for round in 0..rounds {
             // Fresh objects and a fresh store each round: nothing
             // deduplicates against an earlier round.
             let generated = objects(size, count, size as u64 ^ (round as u64) << 32);
+            let hashing = hash_rate(&generated, size);
             let objects: Rc<Vec<ObjectId>> =
                 Rc::new(generated.iter().map(|(id, _, _)| *id).collect());
             let generated = Rc::new(std::cell::RefCell::new(
@@ -651,6 +700,14 @@ async fn measure<F: StoreFs + 'static>(
             // record bytes are content plus its 48-byte header).
             puts.store.push(ops * record::disk_len(size) as f64 / 1e6);
             puts.raw.push(raw / 1e6);
+            println!(
+                "  ingress hash alone on this core: {:.0} MB/s of records",
+                hashing / 1e6
+            );
+            bounded
+                .store
+                .push(ops * record::disk_len(size) as f64 / 1e6);
+            bounded.raw.push(raw.min(hashing) / 1e6);
             if size <= 16 << 10 {
                 let reads = count.min(40_000);
                 uncached.store.push(
@@ -693,6 +750,7 @@ async fn measure<F: StoreFs + 'static>(
             let _ = std::fs::remove_dir_all(&store_dir);
         }
         rows.push(puts);
+        rows.push(bounded);
         if size <= 16 << 10 {
             rows.push(uncached);
             rows.push(cached);
@@ -703,6 +761,10 @@ async fn measure<F: StoreFs + 'static>(
 
 fn main() {
     let args = parse_args();
+    if args.index_only {
+        index_memory();
+        return;
+    }
     let sync = args.sync_method;
     let base = match &args.dir {
         Some(dir) => {

@@ -24,6 +24,32 @@ pub use wire_client::TestClient;
 /// CPU to the requests of a phase with it: CPU per request holds steady on
 /// a shared machine where throughput does not.
 pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let times = process_cpu_times(pid);
+    times.user + times.system
+}
+
+/// CPU seconds a process has spent in user space and in the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    pub user: f64,
+    /// System calls, and the softirq work they run inline (on loopback, a
+    /// send delivers into the receiving socket on the sender's CPU).
+    pub system: f64,
+}
+
+impl std::ops::Sub for CpuTimes {
+    type Output = CpuTimes;
+    fn sub(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+}
+
+/// [`process_cpu_seconds`], split into user and kernel time; zeros when
+/// /proc cannot be read.
+pub fn process_cpu_times(pid: u32) -> CpuTimes {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // utime and stime are fields 14 and 15 of the line; count from after
     // the parenthesised command name, which may contain spaces.
@@ -31,16 +57,22 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if per_second <= 0 {
-        return 0.0;
+        return CpuTimes::default();
     }
-    ticks / per_second as f64
+    let per_second = per_second as f64;
+    CpuTimes {
+        user: ticks(11) / per_second,
+        system: ticks(12) / per_second,
+    }
 }
 
 /// CPU seconds (user + system) and context switches (voluntary and not)
