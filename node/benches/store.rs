@@ -647,11 +647,7 @@ async fn measure<F: StoreFs + 'static>(
         // Issue 22's targets: 0.70 of raw at 1 KiB, 0.90 at 16 and 256 KiB.
         let put_target = if size <= 1024 { 0.70 } else { 0.90 };
         let mut puts = Row::new(format!("durable puts {label}"), "MB/s", Some(put_target));
-        let mut bounded = Row::new(
-            format!("durable puts {label} / min(raw, hash)"),
-            "MB/s",
-            None,
-        );
+        let mut bounded = Row::new(format!("puts {label} / min(raw,hash)"), "MB/s", None);
         let mut uncached = Row::new(format!("uncached gets {label}"), "ops/s", Some(0.85));
         let mut cached = Row::new(format!("cached gets {label}"), "ops/s", None);
         for round in 0..rounds {
