@@ -92,6 +92,41 @@ fn writes_after_a_checkpoint_are_replayed_on_top_of_it() {
     });
 }
 
+/// A checkpoint taken while the index is resizing (its old table still
+/// draining into the new one) names every object of both tables. A store
+/// starts with a table of 256 slots, which resizes at its 205th entry and
+/// drains over the next 16 inserts, so the checkpoint at 210 objects lands
+/// in the drain.
+#[test]
+fn a_checkpoint_taken_while_the_index_resizes_names_every_object() {
+    on_executor(|| async {
+        let fs = SimFs::new();
+        let (store, _) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("open");
+        let first = objects(0..210);
+        put_all(&store, &first).await;
+        assert_eq!(store.checkpoint().await.expect("checkpoint"), 210);
+        let second = objects(210..260);
+        put_all(&store, &second).await;
+        for (id, _, _) in &first[..10] {
+            assert!(store.delete(*id).await.expect("delete"));
+        }
+        drop(store);
+        fs.power_loss();
+
+        let (store, report) = ShardStore::open(fs.clone(), &dir(), config())
+            .await
+            .expect("reopen");
+        assert_eq!(report.checkpoint_ignored, None);
+        assert_eq!(report.checkpoint_entries, 210);
+        let mut present: Vec<Obj> = first[10..].to_vec();
+        present.extend(second.iter().cloned());
+        assert_exactly(&store, &present, &first[..10]).await;
+        store.close().await.expect("close");
+    });
+}
+
 #[test]
 fn a_damaged_or_stale_checkpoint_is_ignored_and_everything_replayed() {
     on_executor(|| async {

@@ -445,6 +445,10 @@ mod draining {
                     _ => {}
                 }
                 prop_assert_eq!(index.len(), model.len());
+                if n % 97 == 0 {
+                    // Mid-drain too: every entry listed exactly once.
+                    prop_assert_eq!(index.iter().count(), model.len());
+                }
             }
             let mut expected: HashMap<u64, Vec<Location>> = HashMap::new();
             for (key, at) in &model {
