@@ -32,6 +32,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logging::init(config.log_format);
+    let purge_delay_ms = crate::allocator::keep_freed_memory();
     // Registered before any core starts, so a signal during startup is not
     // lost (it is acted on once startup finishes).
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
@@ -54,6 +55,7 @@ pub fn main() -> ExitCode {
             .map_or("defaults (no iotune file)".to_owned(), |path| path.display().to_string()),
         max_batch_bytes = config.max_batch_bytes,
         read_parallelism = config.read_parallelism,
+        allocator_purge_delay_ms = purge_delay_ms,
         "starting"
     );
     if let Some(measured) = config

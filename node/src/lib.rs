@@ -14,6 +14,7 @@
 //!
 //! Beside them:
 //! - [`cli`]: the `stratum-node` program (signals, startup, shutdown).
+//! - [`allocator`]: the program's allocator keeps the memory it frees.
 //! - [`clock`]: time as the node sees it (real, or the simulator's).
 //! - [`offload`]: blocking work off the core (glommio's pool, or the
 //!   simulator's in-place runner).
@@ -24,6 +25,7 @@
 //! - [`liveness`]: the data dir's last-alive mark; a node down longer than
 //!   the tombstone grace period does not rejoin with its data.
 
+pub mod allocator;
 pub mod cli;
 pub mod clock;
 pub mod config;

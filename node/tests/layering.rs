@@ -44,6 +44,7 @@ const MODULES: &[&str] = &[
     "replication",
     "server",
     "cli",
+    "allocator",
     "clock",
     "offload",
     "config",
