@@ -217,7 +217,8 @@ mod tests {
     use super::table::{EMPTY, REMOVED};
     use super::*;
 
-    fn location(i: u64) -> Location {
+    /// A distinct valid location for each `i` (the draining tests use it too).
+    pub(super) fn location(i: u64) -> Location {
         Location {
             segment: (i % 1000) as u16,
             offset: (i * 8) % MAX_SEGMENT_BYTES,
@@ -347,15 +348,8 @@ mod draining {
 
     use proptest::prelude::*;
 
+    use super::tests::location;
     use super::*;
-
-    fn location(i: u64) -> Location {
-        Location {
-            segment: (i % 1000) as u16,
-            offset: (i * 8) % MAX_SEGMENT_BYTES,
-            len: 8 + (i as u32 % 64) * 8,
-        }
-    }
 
     /// The insert that fills the table does not move its entries: it starts
     /// a drain that later inserts carry, a few buckets each, and every entry
