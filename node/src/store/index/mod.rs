@@ -217,6 +217,14 @@ mod tests {
     use super::table::{EMPTY, REMOVED};
     use super::*;
 
+    /// `1..=n` spread over the key space (a bucket is chosen by the high
+    /// bits); never 0.
+    pub(super) fn spread_keys(n: u64) -> Vec<u64> {
+        (1..=n)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+            .collect()
+    }
+
     /// A distinct valid location for each `i` (the draining tests use it too).
     pub(super) fn location(i: u64) -> Location {
         Location {
@@ -249,9 +257,7 @@ mod tests {
     #[test]
     fn insert_find_remove_and_grow() {
         let mut index = Index::new();
-        let keys: Vec<u64> = (1..=50_000u64)
-            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-            .collect();
+        let keys = spread_keys(50_000);
         for (i, key) in keys.iter().enumerate() {
             index.insert(*key, location(i as u64));
         }
@@ -348,7 +354,7 @@ mod draining {
 
     use proptest::prelude::*;
 
-    use super::tests::location;
+    use super::tests::{location, spread_keys};
     use super::*;
 
     /// The insert that fills the table does not move its entries: it starts
@@ -357,9 +363,7 @@ mod draining {
     #[test]
     fn growth_moves_entries_a_few_buckets_per_insert() {
         let mut index = Index::new();
-        let keys: Vec<u64> = (1..=5_000u64)
-            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-            .collect();
+        let keys = spread_keys(5_000);
         let mut drains = 0;
         let mut inserts_while_draining = 0;
         for (i, key) in keys.iter().enumerate() {
