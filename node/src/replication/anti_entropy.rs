@@ -33,7 +33,7 @@ use stratum_wire::message::{
     ArchivedBatchStatus, BatchGet, ErrorCode, GetDictionary, RingSpan, SpanDigest, SyncDigests,
     SyncDigestsReply, SyncList, SyncListReply, TimedId,
 };
-use stratum_wire::placement::{shard_of, NodeSpec};
+use stratum_wire::placement::{shard_of, NodeSpec, Placement};
 use stratum_wire::{Frame, FrameEncoder, Message, MessageRef, ObjectId, ObjectKind};
 
 use super::dial::{dial, DialError};
@@ -203,18 +203,9 @@ pub async fn pass<S: Shard>(core: &Rc<S>) {
     let (my_shards, my_shard) = (core.config().shards, core.shard_id());
     let mut peers = 0;
     let mut in_sync = 0;
-    for node in placement.topology().nodes() {
-        if node.id == me {
-            continue;
-        }
-        let shared: Vec<RingRange> = placement
-            .shared_ranges(me, node.id)
-            .into_iter()
-            .map(|(start, end)| RingRange { start, end })
-            .collect();
-        if shared.is_empty() {
-            continue;
-        }
+    for (node, shared) in
+        other_nodes_with(&placement, me, |node| placement.shared_ranges(me, node.id))
+    {
         for (address, peer) in peer_shards(node, my_shards, my_shard) {
             let shard = peer.shard;
             peers += 1;
@@ -264,17 +255,9 @@ async fn pull_from_displaced<S: Shard>(core: &Rc<S>) {
     let me = core.config().node_id;
     let (my_shards, my_shard) = (core.config().shards, core.shard_id());
     let mine = placement.shared_ranges(me, me);
-    for node in placement.topology().nodes() {
-        if node.id == me {
-            continue;
-        }
-        let shared: Vec<RingRange> = subtract(&mine, &placement.shared_ranges(me, node.id))
-            .into_iter()
-            .map(|(start, end)| RingRange { start, end })
-            .collect();
-        if shared.is_empty() {
-            continue;
-        }
+    for (node, shared) in other_nodes_with(&placement, me, |node| {
+        subtract(&mine, &placement.shared_ranges(me, node.id))
+    }) {
         for (address, peer) in peer_shards(node, my_shards, my_shard) {
             let shard = peer.shard;
             match with_peer(core, &address, peer, &shared).await {
@@ -293,6 +276,28 @@ async fn pull_from_displaced<S: Shard>(core: &Rc<S>) {
             }
         }
     }
+}
+
+/// Every node of the topology but `me`, with the ring ranges `ranges`
+/// gives for it; nodes it gives none are left out.
+fn other_nodes_with(
+    placement: &Placement,
+    me: u32,
+    ranges: impl Fn(&NodeSpec) -> Vec<(u64, u64)>,
+) -> Vec<(&NodeSpec, Vec<RingRange>)> {
+    placement
+        .topology()
+        .nodes()
+        .iter()
+        .filter(|node| node.id != me)
+        .filter_map(|node| {
+            let shared: Vec<RingRange> = ranges(node)
+                .into_iter()
+                .map(|(start, end)| RingRange { start, end })
+                .collect();
+            (!shared.is_empty()).then_some((node, shared))
+        })
+        .collect()
 }
 
 /// The shards of `node` that can hold ids this shard holds, with their
