@@ -174,7 +174,7 @@ impl Index {
             debug_assert!(false, "a drain outlasted its new table's headroom");
             self.finish_drain();
         }
-        let buckets = if self.table.should_double(0) {
+        let buckets = if self.table.should_double() {
             self.table.bucket_count() * 2
         } else {
             self.table.bucket_count()

@@ -56,8 +56,8 @@ impl Table {
     /// Whether a resize should double the table (live entries alone past
     /// 2/3, so the doubled table starts over 1/3 full), rather than keep its
     /// size and purge removed slots.
-    pub(super) fn should_double(&self, live_elsewhere: usize) -> bool {
-        (self.live + live_elsewhere + 1) * 3 > self.buckets.len() * SLOTS * 2
+    pub(super) fn should_double(&self) -> bool {
+        (self.live + 1) * 3 > self.buckets.len() * SLOTS * 2
     }
 
     pub(super) fn with_buckets(count: usize) -> Self {
